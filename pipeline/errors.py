@@ -1,0 +1,129 @@
+"""The one exception tree of the pipeline.
+
+Every error a user can cause or meet is a :class:`PipelineError`; its message says what went wrong,
+where (file, line, field; chapter and chunk; task id; HTTP status) and how to fix it. The CLI prints
+the message and exits non-zero; a traceback is shown only with ``--verbose``. Programming errors stay
+``ValueError`` / ``RuntimeError`` / ``AssertionError``.
+
+    PipelineError
+    ├── ManifestError          the manifest or a source text is invalid (carries every problem found)
+    ├── ChunkingError          text that cannot be cut into valid API chunks
+    ├── ConfigError            missing API key, bad base URL, unusable flag or environment value
+    ├── VoiceError             unknown, expired or unusable voice
+    ├── CostLimitError         the estimate exceeds --max-cost
+    ├── ApiError               the API answered with an error (status, code, msg kept)
+    │   ├── AuthError          401/403: the key is wrong; stops the batch
+    │   ├── BalanceError       insufficient balance; stops the batch
+    │   ├── RequestRejected    a validation error: fails that chunk only
+    │   └── TransientError     429, 5xx, network: retried with backoff
+    │       └── AmbiguousError the request may have reached the server (a create may have been billed)
+    ├── DownloadError          an audio or subtitle download failed or did not verify
+    ├── AssemblyError          stitching, encoding or tagging a chapter failed
+    ├── AudioToolError         ffmpeg is missing or failed
+    └── StateError             the journal is unreadable, locked or from a newer version
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class PipelineError(Exception):
+    """Root of every error the pipeline reports to a user."""
+
+    exit_code: int = 1
+
+
+class ConfigError(PipelineError):
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation problem: where it is and what to do about it."""
+
+    file: str
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        field = f" {self.field}:" if self.field else ""
+        return f"{where}:{field} {self.message}"
+
+
+class ManifestError(PipelineError):
+    """The manifest (or a text it names) is invalid. ``problems`` lists every one found."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        head = f"{count} problem{'s' if count != 1 else ''} in the manifest:"
+        super().__init__("\n".join([head, *(f"  {p}" for p in self.problems)]))
+
+
+class ChunkingError(PipelineError):
+    exit_code = 2
+
+
+class VoiceError(PipelineError):
+    exit_code = 2
+
+
+class CostLimitError(PipelineError):
+    exit_code = 2
+
+
+class ApiError(PipelineError):
+    """The API answered with an error. ``status`` is the HTTP status (None when no response came)."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: object = None,
+                 msg: str | None = None, task_id: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.msg = msg
+        self.task_id = task_id
+
+
+class AuthError(ApiError):
+    exit_code = 2
+
+
+class BalanceError(ApiError):
+    exit_code = 2
+
+
+class RequestRejected(ApiError):
+    pass
+
+
+class TransientError(ApiError):
+    """Retry may help. ``retry_after_s`` carries the server's ``Retry-After`` when it sent one."""
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after_s = retry_after_s
+
+
+class AmbiguousError(TransientError):
+    """The request was sent and no answer came: the server may have acted on it."""
+
+
+class DownloadError(PipelineError):
+    pass
+
+
+class AssemblyError(PipelineError):
+    pass
+
+
+class AudioToolError(PipelineError):
+    exit_code = 2
+
+
+class StateError(PipelineError):
+    exit_code = 2
