@@ -1,0 +1,304 @@
+"""Cut a chapter's spoken text into API-sized chunks at the best boundaries, losing nothing.
+
+Two public operations:
+
+* :func:`split_sentences` cuts text into sentences whose concatenation is the input, exactly. Pause
+  markers are hidden from the boundary finder (sentencex) and mapped back, so a marker glued to a
+  sentence end stays with that sentence.
+* :func:`plan_chapter` packs sentences into chunks of at most ``max_chars`` code points (markers
+  included). A chunk ends, in order of preference, at a paragraph end, a sentence end, clause
+  punctuation, whitespace, or anywhere that is not inside a marker or a combining sequence. Chunks
+  never start or end with a marker: a marker on an edge becomes silence at the seam
+  (``Chunk.pause_before_s`` / ``pause_after_s``), which the stitcher inserts.
+
+Packing is greedy and tight (the voice fee is charged per task): the preferred boundaries are used
+only when they do not raise the chapter's task count above plain greedy packing.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import math
+import re
+import unicodedata
+from collections.abc import Sequence
+
+import sentencex
+
+from pipeline.errors import ChunkingError
+from pipeline.models import ChapterSpec, ChunkingSettings, Chunk, PauseSettings, Voice
+from pipeline.text import MARKER_RE, billed_chars, marker_seconds
+
+# API language names (soundclone-api.md, "Languages") -> the ISO codes sentencex knows.
+_LANGUAGE_CODES = {
+    "English": "en", "Chinese": "zh", "Chinese,Yue": "zh", "Japanese": "ja", "Korean": "ko",
+    "Arabic": "ar", "Russian": "ru", "Spanish": "es", "French": "fr", "Portuguese": "pt",
+    "German": "de", "Turkish": "tr", "Dutch": "nl", "Ukrainian": "uk", "Vietnamese": "vi",
+    "Indonesian": "id", "Italian": "it", "Thai": "th", "Polish": "pl", "Romanian": "ro",
+    "Greek": "el", "Czech": "cs", "Finnish": "fi", "Hindi": "hi", "Bulgarian": "bg", "Danish": "da",
+    "Hebrew": "he", "Malay": "ms", "Persian": "fa", "Slovak": "sk", "Swedish": "sv",
+    "Croatian": "hr", "Filipino": "tl", "Hungarian": "hu", "Norwegian": "nb", "Slovenian": "sl",
+    "Catalan": "ca", "Nynorsk": "nn", "Tamil": "ta", "Afrikaans": "af",
+}
+
+_EDGE_HEAD_RE = re.compile(r"(?:\s|<#\d{1,2}(?:\.\d{1,2})?#>)*")
+_SENTENCE_END_RE = re.compile(r"[.!?。！？．…‼⁇⁈⁉][\"'”’」』）)\]»›]*\Z")
+_CLAUSE_RE = re.compile(r"[,;:，、；：—–)）」』”’]+")
+
+# How fast a narrator reads, for estimates only: about 150 words a minute in Latin scripts, and
+# about 4.5 characters a second in CJK scripts.
+LATIN_CHARS_PER_S = 14.0
+CJK_CHARS_PER_S = 4.5
+
+# Seam kinds, strongest first.
+_PARAGRAPH, _SENTENCE = 2, 1
+
+
+def _iso_code(language: str, text: str) -> str:
+    if language and language != "auto":
+        return _LANGUAGE_CODES.get(language, language if len(language) <= 3 else "en")
+    sample = text[:4000]
+    kana = sum(1 for ch in sample if "\u3040" <= ch <= "\u30ff")
+    han = sum(1 for ch in sample if "\u4e00" <= ch <= "\u9fff")
+    hangul = sum(1 for ch in sample if "\uac00" <= ch <= "\ud7af")
+    letters = sum(1 for ch in sample if ch.isalpha()) or 1
+    if kana / letters > 0.05:
+        return "ja"
+    if hangul / letters > 0.3:
+        return "ko"
+    if han / letters > 0.3:
+        return "zh"
+    return "en"
+
+
+def _sentence_ends(text: str, language: str) -> list[int]:
+    """Offsets in ``text`` where a new sentence starts (excluding 0, including len(text))."""
+    markers = list(MARKER_RE.finditer(text))
+    clean = MARKER_RE.sub("", text) if markers else text
+    ends = [b["end_index"] for b in sentencex.get_sentence_boundaries(_iso_code(language, clean), clean)]
+    if markers:
+        # clean offset -> original offset: add the length of every marker removed before it. A
+        # boundary lands on the first character after the markers, so a marker glued to a
+        # sentence end stays with that sentence.
+        removed_at: list[int] = []   # clean offsets where markers were removed
+        removed_len: list[int] = []  # cumulative removed length up to and including that marker
+        total = 0
+        for m in markers:
+            removed_at.append(m.start() - total)
+            total += m.end() - m.start()
+            removed_len.append(total)
+        mapped = []
+        for end in ends:
+            k = bisect.bisect_right(removed_at, end)
+            mapped.append(end + (removed_len[k - 1] if k else 0))
+        ends = mapped
+    cuts: list[int] = []
+    content_seen = False
+    for end in ends:
+        if not 0 < end < len(text):
+            continue
+        piece_start = cuts[-1] if cuts else 0
+        if not content_seen:
+            content_seen = bool(text[piece_start:end].strip())
+            if not content_seen:
+                continue  # leading whitespace joins the first sentence
+        if cuts and not text[piece_start:end].strip():
+            cuts[-1] = end  # a whitespace-only piece joins the sentence before it
+        else:
+            cuts.append(end)
+    if cuts and not text[cuts[-1]:].strip():
+        cuts[-1] = len(text)  # trailing whitespace joins the last sentence
+    elif not cuts or cuts[-1] != len(text):
+        cuts.append(len(text))
+    return cuts
+
+
+def split_sentences(text: str, language: str = "auto") -> list[str]:
+    """Cut ``text`` into sentences; ``"".join(result) == text``.
+
+    ``language`` is an API language name ("English", "Chinese", ...), an ISO code, or "auto" (the
+    script decides). Whitespace and pause markers after a sentence belong to it.
+    """
+    if not text:
+        return []
+    pieces, start = [], 0
+    for end in _sentence_ends(text, language):
+        pieces.append(text[start:end])
+        start = end
+    return pieces
+
+
+def _content_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """Shrink [start, end) past whitespace and pause markers on both edges."""
+    head = _EDGE_HEAD_RE.match(text, start, end)
+    assert head is not None
+    content_start = head.end()
+    if content_start >= end:
+        return end, end
+    # Walk back from the end by hand: a candidate end is tried many times per chunk, and the
+    # run of whitespace and markers before it is short.
+    while end > content_start:
+        ch = text[end - 1]
+        if ch.isspace():
+            end -= 1
+        elif ch == ">" and text[end - 2] == "#":
+            opening = text.rfind("<#", max(content_start, end - 9), end - 2)
+            if opening == -1 or not MARKER_RE.fullmatch(text, opening, end):
+                break
+            end = opening
+        else:
+            break
+    return content_start, end
+
+
+def _is_paragraph_end(text: str, end: int) -> bool:
+    if end >= len(text):
+        return True
+    content_start, content_end = _content_span(text, max(0, end - 256), end)
+    return "\n\n" in text[content_end:end] if content_end > content_start else "\n\n" in text[max(0, end - 256):end]
+
+
+def _safe_cut(text: str, pos: int, lowest: int) -> int:
+    """The nearest position <= pos that is not inside a marker or a grapheme cluster."""
+    while pos > lowest:
+        marker_open = text.rfind("<#", max(lowest, pos - 9), pos + 1)
+        if marker_open != -1:
+            m = MARKER_RE.match(text, marker_open)
+            if m and m.start() < pos < m.end():
+                pos = m.start()
+                continue
+        ch, prev = text[pos], text[pos - 1]
+        if (unicodedata.combining(ch) or ch in "\u200d\ufe0e\ufe0f" or "\U0001f3fb" <= ch <= "\U0001f3ff"
+                or prev == "\u200d" or "\udc00" <= ch <= "\udfff"
+                or ("\U0001f1e6" <= ch <= "\U0001f1ff" and "\U0001f1e6" <= prev <= "\U0001f1ff")):
+            pos -= 1
+            continue
+        return pos
+    return pos
+
+
+def _fallback_cut(text: str, start: int, limit_end: int) -> int:
+    """Where to cut inside an over-long sentence: clause punctuation, whitespace, else anywhere safe.
+
+    Returns a position in (start, limit_end].
+    """
+    region = text[start:limit_end]
+    half = len(region) // 2
+    last_clause = -1
+    for m in _CLAUSE_RE.finditer(region, half):
+        last_clause = m.end()
+    if last_clause > 0:
+        return start + last_clause
+    space = max(region.rfind(" ", half), region.rfind("\n", half), region.rfind("\u3000", half))
+    if space > 0:
+        return start + space
+    cut = _safe_cut(text, limit_end, start + 1)
+    return cut if cut > start else limit_end
+
+
+def _choose_cut(text: str, start: int, limit: int, cuts: list[int], kinds: list[int], *,
+                prefer: bool, paragraph_min_fill: float) -> int:
+    """The end of the chunk that begins at ``start`` (a content start)."""
+    window_end = start + limit
+    lo = bisect.bisect_right(cuts, start)
+    hi = bisect.bisect_right(cuts, window_end + 16)
+    fitting: list[int] = []
+    for i in range(lo, hi):
+        if _content_span(text, start, cuts[i])[1] - start <= limit:
+            fitting.append(i)
+    if not fitting or fitting[-1] < len(cuts) - 1:
+        # The next sentence end is out of reach: a cut inside the following sentence is a candidate.
+        after = cuts[fitting[-1]] if fitting else start
+        tail_cut = _fallback_cut(text, after, min(window_end, len(text)))
+    else:
+        tail_cut = -1
+    if prefer and fitting:
+        for i in reversed(fitting):
+            if kinds[i] == _PARAGRAPH and cuts[i] - start >= paragraph_min_fill * limit:
+                return cuts[i]
+        if cuts[fitting[-1]] - start >= 0.5 * limit or tail_cut <= cuts[fitting[-1]]:
+            return cuts[fitting[-1]]
+    best = cuts[fitting[-1]] if fitting else start
+    return max(best, tail_cut)
+
+
+def _pack(text: str, limit: int, cuts: list[int], kinds: list[int], *, prefer: bool,
+          paragraph_min_fill: float) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    start, _ = _content_span(text, 0, len(text))
+    while start < len(text):
+        end = _choose_cut(text, start, limit, cuts, kinds, prefer=prefer,
+                          paragraph_min_fill=paragraph_min_fill)
+        content_start, content_end = _content_span(text, start, end)
+        if content_end <= content_start:  # pragma: no cover - guarded by _fallback_cut
+            raise RuntimeError(f"empty chunk at offset {start}")
+        spans.append((content_start, content_end))
+        start, _ = _content_span(text, end, len(text))
+    return spans
+
+
+def _seam_pause(text: str, gap_start: int, gap_end: int, pauses: PauseSettings) -> float:
+    gap = text[gap_start:gap_end]
+    structural = (pauses.paragraph_s if "\n\n" in gap
+                  else pauses.sentence_s if _SENTENCE_END_RE.search(text, max(0, gap_start - 8), gap_start)
+                  else pauses.clause_s if gap.strip(" ") != gap or _CLAUSE_RE.search(text[gap_start - 1:gap_start])
+                  else 0.0)
+    return round(structural + marker_seconds(gap), 3)
+
+
+def chunk_key(text: str, *, voice: Voice, language: str, subtitles: str) -> str:
+    """A stable content key: the text and every request option that changes the audio."""
+    payload = {"v": 1, "text": text, "voice": voice.api_fields(), "language": language,
+               "subtitles": subtitles}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:32]
+
+
+def split_spans(text: str, *, language: str, chunking: ChunkingSettings) -> list[tuple[int, int]]:
+    """Content spans ``[(start, end)]`` of the chunks ``text`` is cut into (see the module docstring)."""
+    limit = chunking.max_chars
+    ends = _sentence_ends(text, language)
+    kinds = [_PARAGRAPH if _is_paragraph_end(text, e) else _SENTENCE for e in ends]
+    greedy = _pack(text, limit, ends, kinds, prefer=False, paragraph_min_fill=chunking.paragraph_min_fill)
+    preferred = _pack(text, limit, ends, kinds, prefer=True, paragraph_min_fill=chunking.paragraph_min_fill)
+    return preferred if len(preferred) <= len(greedy) else greedy
+
+
+def plan_chapter(chapter: ChapterSpec, *, chunking: ChunkingSettings, pauses: PauseSettings,
+                 subtitles: str) -> tuple[Chunk, ...]:
+    """Cut one chapter into chunks (see the module docstring for the rules)."""
+    text = chapter.text
+    spans = split_spans(text, language=chapter.language, chunking=chunking)
+    if not spans:
+        raise ChunkingError(f"chapter '{chapter.id}' has nothing to read: it holds only pause markers "
+                            "or whitespace; add text or remove the chapter")
+    chunks = []
+    previous_end = 0
+    for index, (start, end) in enumerate(spans):
+        body = text[start:end]
+        if index == 0:
+            before = round(marker_seconds(text[:start]), 3)
+        else:
+            before = _seam_pause(text, previous_end, start, pauses)
+        after = round(marker_seconds(text[end:]), 3) if index == len(spans) - 1 else 0.0
+        chunks.append(Chunk(
+            chapter_id=chapter.id, index=index, start=start, end=end, text=body,
+            billed_chars=billed_chars(body), pause_before_s=before, pause_after_s=after,
+            key=chunk_key(body, voice=chapter.voice, language=chapter.language, subtitles=subtitles),
+        ))
+        previous_end = end
+    return tuple(chunks)
+
+
+def lower_bound_tasks(texts: Sequence[str], limit: int) -> int:
+    """The fewest tasks any chunker could use: sum over chapters of ceil(chars / limit)."""
+    return sum(math.ceil(len(t.strip()) / limit) for t in texts if t.strip())
+
+
+def estimate_seconds(text: str, *, speed: float) -> float:
+    """A rough spoken duration of ``text`` (markers included as their pauses)."""
+    spoken = MARKER_RE.sub("", text)
+    cjk = sum(1 for ch in spoken if "\u3040" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af")
+    other = len(spoken) - cjk
+    return (cjk / CJK_CHARS_PER_S + other / LATIN_CHARS_PER_S) / speed + marker_seconds(text)

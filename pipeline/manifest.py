@@ -1,0 +1,541 @@
+"""The manifest: YAML in, a validated :class:`~pipeline.models.Manifest` out, or every problem at once.
+
+The schema is the table :data:`SCHEMA` below. The validator, the JSON Schema shipped for editors
+(``audiobook schema``) and the README's reference are all generated from, or checked against, it.
+Paths in a manifest are relative to the manifest file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline import text as texts
+from pipeline.errors import ManifestError, Problem
+from pipeline.models import (
+    API_MAX_CHARS, DELIVERY_PROFILES, EMOTIONS, LANGUAGE_AUTO, LANGUAGES_V1, LANGUAGES_V2_ONLY,
+    SOUND_VERSIONS, SUBTITLE_MODES, ApiSettings, AudioSettings, BookInfo, ChapterSpec,
+    ChunkingSettings, Manifest, PauseSettings, Pricing, Voice,
+)
+
+MANIFEST_MAX_BYTES = 5_000_000
+MANIFEST_MAX_NODES = 200_000
+CHAPTER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+# Names Windows will not create as files, whatever the extension.
+RESERVED_NAMES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
+                  *(f"lpt{i}" for i in range(1, 10))}
+LANGUAGES = (LANGUAGE_AUTO, *LANGUAGES_V1, *LANGUAGES_V2_ONLY)
+MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdown", ".mkd"}
+COVER_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One manifest key: its type, rule, default and the one-line doc the README shows."""
+
+    kind: str                      # str | int | number | bool | choice | path | url | section | chapters
+    doc: str
+    default: Any = None
+    required: bool = False
+    choices: tuple[Any, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+    children: Mapping[str, Field] | None = None
+
+    def rule(self) -> str:
+        if self.kind == "choice":
+            return "one of " + ", ".join(str(c) for c in self.choices)
+        if self.minimum is not None or self.maximum is not None:
+            low = "" if self.minimum is None else f"{'>' if self.exclusive_minimum else '>='} {self.minimum:g}"
+            high = "" if self.maximum is None else f"<= {self.maximum:g}"
+            return f"{'an integer' if self.kind == 'int' else 'a number'} {' and '.join(p for p in (low, high) if p)}"
+        return {"str": "text", "int": "an integer", "number": "a number", "bool": "true or false",
+                "path": "a file path", "url": "an http(s) URL"}.get(self.kind, self.kind)
+
+
+def _voice_fields(*, book_level: bool) -> dict[str, Field]:
+    d = Voice(model_id="")
+    return {
+        "model_id": Field("str", "the cloned voice's modelId (from `audiobook voice create`)",
+                          required=False),
+        "name": Field("str", "a voice registry name instead of model_id (see `audiobook voice list`)"),
+        "sound_version": Field("choice", "API soundVersion: v1 (24 languages) or v2 (40)", d.sound_version,
+                               choices=SOUND_VERSIONS),
+        "emotion": Field("choice", "delivery emotion", d.emotion, choices=EMOTIONS),
+        "speed": Field("number", "reading speed", d.speed, minimum=0.5, maximum=2.0),
+        "vol": Field("number", "volume", d.vol, minimum=0.0, maximum=10.0, exclusive_minimum=True),
+        "pitch": Field("int", "pitch in semitones", d.pitch, minimum=-12, maximum=12),
+    }
+
+
+_A, _P, _C, _K, _R = AudioSettings(), PauseSettings(), ChunkingSettings(), ApiSettings(), Pricing()
+
+SCHEMA: dict[str, Field] = {
+    "title": Field("str", "book title", required=True),
+    "author": Field("str", "author (tags, M4B)"),
+    "narrator": Field("str", "narrator (tags, M4B)"),
+    "year": Field("int", "publication year (tags)", minimum=0, maximum=9999),
+    "description": Field("str", "blurb for the M4B"),
+    "cover": Field("path", "cover image, JPEG or PNG (tags, M4B)"),
+    "language": Field("choice", "API language name, or auto", LANGUAGE_AUTO, choices=LANGUAGES),
+    "output": Field("path", "output folder (default: build/<manifest name> beside the manifest)"),
+    "subtitles": Field("choice", "subtitle timings to request: off, sentence or word", "sentence",
+                       choices=SUBTITLE_MODES),
+    "voice": Field("section", "book-wide voice; any chapter may override any key", required=True,
+                   children=_voice_fields(book_level=True)),
+    "pricing": Field("section", "your unit prices (the API publishes none)", children={
+        "char_fee_per_10k": Field("number", "price per 10,000 billed characters", _R.char_fee_per_10k, minimum=0),
+        "voice_fee_per_task": Field("number", "flat price per production task", _R.voice_fee_per_task, minimum=0),
+        "currency": Field("str", "currency label for estimates", _R.currency),
+    }),
+    "chunking": Field("section", "how chapters are cut into API tasks", children={
+        "max_chars": Field("int", "most code points per task, markers included (API limit 9,999)",
+                           _C.max_chars, minimum=200, maximum=API_MAX_CHARS),
+        "paragraph_min_fill": Field("number", "end a chunk at a paragraph end when at least this full",
+                                    _C.paragraph_min_fill, minimum=0, maximum=1),
+    }),
+    "pauses": Field("section", "silence in seconds at chunk seams and scene breaks", children={
+        "clause_s": Field("number", "seam inside an over-long sentence", _P.clause_s, minimum=0, maximum=99.99),
+        "sentence_s": Field("number", "seam between sentences", _P.sentence_s, minimum=0, maximum=99.99),
+        "paragraph_s": Field("number", "seam between paragraphs", _P.paragraph_s, minimum=0, maximum=99.99),
+        "scene_break_s": Field("number", "a scene break line (***, * * *, ---, #)", _P.scene_break_s,
+                               minimum=0, maximum=99.99),
+    }),
+    "audio": Field("section", "chapter files and the book", children={
+        "sample_rate_hz": Field("choice", "output sample rate", _A.sample_rate_hz, choices=(22050, 44100, 48000)),
+        "bitrate_kbps": Field("choice", "MP3 constant bit rate", _A.bitrate_kbps,
+                              choices=(64, 96, 128, 160, 192, 256, 320)),
+        "head_s": Field("number", "room tone before the chapter", _A.head_s, minimum=0, maximum=30),
+        "tail_s": Field("number", "room tone after the chapter", _A.tail_s, minimum=0, maximum=30),
+        "trim_keep_s": Field("number", "silence each chunk keeps at its edges after trimming",
+                             _A.trim_keep_s, minimum=0, maximum=5),
+        "fade_ms": Field("number", "fade at every cut", _A.fade_ms, minimum=0, maximum=500),
+        "silence_threshold_db": Field("number", "level below which audio counts as silence",
+                                      _A.silence_threshold_db, minimum=-100, maximum=-10),
+        "target_rms_db": Field("number", "loudness target (RMS, dBFS)", _A.target_rms_db,
+                               minimum=-40, maximum=-6),
+        "true_peak_db": Field("number", "true-peak ceiling (dBTP)", _A.true_peak_db, minimum=-20, maximum=0),
+        "profile": Field("choice", "delivery check profile", _A.profile, choices=DELIVERY_PROFILES),
+        "m4b": Field("bool", "also write the whole book as a chaptered M4B", _A.m4b),
+    }),
+    "api": Field("section", "SoundClone API settings", children={
+        "base_url": Field("url", "API base URL (env SOUNDCLONE_BASE_URL wins; default https://www.jimmyai.cn)"),
+        "concurrency": Field("int", "tasks in flight at once", _K.concurrency, minimum=1, maximum=64),
+        "poll_interval_s": Field("number", "seconds between polls of a task", _K.poll_interval_s,
+                                 minimum=0.01, maximum=600),
+        "requests_per_minute": Field("number", "cap on API requests per minute", _K.requests_per_minute,
+                                     minimum=0, exclusive_minimum=True),
+        "max_attempts": Field("int", "tries per chunk before it is reported failed", _K.max_attempts,
+                              minimum=1, maximum=20),
+        "request_timeout_s": Field("number", "timeout of one HTTP request", _K.request_timeout_s,
+                                   minimum=0, exclusive_minimum=True),
+        "task_timeout_s": Field("number", "give up on a task that takes longer than this", _K.task_timeout_s,
+                                minimum=0, exclusive_minimum=True),
+    }),
+    "chapters": Field("chapters", "the chapters, in reading order", required=True),
+}
+
+CHAPTER_SCHEMA: dict[str, Field] = {
+    "id": Field("str", "unique id: letters, digits, - and _ (names the output files)", required=True),
+    "title": Field("str", "chapter title (tags, M4B chapter marks; default: the id)"),
+    "source": Field("path", "text or Markdown file (.md) with the chapter"),
+    "text": Field("str", "the chapter text inline, instead of source"),
+    "markdown": Field("bool", "treat the text as Markdown (default: by the source's extension)"),
+    "language": Field("choice", "override the book language", choices=LANGUAGES),
+    "voice": Field("section", "override any book voice key", children=_voice_fields(book_level=False)),
+}
+
+
+# --- YAML with line numbers --------------------------------------------------------------------
+
+class _Reader:
+    """Turns a YAML node tree into Python values, remembering the line of every path."""
+
+    def __init__(self, file: str, problems: list[Problem]) -> None:
+        self.file = file
+        self.problems = problems
+        self.lines: dict[tuple[Any, ...], int] = {}
+        self.nodes = 0
+        self.constructor = yaml.SafeLoader("")
+
+    def read(self, node: yaml.Node, path: tuple[Any, ...]) -> Any:
+        self.nodes += 1
+        if self.nodes > MANIFEST_MAX_NODES:
+            raise _TooBig()
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self.constructor.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) \
+                    else None
+                if not isinstance(key, str):
+                    self.problems.append(Problem(self.file, key_node.start_mark.line + 1, _dotted(path),
+                                                 f"key {key!r} must be a plain word; quote it or rename it"))
+                    continue
+                if key in result:
+                    self.problems.append(Problem(self.file, key_node.start_mark.line + 1, _dotted(path + (key,)),
+                                                 "appears twice; keep one"))
+                    continue
+                self.lines[path + (key,)] = key_node.start_mark.line + 1
+                result[key] = self.read(value_node, path + (key,))
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self.read(item, path + (i,)) for i, item in enumerate(node.value)]
+        return self.constructor.construct_object(node)
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _dotted(path: tuple[Any, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+class _Validator:
+    def __init__(self, file: str, reader: _Reader) -> None:
+        self.file = file
+        self.reader = reader
+        self.problems = reader.problems
+
+    def line(self, path: tuple[Any, ...]) -> int | None:
+        while path:
+            if path in self.reader.lines:
+                return self.reader.lines[path]
+            path = path[:-1]
+        return self.reader.lines.get((), None)
+
+    def add(self, path: tuple[Any, ...], message: str) -> None:
+        self.problems.append(Problem(self.file, self.line(path), _dotted(path), message))
+
+    def section(self, value: Any, schema: Mapping[str, Field], path: tuple[Any, ...]) -> dict[str, Any]:
+        """Check a mapping against ``schema``; returns only the valid values (defaults not filled)."""
+        if not isinstance(value, dict):
+            self.add(path, f"must be a mapping of keys, not {_type_name(value)}")
+            return {}
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key not in schema:
+                hint = difflib.get_close_matches(key, schema, n=1)
+                fix = f"did you mean '{hint[0]}'?" if hint else f"known keys: {', '.join(schema)}"
+                self.add(path + (key,), f"unknown key '{key}' — {fix}")
+                continue
+            checked = self.value(item, schema[key], path + (key,))
+            if checked is not _INVALID:
+                out[key] = checked
+        for key, spec in schema.items():
+            if spec.required and key not in value:
+                self.add(path + (key,), f"is required ({spec.doc}); add it")
+        return out
+
+    def value(self, value: Any, spec: Field, path: tuple[Any, ...]) -> Any:
+        kind = spec.kind
+        if kind == "section":
+            assert spec.children is not None
+            return self.section(value, spec.children, path)
+        if kind == "chapters":
+            return value  # checked by load_manifest, which needs the whole picture
+        if value is None:
+            self.add(path, f"is empty; give {spec.rule()} or remove the key")
+            return _INVALID
+        if kind in ("str", "path", "url"):
+            if not isinstance(value, str) or isinstance(value, bool):
+                self.add(path, f"must be text, not {_type_name(value)}; quote it")
+                return _INVALID
+            if not value.strip():
+                self.add(path, "is blank; give a value or remove the key")
+                return _INVALID
+            if kind == "url" and not re.match(r"^https?://[^\s/]+", value):
+                self.add(path, f"'{value}' is not an http(s) URL; write it like https://www.jimmyai.cn")
+                return _INVALID
+            return value
+        if kind == "bool":
+            if not isinstance(value, bool):
+                self.add(path, f"must be true or false, not {value!r}")
+                return _INVALID
+            return value
+        if kind == "choice":
+            if value not in spec.choices or isinstance(value, bool):
+                hint = difflib.get_close_matches(str(value), [str(c) for c in spec.choices], n=1)
+                fix = f"did you mean '{hint[0]}'?" if hint else f"use {spec.rule()}"
+                self.add(path, f"{value!r} is not allowed — {fix}")
+                return _INVALID
+            return value
+        # int | number
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.add(path, f"must be {spec.rule()}, not {_type_name(value)} {value!r}")
+            return _INVALID
+        if kind == "int" and not (isinstance(value, int) or float(value).is_integer()):
+            self.add(path, f"must be a whole number, not {value!r}")
+            return _INVALID
+        if not math.isfinite(value):
+            self.add(path, f"must be a finite number, not {value!r}; give {spec.rule()}")
+            return _INVALID
+        too_low = spec.minimum is not None and (value <= spec.minimum if spec.exclusive_minimum
+                                                 else value < spec.minimum)
+        too_high = spec.maximum is not None and value > spec.maximum
+        if too_low or too_high:
+            self.add(path, f"{value!r} is out of range; must be {spec.rule()}")
+            return _INVALID
+        return int(value) if kind == "int" else float(value)
+
+
+_INVALID = object()
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "text", bool: "true/false", int: "a number",
+            float: "a number", type(None): "empty"}.get(type(value), type(value).__name__)
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+def _merge_voice(v: _Validator, book: dict[str, Any], override: dict[str, Any], path: tuple[Any, ...],
+                 language: str) -> Voice | None:
+    merged = {**book, **override}
+    if "name" in override and "model_id" not in override:
+        merged.pop("model_id", None)
+    if "model_id" not in merged:
+        if "name" not in merged:
+            v.add(path + ("model_id",), "is required: set voice.model_id (or voice.name from the voice registry)")
+        return None
+    if merged.get("sound_version", "v1") == "v1" and language in LANGUAGES_V2_ONLY:
+        v.add(path + ("sound_version",), f"language '{language}' needs sound_version v2; set "
+                                         "sound_version: v2 or pick a v1 language")
+    fields = {f.name for f in dataclasses.fields(Voice)}
+    return Voice(**{k: val for k, val in merged.items() if k in fields})
+
+
+def load_manifest(path: Path, *, voice_resolver: Any = None) -> Manifest:
+    """Read and validate a manifest, its chapter sources and their pause markers.
+
+    Raises :class:`ManifestError` listing every problem found, each with file, line, field and fix.
+    ``voice_resolver(name) -> model_id | None`` resolves ``voice.name`` (the voice registry).
+    """
+    display = str(path)
+    problems: list[Problem] = []
+    try:
+        if path.is_dir():
+            raise ManifestError([Problem(display, None, "", "is a folder; give a manifest .yaml file")])
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ManifestError([Problem(display, None, "", "does not exist; check the path")]) from None
+    if size > MANIFEST_MAX_BYTES:
+        raise ManifestError([Problem(display, None, "", f"is {size:,} bytes, over the {MANIFEST_MAX_BYTES:,}-byte "
+                                     "limit for a manifest; put chapter texts in source files")])
+    try:
+        raw_text = texts.decode_source(path.read_bytes())
+    except texts.SourceError as exc:
+        raise ManifestError([Problem(display, p.line, "", p.message) for p in exc.problems]) from None
+    reader = _Reader(display, problems)
+    try:
+        node = yaml.compose(raw_text, Loader=yaml.SafeLoader)
+        data = reader.read(node, ()) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise ManifestError([Problem(display, line, "", f"is not valid YAML: {exc.problem or exc}; "
+                                     "check indentation, colons and quotes near this line")]) from None
+    except yaml.YAMLError as exc:
+        raise ManifestError([Problem(display, None, "", f"is not valid YAML: {exc}")]) from None
+    except _TooBig:
+        raise ManifestError([Problem(display, None, "", f"has more than {MANIFEST_MAX_NODES:,} YAML nodes; "
+                                     "is it a manifest? (aliases that expand hugely count too)")]) from None
+    v = _Validator(display, reader)
+    if not isinstance(data, dict):
+        what = "empty" if data is None else f"{_type_name(data)}"
+        raise ManifestError(problems + [Problem(display, 1, "", f"is {what}, but a manifest must be a mapping "
+                                                "with at least title, voice and chapters")])
+    top = v.section(data, SCHEMA, ())
+    base = path.parent
+    language = top.get("language", LANGUAGE_AUTO)
+    book_voice = top.get("voice", {})
+    voice_name = book_voice.get("name")
+    if voice_name and "model_id" not in book_voice and voice_resolver is not None:
+        resolved = voice_resolver(voice_name)
+        if resolved is None:
+            v.add(("voice", "name"), f"no voice named '{voice_name}' in the voice registry; see "
+                                     "`audiobook voice list` or give voice.model_id")
+        else:
+            book_voice = {**book_voice, "model_id": resolved}
+    book_voice_model = _merge_voice(v, book_voice, {}, ("voice",), language) if "voice" in data else None
+
+    cover = None
+    if "cover" in top:
+        cover = _resolve(base, top["cover"])
+        if not cover.is_file():
+            v.add(("cover",), f"file '{cover}' does not exist; fix the path (relative to the manifest)")
+        elif cover.suffix.lower() not in COVER_SUFFIXES:
+            v.add(("cover",), "must be a .jpg or .png image")
+    output = _resolve(base, top["output"]) if "output" in top else base / "build" / path.stem
+    if output.exists() and not output.is_dir():
+        v.add(("output",), f"'{output}' is a file, not a folder; choose another output path")
+
+    pauses = PauseSettings(**top.get("pauses", {}))
+    subtitles = top.get("subtitles", "sentence")
+    chapters = _load_chapters(v, data.get("chapters"), base=base, language=language, book_voice=book_voice,
+                              pauses=pauses, subtitles=subtitles) if "chapters" in data else ()
+    if problems:
+        raise ManifestError(problems)
+    assert book_voice_model is not None
+    return Manifest(
+        path=path,
+        book=BookInfo(title=top["title"], author=top.get("author"), narrator=top.get("narrator"),
+                      year=top.get("year"), description=top.get("description"), cover=cover),
+        language=language, output=output, voice=book_voice_model, subtitles=subtitles,
+        pricing=Pricing(**top.get("pricing", {})),
+        chunking=ChunkingSettings(**top.get("chunking", {})),
+        pauses=pauses,
+        audio=AudioSettings(**top.get("audio", {})),
+        api=ApiSettings(**top.get("api", {})),
+        chapters=chapters,
+        voice_name=voice_name,
+    )
+
+
+def _load_chapters(v: _Validator, raw: Any, *, base: Path, language: str, book_voice: dict[str, Any],
+                   pauses: PauseSettings, subtitles: str) -> tuple[ChapterSpec, ...]:
+    if not isinstance(raw, list) or not raw:
+        v.add(("chapters",), "must be a non-empty list of chapters (each with id and source or text)")
+        return ()
+    chapters: list[ChapterSpec] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(raw):
+        path = ("chapters", index)
+        entry = v.section(item, CHAPTER_SCHEMA, path)
+        if not isinstance(item, dict):
+            continue
+        chapter_id = entry.get("id")
+        if isinstance(chapter_id, str):
+            if not CHAPTER_ID_RE.match(chapter_id):
+                v.add(path + ("id",), f"'{chapter_id}' is not a safe id; use letters, digits, - and _ "
+                                      "(at most 64, starting with a letter or digit), e.g. ch01")
+                chapter_id = None
+            elif chapter_id.lower() in RESERVED_NAMES:
+                v.add(path + ("id",), f"'{chapter_id}' is a reserved file name on Windows; rename it")
+                chapter_id = None
+            elif chapter_id.lower() in seen:
+                v.add(path + ("id",), f"'{chapter_id}' is already used by chapters[{seen[chapter_id.lower()]}] "
+                                      "(ids are compared ignoring case); make it unique")
+                chapter_id = None
+            else:
+                seen[chapter_id.lower()] = index
+        elif "id" in item and not isinstance(item.get("id"), str):
+            pass  # reported by the type check
+        has_source, has_text = "source" in item, "text" in item
+        if has_source == has_text:
+            v.add(path, "needs exactly one of 'source' (a file) or 'text' (inline); "
+                        + ("remove one" if has_source else "add one"))
+        chapter_language = entry.get("language", language)
+        voice = _merge_voice(v, book_voice, entry.get("voice", {}), path + ("voice",), chapter_language)
+        spoken = _chapter_text(v, entry, path, base=base, pauses=pauses)
+        if chapter_id is None or spoken is None or voice is None:
+            continue
+        chapters.append(ChapterSpec(
+            id=chapter_id, title=entry.get("title", chapter_id), number=len(chapters) + 1, text=spoken,
+            voice=voice, language=chapter_language,
+            source=_resolve(base, entry["source"]) if "source" in entry else None,
+        ))
+    return tuple(chapters)
+
+
+def _chapter_text(v: _Validator, entry: dict[str, Any], path: tuple[Any, ...], *, base: Path,
+                  pauses: PauseSettings) -> str | None:
+    if "source" in entry:
+        source = _resolve(base, entry["source"])
+        where, field_path = str(source), path + ("source",)
+        try:
+            raw = texts.read_source(source)
+        except texts.SourceError as exc:
+            for p in exc.problems:
+                if p.line is None:
+                    v.add(field_path, f"'{source}' {p.message}")
+                else:
+                    v.problems.append(Problem(where, p.line, _dotted(field_path), f"column {p.column}: {p.message}"))
+            return None
+        markdown = entry.get("markdown", source.suffix.lower() in MARKDOWN_SUFFIXES)
+        line_offset = 0
+    elif "text" in entry:
+        raw = entry["text"].replace("\r\n", "\n")
+        where, field_path = v.file, path + ("text",)
+        markdown = entry.get("markdown", False)
+        # A block scalar's text starts on the line after its key.
+        line_offset = v.line(field_path) or 0
+    else:
+        return None
+    marker_problems = texts.check_markers(raw)
+    for p in marker_problems:
+        line = (p.line or 0) + line_offset
+        v.problems.append(Problem(where, line, _dotted(field_path), f"column {p.column}: {p.message}"))
+    if marker_problems:
+        return None
+    spoken = texts.to_spoken_text(raw, markdown=markdown, scene_break_s=pauses.scene_break_s)
+    if not texts.spoken_only(spoken).strip():
+        v.add(field_path, "has no words to read (only pause markers or markup); add text")
+        return None
+    return spoken
+
+
+def json_schema() -> dict[str, Any]:
+    """A JSON Schema (draft 2020-12) of the manifest, for editor completion."""
+
+    def convert(spec: Field) -> dict[str, Any]:
+        out: dict[str, Any] = {"description": spec.doc}
+        if spec.kind == "section":
+            assert spec.children is not None
+            out.update(section(spec.children))
+        elif spec.kind == "chapters":
+            out.update({"type": "array", "minItems": 1, "items": {
+                **section(CHAPTER_SCHEMA),
+                "oneOf": [{"required": ["source"]}, {"required": ["text"]}],
+            }})
+        elif spec.kind == "choice":
+            out["enum"] = list(spec.choices)
+        elif spec.kind in ("int", "number"):
+            out["type"] = "integer" if spec.kind == "int" else "number"
+            if spec.minimum is not None:
+                out["exclusiveMinimum" if spec.exclusive_minimum else "minimum"] = spec.minimum
+            if spec.maximum is not None:
+                out["maximum"] = spec.maximum
+        elif spec.kind == "bool":
+            out["type"] = "boolean"
+        else:
+            out["type"] = "string"
+            out["minLength"] = 1
+            if spec.kind == "url":
+                out["pattern"] = "^https?://"
+        if spec.default is not None and spec.kind != "section":
+            out["default"] = spec.default
+        return out
+
+    def section(fields: Mapping[str, Field]) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {name: convert(f) for name, f in fields.items()},
+            **({"required": [n for n, f in fields.items() if f.required]}
+               if any(f.required for f in fields.values()) else {}),
+        }
+
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+              "title": "soundclone-audiobook manifest", **section(SCHEMA)}
+    chapter_item = schema["properties"]["chapters"]["items"]
+    chapter_item["properties"]["id"]["pattern"] = CHAPTER_ID_RE.pattern
+    return schema

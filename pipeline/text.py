@@ -1,0 +1,242 @@
+"""Source texts: read them safely, validate pause markers, reduce Markdown to what is spoken.
+
+The spoken text of a chapter is its paragraphs joined by blank lines (``"\\n\\n"``), each paragraph's
+hard-wrapped lines joined into one, Markdown syntax reduced to the words it shows, scene breaks
+(``***``, ``* * *``, ``---``, a lone ``#``) turned into a pause marker, and runs of pause markers with
+nothing spoken between them merged into one (soundclone-api.md, "Pause markers": the API may reject
+or ignore two markers in a row).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+# soundclone-api.md: <#x#>, 0.01 <= x <= 99.99, at most two decimals.
+MARKER_RE = re.compile(r"<#(\d{1,2}(?:\.\d{1,2})?)#>")
+PAUSE_MIN_S = 0.01
+PAUSE_MAX_S = 99.99
+# Anything that looks like an attempt at a marker, valid or not (used to report malformed ones).
+_MARKER_ATTEMPT_RE = re.compile(r"<#(.*?)(#>|$|\n)")
+
+_SCENE_BREAK_RE = re.compile(r"^[ \t]*(?:(?:\*[ \t]*){3,}|(?:-[ \t]*){3,}|(?:_[ \t]*){3,}|(?:~[ \t]*){3,}|#)[ \t]*$")
+_BINARY_CONTROL = set(range(0, 9)) | {11, 12} | set(range(14, 32)) | {127}
+
+
+@dataclass(frozen=True)
+class TextProblem:
+    """A problem in a source text, located by 1-based line and column."""
+
+    line: int | None
+    column: int | None
+    message: str
+
+
+class SourceError(Exception):
+    """Raised by this module; the manifest loader turns it into a located ``Problem``."""
+
+    def __init__(self, problems: list[TextProblem]) -> None:
+        super().__init__("; ".join(p.message for p in problems))
+        self.problems = problems
+
+
+def format_pause(seconds: float) -> str:
+    """The marker for a pause, with at most two decimals as the API requires."""
+    text = f"{round(seconds, 2):.2f}".rstrip("0").rstrip(".")
+    return f"<#{text}#>"
+
+
+def decode_source(data: bytes) -> str:
+    """Decode a source file: UTF-8 (a BOM is fine), CRLF and CR become LF.
+
+    Raises ``SourceError`` for binary data, invalid UTF-8 (naming the line and column of the first
+    bad byte) and text with nothing to read.
+    """
+    if b"\x00" in data[:65536]:
+        raise SourceError([TextProblem(None, None, "looks like a binary file (it contains NUL bytes); "
+                                       "give a UTF-8 plain text or Markdown file")])
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        head = data[: exc.start]
+        line = head.count(b"\n") + 1
+        column = exc.start - (head.rfind(b"\n") + 1) + 1
+        raise SourceError([TextProblem(line, column, f"is not valid UTF-8 (byte 0x{data[exc.start]:02x}); "
+                                       "re-save it as UTF-8")]) from exc
+    sample = text[:65536]
+    controls = sum(1 for ch in sample if ord(ch) in _BINARY_CONTROL)
+    if sample and controls / len(sample) > 0.01:
+        raise SourceError([TextProblem(None, None, "looks like a binary file (many control characters); "
+                                       "give a UTF-8 plain text or Markdown file")])
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        raise SourceError([TextProblem(None, None, "is empty; write the chapter text in it or remove the chapter")])
+    return text
+
+
+def read_source(path: Path) -> str:
+    """Read and decode a chapter source file (see :func:`decode_source`)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise SourceError([TextProblem(None, None, "does not exist; check the path (it is relative to "
+                                       "the manifest file)")]) from exc
+    except IsADirectoryError as exc:
+        raise SourceError([TextProblem(None, None, "is a folder, not a text file")]) from exc
+    except OSError as exc:
+        raise SourceError([TextProblem(None, None, f"cannot be read ({exc.strerror})")]) from exc
+    return decode_source(data)
+
+
+def check_markers(text: str) -> list[TextProblem]:
+    """Every malformed or out-of-range ``<#x#>`` marker in ``text``, with line and column."""
+    problems = []
+    for match in _MARKER_ATTEMPT_RE.finditer(text):
+        line = text.count("\n", 0, match.start()) + 1
+        column = match.start() - (text.rfind("\n", 0, match.start()) + 1) + 1
+        inner, closer = match.group(1), match.group(2)
+        if closer != "#>":
+            problems.append(TextProblem(line, column, "pause marker '<#' is not closed with '#>'; "
+                                        "write it as <#1.5#>"))
+            continue
+        if not re.fullmatch(r"\d+(?:\.\d+)?", inner):
+            problems.append(TextProblem(line, column, f"pause marker '<#{inner}#>' is not a number of "
+                                        "seconds; write it as <#1.5#>"))
+            continue
+        if "." in inner and len(inner.split(".")[1]) > 2:
+            problems.append(TextProblem(line, column, f"pause marker '<#{inner}#>' has more than two "
+                                        "decimals; round it, e.g. <#1.25#>"))
+            continue
+        value = float(inner)
+        if not PAUSE_MIN_S <= value <= PAUSE_MAX_S:
+            problems.append(TextProblem(line, column, f"pause marker '<#{inner}#>' is out of range; a pause "
+                                        f"lasts {PAUSE_MIN_S} to {PAUSE_MAX_S} seconds"))
+    return problems
+
+
+# Markdown reduction: what a listener should hear of the syntax is its text.
+_MD_INLINE = [
+    (re.compile(r"<!--.*?-->", re.S), ""),
+    (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), ""),                       # images are not read
+    (re.compile(r"\[([^\]]+)\]\([^)]*\)"), r"\1"),                     # [text](url)
+    (re.compile(r"\[([^\]]+)\]\[[^\]]*\]"), r"\1"),                    # [text][ref]
+    (re.compile(r"<(?!#)/?[A-Za-z][^<>]*>"), ""),                      # HTML tags, never <#x#>
+    (re.compile(r"`([^`]+)`"), r"\1"),
+    (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), r"\2"),
+    (re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])"), r"\1"),
+    (re.compile(r"(?<![\w_])_(?=\S)([^_\n]+?)(?<=\S)_(?![\w_])"), r"\1"),
+    (re.compile(r"~~(?=\S)(.+?)(?<=\S)~~"), r"\1"),
+    (re.compile(r"\\([\\`*_{}\[\]()#+\-.!>~|])"), r"\1"),
+]
+_MD_LINE_PREFIX = re.compile(r"^[ \t]*(?:>[ \t]?)*(?:#{1,6}[ \t]+|[-*+][ \t]+(?=\S))?")
+_MD_HEADING_TAIL = re.compile(r"[ \t]+#+[ \t]*$")
+_MD_LINK_DEF = re.compile(r"^[ \t]*\[[^\]]+\]:[ \t]+\S+.*$")
+_MD_FENCE = re.compile(r"^[ \t]*(```|~~~)")
+
+
+def _is_cjk(ch: str) -> bool:
+    code = ord(ch)
+    return (0x2E80 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF or 0xFF00 <= code <= 0xFFEF
+            or 0x20000 <= code <= 0x3FFFF or 0x3000 <= code <= 0x303F)
+
+
+def _join_lines(lines: list[str]) -> str:
+    """Join a paragraph's hard-wrapped lines: a space between words, nothing between CJK characters."""
+    out = ""
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        if out and not (_is_cjk(out[-1]) and _is_cjk(line[0])):
+            out += " "
+        out += line
+    return out
+
+
+def _reduce_markdown_line(line: str) -> str:
+    if _MD_LINK_DEF.match(line):
+        return ""
+    is_heading = bool(re.match(r"^[ \t]*#{1,6}[ \t]+", line))
+    line = _MD_LINE_PREFIX.sub("", line, count=1)
+    if is_heading:
+        line = _MD_HEADING_TAIL.sub("", line)
+    for pattern, repl in _MD_INLINE:
+        line = pattern.sub(repl, line)
+    return line
+
+
+def merge_markers(text: str) -> str:
+    """Merge pause markers with nothing spoken between them into one marker at the first's place.
+
+    The sum is capped at the API's maximum pause.
+    """
+    out: list[str] = []
+    pos = 0
+    matches = list(MARKER_RE.finditer(text))
+    i = 0
+    while i < len(matches):
+        first = matches[i]
+        total = float(first.group(1))
+        j = i
+        while j + 1 < len(matches) and not text[matches[j].end(): matches[j + 1].start()].strip():
+            j += 1
+            total += float(matches[j].group(1))
+        out.append(text[pos: first.start()])
+        out.append(format_pause(min(total, PAUSE_MAX_S)))
+        if j > i:
+            # keep the paragraph structure that separated the merged markers
+            between = text[first.end(): matches[j].start()]
+            out.append("\n\n" if "\n\n" in between else "")
+        pos = matches[j].end()
+        i = j + 1
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def to_spoken_text(raw: str, *, markdown: bool, scene_break_s: float) -> str:
+    """Reduce a decoded source to the chapter's spoken text (see the module docstring)."""
+    paragraphs: list[str] = []
+    current: list[str] = []
+    in_fence = False
+
+    def flush() -> None:
+        if current:
+            joined = _join_lines(current)
+            if joined:
+                paragraphs.append(joined)
+            current.clear()
+
+    for line in raw.split("\n"):
+        if markdown and _MD_FENCE.match(line):
+            in_fence = not in_fence
+            flush()
+            continue
+        if not in_fence and _SCENE_BREAK_RE.match(line):
+            flush()
+            if scene_break_s > 0:
+                paragraphs.append(format_pause(min(scene_break_s, PAUSE_MAX_S)))
+            continue
+        if not line.strip():
+            flush()
+            continue
+        if markdown and not in_fence:
+            line = _reduce_markdown_line(line)
+        current.append(line)
+    flush()
+    text = "\n\n".join(paragraphs)
+    return merge_markers(text)
+
+
+def billed_chars(text: str) -> int:
+    """Code points the API bills for: everything but pause markers (soundclone-api.md, "Billing")."""
+    return len(text) - sum(len(m.group(0)) for m in MARKER_RE.finditer(text))
+
+
+def marker_seconds(text: str) -> float:
+    return sum(float(m.group(1)) for m in MARKER_RE.finditer(text))
+
+
+def spoken_only(text: str) -> str:
+    """The text with pause markers removed (for cues and display)."""
+    return MARKER_RE.sub("", text)
