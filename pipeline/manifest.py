@@ -62,7 +62,7 @@ class Field:
                 "path": "a file path", "url": "an http(s) URL"}.get(self.kind, self.kind)
 
 
-def _voice_fields(*, book_level: bool) -> dict[str, Field]:
+def _voice_fields() -> dict[str, Field]:
     d = Voice(model_id="")
     return {
         "model_id": Field("str", "the cloned voice's modelId (from `audiobook voice create`)",
@@ -91,7 +91,7 @@ SCHEMA: dict[str, Field] = {
     "subtitles": Field("choice", "subtitle timings to request: off, sentence or word", "sentence",
                        choices=SUBTITLE_MODES),
     "voice": Field("section", "book-wide voice; any chapter may override any key", required=True,
-                   children=_voice_fields(book_level=True)),
+                   children=_voice_fields()),
     "pricing": Field("section", "your unit prices (the API publishes none)", children={
         "char_fee_per_10k": Field("number", "price per 10,000 billed characters", _R.char_fee_per_10k, minimum=0),
         "voice_fee_per_task": Field("number", "flat price per production task", _R.voice_fee_per_task, minimum=0),
@@ -151,7 +151,7 @@ CHAPTER_SCHEMA: dict[str, Field] = {
     "text": Field("str", "the chapter text inline, instead of source"),
     "markdown": Field("bool", "treat the text as Markdown (default: by the source's extension)"),
     "language": Field("choice", "override the book language", choices=LANGUAGES),
-    "voice": Field("section", "override any book voice key", children=_voice_fields(book_level=False)),
+    "voice": Field("section", "override any book voice key", children=_voice_fields()),
 }
 
 
@@ -164,6 +164,8 @@ class _Reader:
         self.file = file
         self.problems = problems
         self.lines: dict[tuple[Any, ...], int] = {}
+        # Where a scalar's text starts: a block scalar (| or >) starts on the line after its key.
+        self.text_lines: dict[tuple[Any, ...], int] = {}
         self.nodes = 0
         self.constructor = yaml.SafeLoader("")
 
@@ -190,6 +192,8 @@ class _Reader:
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.read(item, path + (i,)) for i, item in enumerate(node.value)]
+        block = isinstance(node, yaml.ScalarNode) and node.style in ("|", ">")
+        self.text_lines[path] = node.start_mark.line + 1 + (1 if block else 0)
         return self.constructor.construct_object(node)
 
 
@@ -308,7 +312,7 @@ def _resolve(base: Path, value: str) -> Path:
 
 
 def _merge_voice(v: _Validator, book: dict[str, Any], override: dict[str, Any], path: tuple[Any, ...],
-                 language: str) -> Voice | None:
+                 language: str, *, check_language: bool = True) -> Voice | None:
     merged = {**book, **override}
     if "name" in override and "model_id" not in override:
         merged.pop("model_id", None)
@@ -316,7 +320,7 @@ def _merge_voice(v: _Validator, book: dict[str, Any], override: dict[str, Any], 
         if "name" not in merged:
             v.add(path + ("model_id",), "is required: set voice.model_id (or voice.name from the voice registry)")
         return None
-    if merged.get("sound_version", "v1") == "v1" and language in LANGUAGES_V2_ONLY:
+    if check_language and merged.get("sound_version", "v1") == "v1" and language in LANGUAGES_V2_ONLY:
         v.add(path + ("sound_version",), f"language '{language}' needs sound_version v2; set "
                                          "sound_version: v2 or pick a v1 language")
     fields = {f.name for f in dataclasses.fields(Voice)}
@@ -444,7 +448,9 @@ def _load_chapters(v: _Validator, raw: Any, *, base: Path, language: str, book_v
             v.add(path, "needs exactly one of 'source' (a file) or 'text' (inline); "
                         + ("remove one" if has_source else "add one"))
         chapter_language = entry.get("language", language)
-        voice = _merge_voice(v, book_voice, entry.get("voice", {}), path + ("voice",), chapter_language)
+        # The book-level check already covers chapters that override neither language nor voice.
+        voice = _merge_voice(v, book_voice, entry.get("voice", {}), path + ("voice",), chapter_language,
+                             check_language="language" in item or "voice" in item)
         spoken = _chapter_text(v, entry, path, base=base, pauses=pauses)
         if chapter_id is None or spoken is None or voice is None:
             continue
@@ -476,8 +482,7 @@ def _chapter_text(v: _Validator, entry: dict[str, Any], path: tuple[Any, ...], *
         raw = entry["text"].replace("\r\n", "\n")
         where, field_path = v.file, path + ("text",)
         markdown = entry.get("markdown", False)
-        # A block scalar's text starts on the line after its key.
-        line_offset = v.line(field_path) or 0
+        line_offset = v.reader.text_lines.get(field_path, 1) - 1
     else:
         return None
     marker_problems = texts.check_markers(raw)
