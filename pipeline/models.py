@@ -101,6 +101,11 @@ class AudioSettings:
     true_peak_db: float = -3.5
     profile: str = "acx"
     m4b: bool = True
+    # Level (dBFS RMS) of the room-tone noise bed under the whole chapter: never digital silence,
+    # far under ACX's -60 dB noise-floor limit (assembly.py).
+    room_tone_db: float = -75.0
+    # AAC bit rate of the whole-book M4B; Google Play wants >= 128 kbps for mono AAC.
+    m4b_bitrate_kbps: int = 128
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,531 @@
+"""Chapter assembly: cached chunk MP3s and subtitle files -> one chapter MP3 with SRT/VTT (issue 5).
+
+The chapter, in samples at ``AudioSettings.sample_rate_hz`` (44.1 kHz), is::
+
+    head | pause_before[0] | kept[0] | pause_before[1] | kept[1] | ... | kept[n-1] | pause_after[n-1] | tail
+
+* ``head = round(head_s * sr)``, ``tail = round(tail_s * sr)``: room tone only.
+* ``pause_before[i] = round(chunk.pause_before_s * sr)``, ``pause_after[n-1] = round(pause_after_s * sr)``:
+  exactly the silence the chunker asked for (it already holds the sentence, paragraph or scene-break
+  pause and any pause marker carried from the chunk's edge).
+* ``kept[i]`` is chunk *i*'s decoded audio (resampled to 44.1 kHz mono) from ``first - keep`` to
+  ``last + keep``, clipped to the clip: ``first``/``last`` are the first and one-past-the-last
+  sample louder than ``silence_threshold_db`` and ``keep = round(trim_keep_s * sr)``. So each chunk
+  keeps up to ``trim_keep_s`` of its own leading and trailing silence (less if it had less).
+
+Hence the silence heard at the seam between chunks *i-1* and *i* is
+``trail_kept[i-1] + pause_before[i] + lead_kept[i]`` (normally ``2 * trim_keep_s + pause_before_s``),
+and the chapter length is exactly ``head + sum(pause_before) + sum(kept) + pause_after[n-1] + tail``
+samples; :class:`ChunkSpan` records every term.
+
+Every kept clip gets a raised-cosine fade of ``fade_ms`` at both ends (inside its kept silence, so
+speech is untouched unless the TTS clipped it), which removes clicks at every cut.
+
+Memory does not grow with the number of chunks: pass 1 decodes one chunk at a time (the next one is
+decoded in the background), trims and fades it and appends it to a raw PCM file beside the outputs
+while summing its energy; pass 2 reads that file in 6-second blocks, applies the one gain that puts
+the whole chapter at ``target_rms_db`` RMS, a look-ahead true-peak limiter at ``true_peak_db`` and
+the room tone, and streams the result into a single ffmpeg MP3 encode (CBR ``bitrate_kbps``).
+
+Room tone: a deterministic, seamlessly looping pink-ish noise bed at ``room_tone_db`` (default -75
+dBFS RMS) is added under the whole chapter after the gain, so pauses, head and tail are never
+digital silence (ACX rejects that) while the noise floor stays far under ACX's -60 dB.
+
+Outputs (in ``manifest.output``): ``NN-<id>.mp3`` and, unless subtitles are off, ``NN-<id>.srt`` and
+``NN-<id>.vtt``; with word subtitles also ``NN-<id>.words.vtt`` and ``NN-<id>.words.json``. Each is
+written to a temporary file in the same folder and renamed into place. A fingerprint of every input
+is kept in ``.assembly/chapter-<id>.json``; an unchanged chapter is not rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from pipeline import audio as audio_io
+from pipeline import subtitles as subs
+from pipeline.errors import AssemblyError
+from pipeline.models import ChapterPlan, Chunk, ChunkAudio, Manifest
+
+# Bump when the same inputs would now produce different outputs: forces a rebuild.
+ASSEMBLY_FORMAT = 1
+STATE_DIR = ".assembly"
+PASS2_BLOCK = 1 << 18  # samples per pass-2 block (multiple of the limiter block)
+_ZEROS = np.zeros(1 << 16, dtype=audio_io.PCM_DTYPE)
+
+
+@dataclass(frozen=True)
+class ChunkSpan:
+    """Where chunk ``index`` landed, in chapter samples (see the module docstring for the terms).
+
+    ``origin`` is where the chunk's untrimmed sample 0 would be (subtitle times count from it);
+    ``kept_start``/``kept_end`` bound its kept audio; ``pause_before`` is the silence inserted
+    before it and ``decoded`` the length of the whole decoded clip.
+    """
+
+    index: int
+    pause_before: int
+    origin: int
+    kept_start: int
+    kept_end: int
+    decoded: int
+
+    @property
+    def kept(self) -> int:
+        return self.kept_end - self.kept_start
+
+    @property
+    def lead_cut(self) -> int:
+        """Samples trimmed off the clip's start."""
+        return self.kept_start - self.origin
+
+    @property
+    def tail_cut(self) -> int:
+        return self.decoded - self.lead_cut - self.kept
+
+
+@dataclass(frozen=True)
+class ChapterOutput:
+    """The files of one assembled chapter and the facts later stages need.
+
+    ``srt_path``/``vtt_path`` are None when subtitles are off; ``word_paths`` holds the
+    ``.words.vtt`` and ``.words.json`` files (empty unless word subtitles were requested).
+    ``rebuilt`` is False when the outputs were already up to date. ``samples``/``sample_rate_hz``
+    give the exact length; ``gain_db`` is the loudness gain applied; ``warnings`` lists things a
+    user should know (a chunk without subtitles, say) that did not stop the chapter.
+    """
+
+    chapter_id: str
+    title: str
+    track: int
+    audio_path: Path
+    srt_path: Path | None
+    vtt_path: Path | None
+    word_paths: tuple[Path, ...]
+    duration_s: float
+    rebuilt: bool
+    samples: int = 0
+    sample_rate_hz: int = 44_100
+    gain_db: float = 0.0
+    head: int = 0
+    tail: int = 0
+    pause_after: int = 0
+    spans: tuple[ChunkSpan, ...] = field(default=(), repr=False)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        extra = tuple(p for p in (self.srt_path, self.vtt_path) if p is not None)
+        return (self.audio_path, *extra, *self.word_paths)
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        for key in ("audio_path", "srt_path", "vtt_path"):
+            data[key] = None if data[key] is None else Path(data[key]).name
+        data["word_paths"] = [Path(p).name for p in self.word_paths]
+        data["spans"] = [asdict(s) for s in self.spans]
+        data.pop("rebuilt")
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, object], *, folder: Path, rebuilt: bool) -> ChapterOutput:
+        def path(name: object) -> Path | None:
+            return None if name is None else folder / str(name)
+
+        values = dict(data)
+        values["audio_path"] = path(values["audio_path"])
+        values["srt_path"] = path(values.get("srt_path"))
+        values["vtt_path"] = path(values.get("vtt_path"))
+        values["word_paths"] = tuple(folder / str(n) for n in values.get("word_paths", []))  # type: ignore[union-attr]
+        values["spans"] = tuple(ChunkSpan(**s) for s in values.get("spans", []))  # type: ignore[union-attr, arg-type]
+        values["warnings"] = tuple(values.get("warnings", []))  # type: ignore[arg-type]
+        return cls(rebuilt=rebuilt, **values)  # type: ignore[arg-type]
+
+
+def chapter_stem(track: int, chapter_id: str) -> str:
+    return f"{track:02d}-{chapter_id}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Fingerprint and state
+
+
+def file_digest(path: Path) -> str:
+    """``size:sha256`` of a file's bytes."""
+    h = hashlib.sha256()
+    size = 0
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+                size += len(block)
+    except OSError as exc:
+        raise AssemblyError(f"cannot read {path}: {exc}") from exc
+    return f"{size}:{h.hexdigest()}"
+
+
+def _fingerprint(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[ChunkAudio], track: int,
+                 total_tracks: int) -> str:
+    book = asdict(manifest.book)
+    book["cover"] = file_digest(manifest.book.cover) if manifest.book.cover else None
+    chapter = plan.chapter
+    doc = {
+        "format": ASSEMBLY_FORMAT,
+        "chapter": {"id": chapter.id, "title": chapter.title, "number": chapter.number},
+        "track": track,
+        "total_tracks": total_tracks,
+        "subtitles": manifest.subtitles,
+        "voice_name": manifest.voice_name,
+        "audio": asdict(manifest.audio),
+        "book": book,
+        "chunks": [
+            {
+                "index": a.chunk.index,
+                "key": a.chunk.key,
+                "text": hashlib.sha256(a.chunk.text.encode("utf-8")).hexdigest(),
+                "pause_before_s": a.chunk.pause_before_s,
+                "pause_after_s": a.chunk.pause_after_s,
+                "audio": file_digest(a.audio_path),
+                "subtitles": file_digest(a.subtitle_path)
+                if a.subtitle_path is not None and manifest.subtitles != "off" else None,
+            }
+            for a in audio
+        ],
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def _state_path(output: Path, chapter_id: str) -> Path:
+    return output / STATE_DIR / f"chapter-{chapter_id}.json"
+
+
+def _read_state(path: Path) -> dict[str, object] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _outputs_intact(state: dict[str, object], folder: Path) -> bool:
+    files = state.get("files")
+    if not isinstance(files, dict) or not files:
+        return False
+    for name, size in files.items():
+        try:
+            if (folder / name).stat().st_size != size:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(Path(tmp))
+        raise
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+@contextmanager
+def _temp_files(folder: Path) -> Iterator[list[Path]]:
+    """Temporary paths to fill; whatever has not been renamed away is deleted on the way out."""
+    made: list[Path] = []
+    try:
+        yield made
+    finally:
+        for path in made:
+            _unlink(path)
+
+
+def _new_temp(folder: Path, name: str, made: list[Path]) -> Path:
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
+    os.close(fd)
+    made.append(Path(tmp))
+    return Path(tmp)
+
+
+# --------------------------------------------------------------------------------------------------
+# Pass 1: decode, trim, fade, append
+
+
+@dataclass
+class _Pass1:
+    spans: list[ChunkSpan]
+    samples: int
+    sum_sq: float
+    head: int
+    tail: int
+    pause_after: int
+
+
+def _chunk_label(chunk: Chunk) -> str:
+    return f"chapter {chunk.chapter_id!r}, chunk {chunk.index}"
+
+
+def _write_zeros(f: BinaryIO, count: int) -> None:
+    while count > 0:
+        n = min(count, len(_ZEROS))
+        f.write(memoryview(_ZEROS[:n]).cast("B"))
+        count -= n
+
+
+def _first_pass(manifest: Manifest, audio: Sequence[ChunkAudio], pcm: BinaryIO) -> _Pass1:
+    settings = manifest.audio
+    sr = settings.sample_rate_hz
+    keep = max(0, round(settings.trim_keep_s * sr))
+    fade = max(0, round(settings.fade_ms / 1000 * sr))
+    head = max(0, round(settings.head_s * sr))
+    tail = max(0, round(settings.tail_s * sr))
+    pause_after = max(0, round(audio[-1].chunk.pause_after_s * sr))
+
+    def decode(item: ChunkAudio) -> np.ndarray:
+        return audio_io.decode_pcm(item.audio_path, sample_rate_hz=sr, label=_chunk_label(item.chunk))
+
+    spans: list[ChunkSpan] = []
+    sum_sq = 0.0
+    _write_zeros(pcm, head)
+    pos = head
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        upcoming: Future[np.ndarray] = pool.submit(decode, audio[0])
+        for i, item in enumerate(audio):
+            samples = upcoming.result()
+            if i + 1 < len(audio):  # decode the next clip while this one is processed
+                upcoming = pool.submit(decode, audio[i + 1])
+            bounds = audio_io.speech_bounds(samples, threshold_db=settings.silence_threshold_db)
+            if bounds is None:
+                raise AssemblyError(
+                    f"{_chunk_label(item.chunk)}: {item.audio_path} holds no sound above "
+                    f"{settings.silence_threshold_db:g} dBFS; the synthesis probably failed. Delete the "
+                    "file so `audiobook run` synthesizes it again, or lower audio.silence_threshold_db")
+            first, end = bounds
+            start, stop = max(0, first - keep), min(len(samples), end + keep)
+            kept = audio_io.apply_fades(samples[start:stop], fade)
+            pause = max(0, round(item.chunk.pause_before_s * sr))
+            _write_zeros(pcm, pause)
+            pos += pause
+            pcm.write(memoryview(np.ascontiguousarray(kept)).cast("B"))
+            for s in range(0, len(kept), 1 << 20):
+                part = kept[s:s + (1 << 20)].astype(np.float64)
+                sum_sq += float(np.dot(part, part))
+            spans.append(ChunkSpan(index=item.chunk.index, pause_before=pause, origin=pos - start,
+                                   kept_start=pos, kept_end=pos + len(kept), decoded=len(samples)))
+            pos += len(kept)
+            del samples, kept
+    _write_zeros(pcm, pause_after + tail)
+    pos += pause_after + tail
+    return _Pass1(spans=spans, samples=pos, sum_sq=sum_sq, head=head, tail=tail, pause_after=pause_after)
+
+
+# --------------------------------------------------------------------------------------------------
+# Pass 2: gain, limiter, room tone, encode
+
+
+def _read_samples(f: BinaryIO, start: int, stop: int) -> np.ndarray:
+    f.seek(start * audio_io.BYTES_PER_SAMPLE)
+    data = f.read((stop - start) * audio_io.BYTES_PER_SAMPLE)
+    return np.frombuffer(data, dtype=audio_io.PCM_DTYPE)
+
+
+def render_chapter_pcm(pcm: BinaryIO, *, total: int, gain: float, ceiling: float, sample_rate_hz: int,
+                       room_tone_db: float) -> Iterator[np.ndarray]:
+    """Blocks of the finished chapter (int16): ``pcm`` times ``gain``, true-peak limited to ``ceiling``
+    (full scale 1.0), plus room tone. Reads at most one block plus context at a time."""
+    ctx = audio_io.LIMITER_CONTEXT
+    scale = gain / audio_io.INT16_FULL_SCALE
+    for start in range(0, total, PASS2_BLOCK):
+        stop = min(total, start + PASS2_BLOCK)
+        lo, hi = max(0, start - ctx), min(total, stop + ctx)
+        x = _read_samples(pcm, lo, hi).astype(np.float64) * scale
+        x *= audio_io.limiter_gains(x, ceiling=ceiling)
+        y = x[start - lo:stop - lo]
+        y += audio_io.room_tone(start, stop - start, sample_rate_hz=sample_rate_hz, level_db=room_tone_db)
+        y *= audio_io.INT16_FULL_SCALE
+        np.round(y, out=y)
+        np.clip(y, -audio_io.INT16_FULL_SCALE, audio_io.INT16_FULL_SCALE - 1, out=y)
+        yield y.astype(audio_io.PCM_DTYPE)
+
+
+# --------------------------------------------------------------------------------------------------
+# Subtitles
+
+
+@dataclass
+class _Cues:
+    sentences: list[subs.Cue]
+    words: list[subs.Cue]
+    warnings: list[str]
+
+
+def _chapter_cues(manifest: Manifest, audio: Sequence[ChunkAudio], spans: Sequence[ChunkSpan]) -> _Cues:
+    sr = manifest.audio.sample_rate_hz
+    sentences: list[subs.Cue] = []
+    words: list[subs.Cue] = []
+    warnings: list[str] = []
+    for item, span in zip(audio, spans, strict=True):
+        placement = subs.ChunkPlacement(origin=span.origin, kept_start=span.kept_start,
+                                        kept_end=span.kept_end, sample_rate_hz=sr)
+        label = _chunk_label(item.chunk)
+        if item.subtitle_path is None:
+            warnings.append(f"{label}: no subtitle file; one cue spans the whole chunk. Re-run "
+                            "`audiobook run` with subtitles on to fetch it")
+            sentences.append(subs.fallback_cue(chunk_text=item.chunk.text, placement=placement))
+            continue
+        timings = subs.load_subtitle_file(item.subtitle_path, label=label)
+        placed = subs.place_chunk(timings, chunk_text=item.chunk.text, placement=placement)
+        if not placed.sentences:
+            warnings.append(f"{label}: subtitle file {item.subtitle_path} has no timed sentences; one cue "
+                            "spans the whole chunk")
+            sentences.append(subs.fallback_cue(chunk_text=item.chunk.text, placement=placement))
+        sentences.extend(placed.sentences)
+        if manifest.subtitles == "word" and not placed.words:
+            warnings.append(f"{label}: subtitle file {item.subtitle_path} has no word timings")
+        words.extend(placed.words)
+    return _Cues(subs.tidy_cues(sentences), subs.tidy_cues(words), warnings)
+
+
+# --------------------------------------------------------------------------------------------------
+# The entry point
+
+
+def _check_inputs(plan: ChapterPlan, audio: Sequence[ChunkAudio]) -> list[ChunkAudio]:
+    chapter_id = plan.chapter.id
+    if not plan.chunks:
+        raise AssemblyError(f"chapter {chapter_id!r} has no chunks to assemble; check its text in the manifest")
+    by_index = {a.chunk.index: a for a in audio}
+    ordered: list[ChunkAudio] = []
+    missing: list[str] = []
+    for chunk in sorted(plan.chunks, key=lambda c: c.index):
+        item = by_index.get(chunk.index)
+        if item is None or item.chunk.key != chunk.key:
+            missing.append(str(chunk.index))
+            continue
+        # the plan's chunk is the truth for text and pauses; the audio entry supplies the files
+        ordered.append(ChunkAudio(chunk=chunk, audio_path=item.audio_path, subtitle_path=item.subtitle_path))
+    if missing:
+        raise AssemblyError(f"chapter {chapter_id!r}: no downloaded audio for chunk(s) {', '.join(missing)}; "
+                            "run `audiobook run` to synthesize them before stitching")
+    return ordered
+
+
+def _tags(manifest: Manifest, plan: ChapterPlan, track: int, total_tracks: int) -> audio_io.Tags:
+    book = manifest.book
+    return audio_io.Tags(title=plan.chapter.title, album=book.title, author=book.author,
+                         narrator=book.narrator or manifest.voice_name, year=book.year,
+                         description=book.description, track=track, total_tracks=total_tracks,
+                         cover=book.cover)
+
+
+def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[ChunkAudio], track: int,
+                     total_tracks: int, force: bool = False) -> ChapterOutput:
+    """Stitch a chapter's cached chunk audio into ``NN-<id>.mp3`` plus its subtitle files.
+
+    ``audio`` must hold a downloaded clip for every chunk of ``plan`` (matched by index and key).
+    Returns the existing outputs untouched (``rebuilt=False``) when the fingerprint of every input
+    (chunk keys, text and pauses, audio and subtitle file contents, audio settings, tags, track
+    numbering) matches the last build and the files are intact, unless ``force``. Raises
+    :class:`AssemblyError` (bad or missing input) or :class:`AudioToolError` (ffmpeg).
+    """
+    chapter = plan.chapter
+    items = _check_inputs(plan, audio)
+    output = Path(manifest.output)
+    try:
+        (output / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AssemblyError(f"cannot create the output folder {output}: {exc}; fix `output` in the manifest") from exc
+    state_path = _state_path(output, chapter.id)
+    fingerprint = _fingerprint(manifest=manifest, plan=plan, audio=items, track=track, total_tracks=total_tracks)
+    old_state = _read_state(state_path)
+    if (not force and old_state is not None and old_state.get("fingerprint") == fingerprint
+            and _outputs_intact(old_state, output)):
+        return ChapterOutput.from_json(old_state["output"], folder=output, rebuilt=False)  # type: ignore[arg-type]
+
+    settings = manifest.audio
+    sr = settings.sample_rate_hz
+    stem = chapter_stem(track, chapter.id)
+    final = {"mp3": output / f"{stem}.mp3"}
+    if manifest.subtitles != "off":
+        final["srt"] = output / f"{stem}.srt"
+        final["vtt"] = output / f"{stem}.vtt"
+    if manifest.subtitles == "word":
+        final["words.vtt"] = output / f"{stem}.words.vtt"
+        final["words.json"] = output / f"{stem}.words.json"
+
+    with _temp_files(output) as made:
+        pcm_path = _new_temp(output, f"{stem}.pcm", made)
+        with open(pcm_path, "w+b") as pcm:
+            first = _first_pass(manifest, items, pcm)
+            pcm.flush()
+            rms = math.sqrt(first.sum_sq / first.samples) / audio_io.INT16_FULL_SCALE
+            if rms <= 0:
+                raise AssemblyError(f"chapter {chapter.id!r} is silent after trimming; check its chunk audio")
+            gain = 10 ** (settings.target_rms_db / 20) / rms
+            ceiling = 10 ** (settings.true_peak_db / 20)
+            temp_mp3 = _new_temp(output, final["mp3"].name, made)
+            with audio_io.mp3_encoder(temp_mp3, sample_rate_hz=sr, bitrate_kbps=settings.bitrate_kbps,
+                                      what=f"chapter {chapter.id!r}") as encoder:
+                for block in render_chapter_pcm(pcm, total=first.samples, gain=gain, ceiling=ceiling,
+                                                sample_rate_hz=sr, room_tone_db=settings.room_tone_db):
+                    encoder.write(block)
+        _unlink(pcm_path)
+        audio_io.tag_mp3(temp_mp3, _tags(manifest, plan, track, total_tracks))
+
+        temps = {"mp3": temp_mp3}
+        warnings: list[str] = []
+        if manifest.subtitles != "off":
+            cues = _chapter_cues(manifest, items, first.spans)
+            warnings = cues.warnings
+            texts = {"srt": subs.render_srt(cues.sentences), "vtt": subs.render_vtt(cues.sentences)}
+            if manifest.subtitles == "word":
+                texts["words.vtt"] = subs.render_vtt(cues.words)
+                texts["words.json"] = subs.render_words_json(
+                    chapter_id=chapter.id, title=chapter.title, audio_file=final["mp3"].name,
+                    sentences=cues.sentences, words=cues.words)
+            for kind, text in texts.items():
+                tmp = _new_temp(output, final[kind].name, made)
+                tmp.write_text(text, encoding="utf-8")
+                temps[kind] = tmp
+        for kind, tmp in temps.items():
+            os.replace(tmp, final[kind])
+
+    result = ChapterOutput(
+        chapter_id=chapter.id, title=chapter.title, track=track, audio_path=final["mp3"],
+        srt_path=final.get("srt"), vtt_path=final.get("vtt"),
+        word_paths=tuple(p for k, p in final.items() if k.startswith("words.")),
+        duration_s=first.samples / sr, rebuilt=True, samples=first.samples, sample_rate_hz=sr,
+        gain_db=20 * math.log10(gain), head=first.head, tail=first.tail, pause_after=first.pause_after,
+        spans=tuple(first.spans), warnings=tuple(warnings),
+    )
+    files = {p.name: p.stat().st_size for p in final.values()}
+    write_atomic(state_path, json.dumps({"fingerprint": fingerprint, "files": files,
+                                         "output": result.to_json()}, indent=1, default=str))
+    # Outputs of an earlier build under other names (the track number changed, subtitles turned off)
+    if old_state is not None and isinstance(old_state.get("files"), dict):
+        for name in old_state["files"]:  # type: ignore[union-attr]
+            if name not in files and "/" not in name and name.startswith(tuple("0123456789")):
+                _unlink(output / name)
+    return result
