@@ -252,7 +252,7 @@ def _unlink(path: Path) -> None:
 
 
 @contextmanager
-def _temp_files(folder: Path) -> Iterator[list[Path]]:
+def temp_files(folder: Path) -> Iterator[list[Path]]:
     """Temporary paths to fill; whatever has not been renamed away is deleted on the way out."""
     made: list[Path] = []
     try:
@@ -262,7 +262,7 @@ def _temp_files(folder: Path) -> Iterator[list[Path]]:
             _unlink(path)
 
 
-def _new_temp(folder: Path, name: str, made: list[Path]) -> Path:
+def new_temp_path(folder: Path, name: str, made: list[Path]) -> Path:
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
     os.close(fd)
     made.append(Path(tmp))
@@ -475,8 +475,8 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
         final["words.vtt"] = output / f"{stem}.words.vtt"
         final["words.json"] = output / f"{stem}.words.json"
 
-    with _temp_files(output) as made:
-        pcm_path = _new_temp(output, f"{stem}.pcm", made)
+    with temp_files(output) as made:
+        pcm_path = new_temp_path(output, f"{stem}.pcm", made)
         with open(pcm_path, "w+b") as pcm:
             first = _first_pass(manifest, items, pcm)
             pcm.flush()
@@ -485,7 +485,7 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
                 raise AssemblyError(f"chapter {chapter.id!r} is silent after trimming; check its chunk audio")
             gain = 10 ** (settings.target_rms_db / 20) / rms
             ceiling = 10 ** (settings.true_peak_db / 20)
-            temp_mp3 = _new_temp(output, final["mp3"].name, made)
+            temp_mp3 = new_temp_path(output, final["mp3"].name, made)
             with audio_io.mp3_encoder(temp_mp3, sample_rate_hz=sr, bitrate_kbps=settings.bitrate_kbps,
                                       what=f"chapter {chapter.id!r}") as encoder:
                 for block in render_chapter_pcm(pcm, total=first.samples, gain=gain, ceiling=ceiling,
@@ -506,7 +506,7 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
                     chapter_id=chapter.id, title=chapter.title, audio_file=final["mp3"].name,
                     sentences=cues.sentences, words=cues.words)
             for kind, text in texts.items():
-                tmp = _new_temp(output, final[kind].name, made)
+                tmp = new_temp_path(output, final[kind].name, made)
                 tmp.write_text(text, encoding="utf-8")
                 temps[kind] = tmp
         for kind, tmp in temps.items():

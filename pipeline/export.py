@@ -1,0 +1,114 @@
+"""The whole-book M4B (issue 5, part 4).
+
+The chapter MP3s are decoded one after another and streamed into a single AAC encode (the book is
+encoded once, never per chapter and then joined), counting samples as they pass: chapter *k* starts
+at the sum of the decoded lengths of chapters 1..k-1, which is exactly where it starts in the audio.
+The chapter marks (titles from the manifest) are then muxed in without re-encoding, and the file is
+tagged (title, author, narrator, year, description, cover, media kind "audiobook").
+
+The book goes to ``<output>/<slug of the book title>.m4b`` through a temporary file and a rename; a
+fingerprint of its inputs in ``.assembly/book.json`` skips the work when nothing changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from pipeline import audio as audio_io
+from pipeline.assembly import (
+    STATE_DIR,
+    ChapterOutput,
+    file_digest,
+    new_temp_path,
+    temp_files,
+    write_atomic,
+)
+from pipeline.errors import AssemblyError
+from pipeline.models import Manifest
+
+EXPORT_FORMAT = 1
+_SLUG_RE = re.compile(r"[^\w]+", re.UNICODE)
+
+
+def slugify(title: str) -> str:
+    """A file-name-safe slug: lower case, runs of anything but letters and digits (any script) -> '-'."""
+    slug = _SLUG_RE.sub("-", title.casefold()).strip("-_")
+    return slug[:120] or "audiobook"
+
+
+def book_path(manifest: Manifest) -> Path:
+    return Path(manifest.output) / f"{slugify(manifest.book.title)}.m4b"
+
+
+def _fingerprint(manifest: Manifest, chapters: Sequence[ChapterOutput]) -> str:
+    book = asdict(manifest.book)
+    book["cover"] = file_digest(manifest.book.cover) if manifest.book.cover else None
+    doc = {
+        "format": EXPORT_FORMAT,
+        "book": book,
+        "voice_name": manifest.voice_name,
+        "sample_rate_hz": manifest.audio.sample_rate_hz,
+        "bitrate_kbps": manifest.audio.m4b_bitrate_kbps,
+        "chapters": [{"id": c.chapter_id, "title": c.title, "audio": file_digest(c.audio_path)} for c in chapters],
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def export_book(*, manifest: Manifest, chapters: Sequence[ChapterOutput], force: bool = False) -> Path | None:
+    """Write the whole-book M4B from the assembled chapters and return its path.
+
+    Returns None (and writes nothing) when ``manifest.audio.m4b`` is off. Chapters are ordered by
+    track number. Skips the encode when the chapter files, titles, book metadata, cover and settings
+    are unchanged since the last export and the file is still there, unless ``force``.
+    """
+    if not manifest.audio.m4b:
+        return None
+    if not chapters:
+        raise AssemblyError("no chapters to put in the book; assemble the chapters first (`audiobook stitch`)")
+    ordered = sorted(chapters, key=lambda c: c.track)
+    output = Path(manifest.output)
+    target = book_path(manifest)
+    state_path = output / STATE_DIR / "book.json"
+    (output / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    fingerprint = _fingerprint(manifest, ordered)
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        state = None
+    if (not force and isinstance(state, dict) and state.get("fingerprint") == fingerprint
+            and target.is_file() and target.stat().st_size == state.get("size")):
+        return target
+
+    sr = manifest.audio.sample_rate_hz
+    marks: list[audio_io.ChapterMark] = []
+    with temp_files(output) as made:
+        aac = new_temp_path(output, f"{target.stem}.aac.m4a", made)
+        with audio_io.aac_encoder(aac, sample_rate_hz=sr, bitrate_kbps=manifest.audio.m4b_bitrate_kbps,
+                                  what=f"the book {target.name}") as encoder:
+            for chapter in ordered:
+                start = encoder.samples_written
+                label = f"chapter {chapter.chapter_id!r}"
+                with audio_io.stream_pcm(chapter.audio_path, sample_rate_hz=sr, label=label) as blocks:
+                    for block in blocks:
+                        encoder.write(block)
+                marks.append(audio_io.ChapterMark(start, encoder.samples_written, chapter.title))
+        temp_book = new_temp_path(output, target.name, made)
+        audio_io.mux_chapters(aac, temp_book, chapters=marks, sample_rate_hz=sr,
+                              what=f"add chapter marks to {target.name}")
+        book = manifest.book
+        audio_io.tag_mp4(temp_book, audio_io.Tags(
+            title=book.title, album=book.title, author=book.author,
+            narrator=book.narrator or manifest.voice_name, year=book.year, description=book.description,
+            cover=book.cover))
+        os.replace(temp_book, target)
+    chapter_rows = [{"id": c.chapter_id, "title": c.title, "start_s": m.start_sample / sr}
+                    for c, m in zip(ordered, marks, strict=True)]
+    write_atomic(state_path, json.dumps({"fingerprint": fingerprint, "size": target.stat().st_size,
+                                         "chapters": chapter_rows}, indent=1))
+    return target
