@@ -23,9 +23,11 @@ speech is untouched unless the TTS clipped it), which removes clicks at every cu
 
 Memory does not grow with the number of chunks: pass 1 decodes one chunk at a time (the next one is
 decoded in the background), trims and fades it and appends it to a raw PCM file beside the outputs
-while summing its energy; pass 2 reads that file in 6-second blocks, applies the one gain that puts
-the whole chapter at ``target_rms_db`` RMS, a look-ahead true-peak limiter at ``true_peak_db`` and
-the room tone, and streams the result into a single ffmpeg MP3 encode (CBR ``bitrate_kbps``).
+while summing its energy by peak level (:class:`LevelHistogram`); pass 2 reads that file in
+6-second blocks, applies the one gain that puts the whole chapter at ``target_rms_db`` RMS *after*
+the look-ahead true-peak limiter at ``true_peak_db`` (the histogram predicts what the limiter takes
+away), adds the room tone, and streams the result into a single ffmpeg MP3 encode (CBR
+``bitrate_kbps``). RMS is measured over the whole file, pauses included, as ACX measures it.
 
 Room tone: a deterministic, seamlessly looping pink-ish noise bed at ``room_tone_db`` (default -75
 dBFS RMS) is added under the whole chapter after the gain, so pauses, head and tail are never
@@ -281,6 +283,70 @@ class _Pass1:
     head: int
     tail: int
     pause_after: int
+    levels: LevelHistogram
+
+
+PEAK_BIN_DB = 0.1
+PEAK_FLOOR_DB = -120.0
+PEAK_BINS = int(-PEAK_FLOOR_DB / PEAK_BIN_DB) + 1
+MAX_LIMITER_PUSH_DB = 12.0  # never raise the gain more than this above the unlimited one
+
+
+class LevelHistogram:
+    """Energy of the chapter by the peak level around it, to predict what the limiter takes away.
+
+    The chapter is cut into the limiter's blocks (aligned to the chapter start); each block's energy
+    is added to the bin of the highest sample peak among it and ``LIMITER_SPREAD`` blocks either
+    side (the blocks whose peaks set its gain). For a gain G the limiter turns a block whose peak
+    would exceed the ceiling down by the excess, so the chapter's RMS after limiting is predictable
+    from this fixed-size table, and pass 1 can pick the gain that lands on the target *after*
+    limiting instead of undershooting it.
+    """
+
+    def __init__(self) -> None:
+        self.energy = np.zeros(PEAK_BINS)
+
+    def add(self, samples: np.ndarray, *, position: int) -> None:
+        block = audio_io.LIMITER_BLOCK
+        lead = position % block
+        n = lead + len(samples)
+        padded = np.zeros(-(-n // block) * block)
+        padded[lead:n] = samples / audio_io.INT16_FULL_SCALE
+        blocks = padded.reshape(-1, block)
+        peaks = np.abs(blocks).max(axis=1)
+        spread = peaks.copy()
+        for shift in range(1, audio_io.LIMITER_SPREAD + 1):
+            spread[shift:] = np.maximum(spread[shift:], peaks[:-shift])
+            spread[:-shift] = np.maximum(spread[:-shift], peaks[shift:])
+        energy = np.einsum("ij,ij->i", blocks, blocks)
+        level = 20 * np.log10(np.maximum(spread, 10 ** (PEAK_FLOOR_DB / 20)))
+        bins = np.clip(np.round((level - PEAK_FLOOR_DB) / PEAK_BIN_DB).astype(np.int64), 0, PEAK_BINS - 1)
+        self.energy += np.bincount(bins, weights=energy, minlength=PEAK_BINS)
+
+    def rms_after(self, gain_db: float, *, ceiling_db: float, samples: int) -> float:
+        """Predicted RMS (dB) of the chapter after ``gain_db`` and limiting at ``ceiling_db``."""
+        peak_db = PEAK_FLOOR_DB + np.arange(PEAK_BINS) * PEAK_BIN_DB
+        cut = np.minimum(0.0, ceiling_db - (peak_db + gain_db))
+        total = float(np.sum(self.energy * 10 ** ((gain_db + cut) / 10)))
+        return 10 * math.log10(max(total / samples, 1e-30))
+
+    def gain_for(self, target_db: float, *, ceiling_db: float, samples: int) -> float:
+        """The gain (dB) whose limited result has ``target_db`` RMS, pushing the limiter at most
+        ``MAX_LIMITER_PUSH_DB`` past the plain gain (a chapter of nothing but peaks cannot get
+        louder by limiting harder)."""
+        plain = target_db - self.rms_after(0.0, ceiling_db=math.inf, samples=samples)
+        low, high = plain, plain + MAX_LIMITER_PUSH_DB
+        if self.rms_after(low, ceiling_db=ceiling_db, samples=samples) >= target_db - 0.01:
+            return low
+        if self.rms_after(high, ceiling_db=ceiling_db, samples=samples) <= target_db:
+            return high
+        for _ in range(40):
+            middle = (low + high) / 2
+            if self.rms_after(middle, ceiling_db=ceiling_db, samples=samples) < target_db:
+                low = middle
+            else:
+                high = middle
+        return (low + high) / 2
 
 
 def _chunk_label(chunk: Chunk) -> str:
@@ -308,6 +374,7 @@ def _first_pass(manifest: Manifest, audio: Sequence[ChunkAudio], pcm: BinaryIO) 
 
     spans: list[ChunkSpan] = []
     sum_sq = 0.0
+    levels = LevelHistogram()
     _write_zeros(pcm, head)
     pos = head
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -332,13 +399,15 @@ def _first_pass(manifest: Manifest, audio: Sequence[ChunkAudio], pcm: BinaryIO) 
             for s in range(0, len(kept), 1 << 20):
                 part = kept[s:s + (1 << 20)].astype(np.float64)
                 sum_sq += float(np.dot(part, part))
+                levels.add(part, position=pos + s)
             spans.append(ChunkSpan(index=item.chunk.index, pause_before=pause, origin=pos - start,
                                    kept_start=pos, kept_end=pos + len(kept), decoded=len(samples)))
             pos += len(kept)
             del samples, kept
     _write_zeros(pcm, pause_after + tail)
     pos += pause_after + tail
-    return _Pass1(spans=spans, samples=pos, sum_sq=sum_sq, head=head, tail=tail, pause_after=pause_after)
+    return _Pass1(spans=spans, samples=pos, sum_sq=sum_sq, head=head, tail=tail, pause_after=pause_after,
+                  levels=levels)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -483,7 +552,8 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
             rms = math.sqrt(first.sum_sq / first.samples) / audio_io.INT16_FULL_SCALE
             if rms <= 0:
                 raise AssemblyError(f"chapter {chapter.id!r} is silent after trimming; check its chunk audio")
-            gain = 10 ** (settings.target_rms_db / 20) / rms
+            gain = 10 ** (first.levels.gain_for(settings.target_rms_db, ceiling_db=settings.true_peak_db,
+                                                samples=first.samples) / 20)
             ceiling = 10 ** (settings.true_peak_db / 20)
             temp_mp3 = new_temp_path(output, final["mp3"].name, made)
             with audio_io.mp3_encoder(temp_mp3, sample_rate_hz=sr, bitrate_kbps=settings.bitrate_kbps,

@@ -285,12 +285,14 @@ def render_words_json(*, chapter_id: str, title: str, audio_file: str, sentences
                       words: Sequence[Cue]) -> str:
     """Word timings as JSON: ``{"chapter_id", "title", "audio", "sentences": [{text, start, end}],
     "words": [{text, start, end, sentence}]}``; seconds with millisecond precision; ``sentence`` is
-    the index of the sentence cue the word starts in (or null)."""
+    the index of the sentence cue holding the word's midpoint (the last one starting before it;
+    null before the first), so a word timed a hair before its sentence still belongs to it."""
     starts = [s.start_s for s in sentences]
     word_rows = []
     s_index = -1
     for word in words:
-        while s_index + 1 < len(starts) and starts[s_index + 1] <= word.start_s + 1e-6:
+        middle = (word.start_s + word.end_s) / 2
+        while s_index + 1 < len(starts) and starts[s_index + 1] <= middle:
             s_index += 1
         word_rows.append({"text": word.text, "start": round(word.start_s, 3), "end": round(word.end_s, 3),
                           "sentence": s_index if s_index >= 0 else None})
