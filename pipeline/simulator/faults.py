@@ -1,0 +1,190 @@
+"""Seeded fault injection that does not depend on thread interleaving.
+
+Every decision is a pure function of ``(seed, fault kind, request key, occurrence)``: the request key is
+stable for "the same request" (``POST <path> <sha256 of the canonical JSON body>``, ``GET <path>`` for a
+task query or a file download) and the occurrence counts how many times that key has been seen. A
+client that sends the same requests therefore meets the same faults however its threads interleave,
+and a retry (occurrence + 1) gets a fresh, equally deterministic draw. There is no shared RNG stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import Counter
+from dataclasses import dataclass, fields, replace
+
+# Spec key -> FaultProfile attribute. The keys are what `FaultProfile.parse` accepts.
+_RATE_KEYS = {
+    "429": "rate_429",
+    "5xx": "rate_5xx",
+    "drop_before": "drop_before",
+    "drop_after_create": "drop_after_create",
+    "fail": "fail",
+    "truncate": "truncate",
+    "slow": "slow",
+    "expire": "expire",
+}
+_VALUE_KEYS = {"seed": "seed", "slow_s": "slow_s", "retry_after_s": "retry_after_s"}
+INJECTED_5XX_STATUSES = (500, 502, 503)
+
+
+@dataclass(frozen=True, slots=True)
+class FaultProfile:
+    """Probabilities (0-1) of each injected fault, plus the seed that makes them reproducible.
+
+    Spec keys accepted by :meth:`parse` (comma-separated ``key=value``; whitespace ignored):
+
+    ==================== ===================================================================================
+    ``seed``             integer seed for fault decisions; default: the simulator's ``SimulatorConfig.seed``
+    ``429``              API request answered 429 with ``Retry-After`` (any API endpoint; nothing created)
+    ``5xx``              API request or file download answered 500, 502 or 503 (nothing created)
+    ``drop_before``      API request or download: connection closed with no response (nothing created)
+    ``drop_after_create`` create request: the task is created and billed, then the connection is closed
+                         with no response (the ambiguous case a client must not blindly retry)
+    ``fail``             created task ends ``failed`` (and is refunded) instead of ``completed``
+    ``truncate``         download sends the full ``Content-Length`` but only part of the body, then closes
+    ``slow``             API request or download is delayed by ``slow_s`` seconds before it is handled
+    ``expire``           download of a URL that has not expired is refused with 403 as if it had
+    ``slow_s``           delay of a slow response in seconds (default 2.0)
+    ``retry_after_s``    ``Retry-After`` seconds sent with an injected 429 (default 1)
+    ==================== ===================================================================================
+
+    Example: ``FaultProfile.parse("seed=7,429=0.1,5xx=0.05,drop_before=0.05,fail=0.05")``.
+    ``FaultProfile()`` injects nothing.
+    """
+
+    seed: int | None = None
+    rate_429: float = 0.0
+    rate_5xx: float = 0.0
+    drop_before: float = 0.0
+    drop_after_create: float = 0.0
+    fail: float = 0.0
+    truncate: float = 0.0
+    slow: float = 0.0
+    expire: float = 0.0
+    slow_s: float = 2.0
+    retry_after_s: int = 1
+
+    def __post_init__(self) -> None:
+        for key, attribute in _RATE_KEYS.items():
+            rate = getattr(self, attribute)
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"fault rate {key}={rate} must be from 0 to 1")
+        if self.slow_s < 0:
+            raise ValueError(f"slow_s={self.slow_s} must not be negative")
+        if self.retry_after_s < 0:
+            raise ValueError(f"retry_after_s={self.retry_after_s} must not be negative")
+
+    @classmethod
+    def parse(cls, spec: str) -> FaultProfile:
+        """Build a profile from a spec such as ``"seed=7,429=0.1,truncate=0.05"``.
+
+        An empty spec or ``"none"`` gives a profile that injects nothing.
+
+        Raises:
+            ValueError: an unknown key, a malformed pair or a value out of range; the message lists the
+                accepted keys.
+        """
+        values: dict[str, object] = {}
+        text = spec.strip()
+        if text.lower() in ("", "none", "off"):
+            return cls()
+        accepted = ", ".join([*_RATE_KEYS, *_VALUE_KEYS])
+        for pair in text.split(","):
+            pair = pair.strip()
+            if not pair:
+                continue
+            key, sep, raw = pair.partition("=")
+            key, raw = key.strip(), raw.strip()
+            if not sep or not raw:
+                raise ValueError(f"fault spec item {pair!r} is not key=value; accepted keys: {accepted}")
+            try:
+                if key in _RATE_KEYS:
+                    values[_RATE_KEYS[key]] = float(raw)
+                elif key == "slow_s":
+                    values["slow_s"] = float(raw)
+                elif key in ("seed", "retry_after_s"):
+                    values[key] = int(raw)
+                else:
+                    raise ValueError(f"unknown fault key {key!r}; accepted keys: {accepted}")
+            except ValueError as exc:
+                if "unknown fault key" in str(exc):
+                    raise
+                raise ValueError(f"fault spec item {pair!r} has a bad value: {exc}") from exc
+        return cls(**values)  # type: ignore[arg-type]
+
+    def to_spec(self) -> str:
+        """The spec that :meth:`parse` turns back into this profile (defaults left out)."""
+        default = FaultProfile()
+        parts = []
+        if self.seed is not None:
+            parts.append(f"seed={self.seed}")
+        for key, attribute in [*_RATE_KEYS.items(), *list(_VALUE_KEYS.items())[1:]]:
+            value = getattr(self, attribute)
+            if value != getattr(default, attribute):
+                parts.append(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}")
+        return ",".join(parts) or "none"
+
+    def with_seed(self, seed: int) -> FaultProfile:
+        """This profile with ``seed`` filled in when the spec did not set one."""
+        return self if self.seed is not None else replace(self, seed=seed)
+
+    def as_dict(self) -> dict[str, object]:
+        """The profile as JSON-ready values, keyed by attribute name."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def stable_unit(*parts: object) -> float:
+    """A number in [0, 1) that depends only on ``parts`` (sha256 of their text form)."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def stable_bytes(*parts: object, size: int = 16) -> bytes:
+    """``size`` bytes that depend only on ``parts``: seeds ids and audio deterministically."""
+    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()[:size]
+
+
+class FaultInjector:
+    """Decides faults for requests; thread-safe; the profile can be swapped at runtime."""
+
+    def __init__(self, profile: FaultProfile, *, default_seed: int) -> None:
+        self._lock = threading.Lock()
+        self._default_seed = default_seed
+        self._profile = profile.with_seed(default_seed)
+        self._occurrences: Counter[str] = Counter()
+
+    @property
+    def profile(self) -> FaultProfile:
+        """The profile in force, with its seed filled in."""
+        return self._profile
+
+    def set_profile(self, profile: FaultProfile) -> None:
+        """Use ``profile`` for every later decision; occurrence counts carry on."""
+        with self._lock:
+            self._profile = profile.with_seed(self._default_seed)
+
+    def next_occurrence(self, key: str) -> int:
+        """Count one more request with ``key`` and return its 0-based occurrence number."""
+        with self._lock:
+            occurrence = self._occurrences[key]
+            self._occurrences[key] = occurrence + 1
+            return occurrence
+
+    def decide(self, kind: str, key: str, occurrence: int) -> bool:
+        """Whether fault ``kind`` (a spec key such as ``"429"``) hits this occurrence of ``key``."""
+        profile = self._profile
+        rate = float(getattr(profile, _RATE_KEYS[kind]))
+        if rate <= 0.0:
+            return False
+        return stable_unit(profile.seed, kind, key, occurrence) < rate
+
+    def choose(self, kind: str, key: str, occurrence: int, options: tuple[int, ...]) -> int:
+        """A deterministic pick among ``options`` for this occurrence (e.g. which 5xx status)."""
+        index = int(stable_unit(self._profile.seed, kind, "choice", key, occurrence) * len(options))
+        return options[index]
+
+    def fraction(self, kind: str, key: str, occurrence: int) -> float:
+        """A deterministic number in [0, 1) for sizing a fault (e.g. how much of a body to send)."""
+        return stable_unit(self._profile.seed, kind, "fraction", key, occurrence)

@@ -1,0 +1,577 @@
+"""The simulator's voice: audio (MP3, 32 kHz mono) and subtitles that agree with it.
+
+Two backends share one timeline model:
+
+* ``synthetic`` (default, always available): a deterministic, voice-like numpy signal. Each word is a
+  voiced burst of harmonic syllables (wavetable vowels, a pitch contour falling across the sentence, a
+  consonant-like noise onset, raised-cosine envelope); silences between words, longer at clause and
+  sentence breaks. Durations follow the text: about 14.5 characters per second for spaced scripts and
+  4.5 per CJK/kana/hangul character, divided by ``speed``, plus exactly the ``<#x#>`` pauses, plus
+  ``LEADING_SILENCE_S`` before the first word and ``TRAILING_SILENCE_S`` after the last. Silence is
+  digital zero, so speech onsets are unambiguous.
+* ``espeak``: real speech from ``espeak-ng`` (when it is on PATH), synthesised per spoken segment so
+  sentence times are exact; word times are spread over each segment by character count.
+
+Subtitles follow the MiniMax shape described in the reference: a JSON array of sentence entries
+``{text, pronounce_text, time_begin, time_end, text_begin, text_end, timestamped_words}``; times in
+milliseconds (fractional), offsets into the submitted text (markers counted, end exclusive); ``text`` is
+the submitted slice (markers included) and ``pronounce_text`` the same with markers removed. A sentence's
+times span its first word's onset to its last word's end.
+
+MP3 alignment: LAME delays its output by 1105 samples (576 + 529) and pads the end, and lameenc writes
+no gapless (LAME/Xing) header, so decoders keep that delay. We drop the first 1105 samples (always
+leading silence) and the last 576 (always trailing silence) of a timeline whose length is a whole
+number of 1152-sample frames: a decoder (ffmpeg) then returns exactly the timeline, sample-aligned.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import math
+import os
+import shutil
+import subprocess
+import wave
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import lameenc
+import numpy as np
+
+from pipeline.simulator.faults import stable_bytes, stable_unit
+from pipeline.simulator.markup import Token, TokenKind, strip_pause_markers, tokenize
+
+SAMPLE_RATE_HZ = 32_000
+MP3_BITRATE_KBPS = 128
+MP3_FRAME_SAMPLES = 1152
+LAME_DELAY_SAMPLES = 1105  # encoder delay (576) + decoder delay (529) for MPEG-1 Layer III
+LAME_TAIL_CUT_SAMPLES = 576  # keeps the flushed padding frame from adding one frame to the decoded length
+LEADING_SILENCE_S = 0.25
+TRAILING_SILENCE_S = 0.4
+LATIN_CHARS_PER_S = 14.5
+SYLLABIC_CHARS_PER_S = 4.5
+SYLLABIC_VOICED_FRACTION = 0.8  # the rest of a CJK character's slot is a short gap
+COMMA_PAUSE_S = 0.15
+STOP_PAUSE_S = 0.35
+LATIN_CHARS_PER_SYLLABLE = 3.0
+RENDER_BLOCK_SAMPLES = MP3_FRAME_SAMPLES * 512  # ~18 s per block bounds memory for 10,000-char texts
+PARALLEL_MIN_SAMPLES = SAMPLE_RATE_HZ * 60  # clips shorter than this encode in one stream
+ENCODE_WORKERS = max(1, min(4, os.cpu_count() or 1))
+ATTACK_S = 0.012
+RELEASE_S = 0.025
+CONSONANT_S = 0.03
+VOICE_GAIN = 0.3  # peak of a vol=1.0 voice, full scale = 1.0
+ESPEAK_SAMPLE_RATE_HZ = 22_050
+
+VOICES = ("synthetic", "espeak", "auto")
+EMOTION_PITCH = {
+    "neutral": (1.0, 1.0),
+    "happy": (1.1, 1.5),
+    "sad": (0.92, 0.6),
+    "angry": (1.05, 1.3),
+    "fearful": (1.15, 1.4),
+    "disgusted": (0.95, 0.9),
+    "surprised": (1.2, 1.8),
+}  # emotion -> (pitch factor, contour depth factor)
+ESPEAK_LANGUAGES = {
+    "English": "en", "Chinese": "cmn", "Chinese,Yue": "yue", "Arabic": "ar", "Russian": "ru", "Spanish": "es",
+    "French": "fr", "Portuguese": "pt", "German": "de", "Turkish": "tr", "Dutch": "nl", "Ukrainian": "uk",
+    "Vietnamese": "vi", "Indonesian": "id", "Japanese": "ja", "Italian": "it", "Korean": "ko", "Thai": "th",
+    "Polish": "pl", "Romanian": "ro", "Greek": "el", "Czech": "cs", "Finnish": "fi", "Hindi": "hi",
+    "Bulgarian": "bg", "Danish": "da", "Hebrew": "he", "Malay": "ms", "Persian": "fa", "Slovak": "sk",
+    "Swedish": "sv", "Croatian": "hr", "Filipino": "tl", "Hungarian": "hu", "Norwegian": "nb",
+    "Slovenian": "sl", "Catalan": "ca", "Nynorsk": "nb", "Tamil": "ta", "Afrikaans": "af",
+}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceSettings:
+    """How to speak: the cloned voice and the audio task's options (defaults are the API's)."""
+
+    model_id: str
+    speed: float = 1.0
+    vol: float = 1.0
+    pitch: int = 0
+    emotion: str = "neutral"
+    language: str = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class WordTiming:
+    """One subtitle word: ``text[start:end]`` spoken from ``begin_s`` to ``end_s``."""
+
+    start: int
+    end: int
+    begin_s: float
+    end_s: float
+    syllables: int
+
+
+@dataclass(slots=True)
+class SentenceTiming:
+    """One subtitle sentence: ``text[start:end]`` and its words in order."""
+
+    start: int
+    end: int
+    words: list[WordTiming] = field(default_factory=list)
+
+    @property
+    def begin_s(self) -> float:
+        return self.words[0].begin_s
+
+    @property
+    def end_s(self) -> float:
+        return self.words[-1].end_s
+
+
+@dataclass(frozen=True, slots=True)
+class Speech:
+    """A finished clip: MP3 bytes, its exact decoded duration and the sentence timings."""
+
+    mp3: bytes
+    duration_s: float
+    sentences: list[SentenceTiming]
+
+
+def espeak_available() -> bool:
+    """Whether ``espeak-ng`` is on PATH."""
+    return shutil.which("espeak-ng") is not None
+
+
+def resolve_voice(voice: str) -> str:
+    """Map a configured voice (``synthetic``, ``espeak``, ``auto``) to the backend that will run.
+
+    Raises:
+        ValueError: an unknown voice, or ``espeak`` without ``espeak-ng`` on PATH.
+    """
+    if voice not in VOICES:
+        raise ValueError(f"voice must be one of {', '.join(VOICES)}; got {voice!r}")
+    if voice == "auto":
+        return "espeak" if espeak_available() else "synthetic"
+    if voice == "espeak" and not espeak_available():
+        raise ValueError("voice 'espeak' needs espeak-ng on PATH (apt-get install espeak-ng) or use 'auto'")
+    return voice
+
+
+def synthesize(text: str, settings: VoiceSettings, *, backend: str = "synthetic") -> Speech:
+    """Speak ``text`` (valid markup assumed) and return MP3 bytes with matching sentence timings.
+
+    Deterministic: the same text and settings give the same bytes. ``backend`` is ``synthetic`` or
+    ``espeak`` (see :func:`resolve_voice`).
+    """
+    if backend == "espeak":
+        return _synthesize_espeak(text, settings)
+    sentences, speech_end_s = plan_timeline(text, speed=settings.speed)
+    total = _frame_aligned_samples(speech_end_s + TRAILING_SILENCE_S)
+    syllables = _syllables(sentences, settings, text)
+    starts = np.array([s.start for s in syllables], dtype=np.int64)
+
+    def encode_chunk(bounds: tuple[int, int]) -> bytes:
+        begin, end = bounds
+        blocks = _render_range(syllables, starts, settings, begin=begin, end=end)
+        return encode_mp3(blocks, total_samples=end - begin)
+
+    chunks = _chunk_bounds(sentences, total, workers=ENCODE_WORKERS)
+    if len(chunks) == 1:
+        mp3 = encode_chunk(chunks[0])
+    else:
+        # lameenc releases the GIL; independent CBR streams cut in silence concatenate seamlessly
+        with ThreadPoolExecutor(max_workers=len(chunks), thread_name_prefix="sim-encode") as pool:
+            mp3 = b"".join(pool.map(encode_chunk, chunks))
+    return Speech(mp3, total / SAMPLE_RATE_HZ, sentences)
+
+
+def subtitle_entries(text: str, sentences: list[SentenceTiming], *, word_level: bool) -> list[dict[str, Any]]:
+    """The subtitle file's JSON array for ``sentences`` of ``text`` (see the module docstring)."""
+    entries = []
+    for sentence in sentences:
+        raw = text[sentence.start : sentence.end]
+        words = None
+        if word_level:
+            words = [
+                {
+                    "word": text[w.start : w.end],
+                    "word_begin": w.start,
+                    "word_end": w.end,
+                    "pronounce_word": text[w.start : w.end],
+                    "time_begin": _ms(w.begin_s),
+                    "time_end": _ms(w.end_s),
+                }
+                for w in sentence.words
+            ]
+        entries.append(
+            {
+                "text": raw,
+                "pronounce_text": _strip_markers_in(text, sentence),
+                "time_begin": _ms(sentence.begin_s),
+                "time_end": _ms(sentence.end_s),
+                "text_begin": sentence.start,
+                "text_end": sentence.end,
+                "timestamped_words": words,
+            }
+        )
+    return entries
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 3)
+
+
+def _strip_markers_in(text: str, sentence: SentenceTiming) -> str:
+    return " ".join(strip_pause_markers(text[sentence.start : sentence.end]).split())
+
+
+# --- timeline -----------------------------------------------------------------------------------------
+
+
+def plan_timeline(text: str, *, speed: float) -> tuple[list[SentenceTiming], float]:
+    """Place every word of ``text`` on the synthetic voice's timeline.
+
+    Returns the sentences (each with at least one word) and the time the last word ends, in seconds.
+    """
+    latin_slot_s = 1.0 / (LATIN_CHARS_PER_S * speed)
+    syllabic_slot_s = 1.0 / (SYLLABIC_CHARS_PER_S * speed)
+    cursor = LEADING_SILENCE_S
+    speech_end = cursor
+    sentences = _group_sentences(tokenize(text), text)
+    for sentence, tokens in sentences:
+        for token in tokens:
+            if token.kind is TokenKind.WORD:
+                letters = sum(1 for c in text[token.start : token.end] if c.isalnum())
+                duration = max(letters, 1) * latin_slot_s
+                syllables = max(1, round(letters / LATIN_CHARS_PER_SYLLABLE))
+                sentence.words.append(WordTiming(token.start, token.end, cursor, cursor + duration, syllables))
+                cursor += duration
+                speech_end = cursor
+            elif token.kind is TokenKind.SYLLABLE_CHAR:
+                voiced = syllabic_slot_s * SYLLABIC_VOICED_FRACTION
+                sentence.words.append(WordTiming(token.start, token.end, cursor, cursor + voiced, 1))
+                speech_end = cursor + voiced
+                cursor += syllabic_slot_s
+            else:
+                cursor += _silence_s(token, latin_slot_s=latin_slot_s, speed=speed)
+    return [s for s, _ in sentences], speech_end
+
+
+def _silence_s(token: Token, *, latin_slot_s: float, speed: float) -> float:
+    if token.kind is TokenKind.PAUSE:
+        return token.seconds  # exactly what the marker asks for, never scaled by speed
+    if token.kind is TokenKind.SPACE:
+        return latin_slot_s
+    if token.kind is TokenKind.COMMA:
+        return COMMA_PAUSE_S / speed
+    if token.kind is TokenKind.STOP:
+        return STOP_PAUSE_S / speed
+    return 0.0
+
+
+def _group_sentences(tokens: list[Token], text: str) -> list[tuple[SentenceTiming, list[Token]]]:
+    """Split tokens into sentences; every token lands in exactly one group so time adds up.
+
+    A sentence ends after a run of stops (plus closing quotes/brackets right after it), at a line break,
+    or at the end of the text. Its text range starts at its first visible token and ends after its last
+    visible one, so surrounding spaces and between-sentence pause markers are outside it.
+    """
+    groups: list[tuple[SentenceTiming, list[Token]]] = []
+    current: list[Token] = []
+    pending: list[Token] = []  # silent tokens before the first sentence (e.g. a leading line break)
+
+    def close() -> None:
+        has_words = any(t.kind in (TokenKind.WORD, TokenKind.SYLLABLE_CHAR) for t in current)
+        if has_words:
+            visible = [t for t in current if t.kind not in (TokenKind.SPACE, TokenKind.PAUSE)]
+            groups.append((SentenceTiming(visible[0].start, visible[-1].end), pending + current))
+            pending.clear()
+        elif groups:
+            groups[-1][1].extend(current)  # silent leftovers still take time
+        else:
+            pending.extend(current)
+        current.clear()
+
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        current.append(token)
+        index += 1
+        if token.kind is TokenKind.STOP:
+            while index < len(tokens) and tokens[index].kind in (TokenKind.STOP, TokenKind.OTHER):
+                current.append(tokens[index])
+                index += 1
+            close()
+        elif token.kind is TokenKind.SPACE and "\n" in text[token.start : token.end]:
+            close()
+    if current:
+        close()
+    return groups
+
+
+def _frame_aligned_samples(seconds: float) -> int:
+    frames = math.ceil(seconds * SAMPLE_RATE_HZ / MP3_FRAME_SAMPLES)
+    return max(frames, 2) * MP3_FRAME_SAMPLES
+
+
+# --- synthetic rendering ------------------------------------------------------------------------------
+
+_TABLE_SIZE = 2048  # a power of two: indices wrap with a bit mask
+_NOISE_TABLE_SAMPLES = 1 << 17
+_REFERENCE_F0_HZ = 140.0
+_VOWEL_FORMANTS_HZ = ((730, 1090, 2440), (530, 1840, 2480), (270, 2290, 3010), (570, 840, 2410), (300, 870, 2240))
+
+
+@functools.cache
+def _vowel_tables() -> np.ndarray:
+    """One period of each vowel: harmonics weighted by three formant resonances and a spectral tilt."""
+    phase = np.arange(_TABLE_SIZE) / _TABLE_SIZE
+    tables = np.zeros((len(_VOWEL_FORMANTS_HZ), _TABLE_SIZE), dtype=np.float32)
+    for index, formants in enumerate(_VOWEL_FORMANTS_HZ):
+        wave_ = np.zeros(_TABLE_SIZE)
+        for k in range(1, 25):
+            freq = k * _REFERENCE_F0_HZ
+            gain = sum(1.0 / (1.0 + ((freq - f) / 90.0) ** 2) for f in formants) + 0.05
+            wave_ += gain / k**0.6 * np.sin(2 * np.pi * k * phase + 0.3 * k)
+        tables[index] = wave_ / np.max(np.abs(wave_))
+    return tables
+
+
+@dataclass(frozen=True, slots=True)
+class _Syllable:
+    start: int
+    end: int
+    f0_hz: float
+    vowel: int
+    consonant: bool
+    noise_offset: int
+
+
+def _syllables(sentences: list[SentenceTiming], settings: VoiceSettings, seed_text: str) -> list[_Syllable]:
+    pitch_factor, depth = EMOTION_PITCH.get(settings.emotion, (1.0, 1.0))
+    base_f0 = (95.0 + 120.0 * stable_unit("f0", settings.model_id)) * pitch_factor * 2.0 ** (settings.pitch / 12)
+    text_key = stable_bytes("text", seed_text).hex()  # hash the (long) text once, not per syllable
+    result = []
+    for sentence in sentences:
+        span = max(sentence.end_s - sentence.begin_s, 1e-6)
+        for word in sentence.words:
+            step = (word.end_s - word.begin_s) / word.syllables
+            for k in range(word.syllables):
+                begin = word.begin_s + k * step
+                position = (begin - sentence.begin_s) / span  # 0 at sentence start, 1 at its end
+                jitter = stable_unit("syllable", text_key, word.start, k)
+                declination = 1.0 + depth * (0.1 - 0.2 * position) + depth * 0.06 * (jitter - 0.5)
+                result.append(
+                    _Syllable(
+                        start=round(begin * SAMPLE_RATE_HZ),
+                        end=round((begin + step) * SAMPLE_RATE_HZ),
+                        f0_hz=base_f0 * declination,
+                        vowel=int(jitter * 997) % len(_VOWEL_FORMANTS_HZ),
+                        consonant=k == 0 or jitter > 0.5,
+                        noise_offset=int(jitter * (_NOISE_TABLE_SAMPLES - SAMPLE_RATE_HZ)),
+                    )
+                )
+    return result
+
+
+@functools.lru_cache(maxsize=4096)
+def _envelope(length: int) -> np.ndarray:
+    """Raised-cosine attack and release around a gently arched body (cached: lengths repeat)."""
+    t = np.arange(length, dtype=np.float32)
+    attack = max(1, min(int(ATTACK_S * SAMPLE_RATE_HZ), length // 2))
+    release = max(1, min(int(RELEASE_S * SAMPLE_RATE_HZ), length // 2))
+    env = 0.8 + 0.2 * np.sin(np.pi * t / length)
+    env[:attack] *= 0.5 - 0.5 * np.cos(np.pi * t[:attack] / attack)
+    env[length - release :] *= 0.5 + 0.5 * np.cos(np.pi * (t[:release] + 1) / release)
+    return env
+
+
+def _render_range(
+    syllables: list[_Syllable], starts: np.ndarray, settings: VoiceSettings, *, begin: int, end: int
+) -> Iterator[np.ndarray]:
+    """Yield float32 blocks covering timeline samples ``[begin, end)``, looping over syllables only.
+
+    Each syllable's phase restarts at zero: its envelope is zero at both edges, so no click results and
+    every block is independent of the ones before it (which lets chunks render in parallel).
+    """
+    tables = _vowel_tables()
+    noise = _noise_table()
+    gain = np.float32(VOICE_GAIN * settings.vol)
+    consonant_len = int(CONSONANT_S * SAMPLE_RATE_HZ)
+    consonant_shape = np.hanning(consonant_len).astype(np.float32) * np.float32(0.35)
+    ramp = np.arange(RENDER_BLOCK_SAMPLES, dtype=np.float32)
+    first = max(int(np.searchsorted(starts, begin, side="right")) - 1, 0)
+    for block_start in range(begin, end, RENDER_BLOCK_SAMPLES):
+        block_end = min(block_start + RENDER_BLOCK_SAMPLES, end)
+        out = np.zeros(block_end - block_start, dtype=np.float32)
+        for position in range(first, len(syllables)):
+            syllable = syllables[position]
+            if syllable.start >= block_end:
+                break
+            if syllable.end <= block_start:
+                first = position + 1
+                continue
+            lo, hi = max(syllable.start, block_start), min(syllable.end, block_end)
+            env = _envelope(syllable.end - syllable.start)[lo - syllable.start : hi - syllable.start]
+            step = np.float32(syllable.f0_hz * _TABLE_SIZE / SAMPLE_RATE_HZ)
+            offset = lo - syllable.start
+            index = ((ramp[: hi - lo] + np.float32(offset)) * step).astype(np.int32) & (_TABLE_SIZE - 1)
+            piece = tables[syllable.vowel][index]
+            if syllable.consonant and offset < consonant_len and syllable.end - syllable.start > 2 * consonant_len:
+                c_hi = min(consonant_len, hi - syllable.start)
+                noise_at = syllable.noise_offset + offset
+                piece[: c_hi - offset] += (
+                    noise[noise_at : noise_at + c_hi - offset] * consonant_shape[offset:c_hi]
+                )
+            out[lo - block_start : hi - block_start] = piece * env
+        out *= gain
+        np.clip(out, -1.0, 1.0, out=out)
+        yield out
+
+
+@functools.cache
+def _noise_table() -> np.ndarray:
+    """Fixed, seeded breath noise (differenced white noise: a hiss) that syllables sample from."""
+    rng = np.random.default_rng(20240611)
+    return np.diff(rng.standard_normal(_NOISE_TABLE_SAMPLES + 1)).astype(np.float32) * np.float32(0.7)
+
+
+def _chunk_bounds(sentences: list[SentenceTiming], total: int, *, workers: int) -> list[tuple[int, int]]:
+    """Split ``[0, total)`` at frame-aligned points inside sentence gaps for parallel encoding.
+
+    A cut at sample P needs silence for ``LAME_TAIL_CUT_SAMPLES`` before it and ``LAME_DELAY_SAMPLES``
+    after it (those samples are dropped by each chunk's encoder) plus a margin for envelopes.
+    """
+    if workers < 2 or total < PARALLEL_MIN_SAMPLES:
+        return [(0, total)]
+    margin = 64
+    cuts = []
+    for left, right in zip(sentences, sentences[1:], strict=False):
+        cut = math.ceil((left.end_s * SAMPLE_RATE_HZ + LAME_TAIL_CUT_SAMPLES + margin) / MP3_FRAME_SAMPLES)
+        cut *= MP3_FRAME_SAMPLES
+        if cut + LAME_DELAY_SAMPLES + margin <= right.begin_s * SAMPLE_RATE_HZ:
+            cuts.append(cut)
+    chosen: list[int] = []
+    for k in range(1, workers):
+        target = total * k / workers
+        best = min(cuts, key=lambda c: abs(c - target), default=None)
+        if best is not None and best not in chosen and 0 < best < total:
+            chosen.append(best)
+    points = [0, *sorted(chosen), total]
+    return list(zip(points, points[1:], strict=False))
+
+
+# --- encoding -----------------------------------------------------------------------------------------
+
+
+def encode_mp3(blocks: Iterator[np.ndarray], *, total_samples: int) -> bytes:
+    """Encode float blocks (``total_samples`` in all, frame-aligned) to CBR MP3 that decodes aligned.
+
+    The first ``LAME_DELAY_SAMPLES`` and last ``LAME_TAIL_CUT_SAMPLES`` samples are dropped (they must be
+    silence) so that a decoder's output lines up sample for sample with the timeline.
+    """
+    encoder = lameenc.Encoder()
+    encoder.set_bit_rate(MP3_BITRATE_KBPS)
+    encoder.set_in_sample_rate(SAMPLE_RATE_HZ)
+    encoder.set_channels(1)
+    encoder.set_quality(7)  # LAME's fastest good setting; quality matters little for a test voice
+    encoder.silence()
+    keep_from, keep_to = LAME_DELAY_SAMPLES, total_samples - LAME_TAIL_CUT_SAMPLES
+    chunks = []
+    position = 0
+    for block in blocks:
+        lo, hi = max(keep_from - position, 0), min(keep_to - position, len(block))
+        position += len(block)
+        if hi > lo:
+            pcm = np.round(block[lo:hi] * np.float32(32767.0)).astype("<i2")
+            chunks.append(encoder.encode(pcm.tobytes()))
+    chunks.append(encoder.flush())
+    return b"".join(chunks)
+
+
+# --- espeak -------------------------------------------------------------------------------------------
+
+
+def _synthesize_espeak(text: str, settings: VoiceSettings) -> Speech:
+    """Real speech: espeak-ng per spoken segment (sentence, or part between pause markers)."""
+    sentences = [s for s, _ in _group_sentences(tokenize(text), text)]
+    pieces: list[np.ndarray] = [np.zeros(int(LEADING_SILENCE_S * SAMPLE_RATE_HZ), dtype=np.float32)]
+    cursor = len(pieces[0])
+    pauses = [t for t in tokenize(text) if t.kind is TokenKind.PAUSE]
+    previous_end_offset = 0
+    for sentence in sentences:
+        # pauses between sentences, then the gap a sentence break takes
+        between = sum(p.seconds for p in pauses if previous_end_offset <= p.start < sentence.start)
+        if previous_end_offset:
+            gap = int((STOP_PAUSE_S / settings.speed + between) * SAMPLE_RATE_HZ)
+            pieces.append(np.zeros(gap, dtype=np.float32))
+            cursor += gap
+        segments = _segments_between_pauses(text, sentence, pauses)
+        words: list[WordTiming] = []
+        for seg_start, seg_end, pause_after in segments:
+            audio = _espeak_segment(text[seg_start:seg_end], settings)
+            begin = cursor
+            pieces.append(audio)
+            cursor += len(audio)
+            words.extend(_spread_words(text, seg_start, seg_end, begin / SAMPLE_RATE_HZ, cursor / SAMPLE_RATE_HZ))
+            if pause_after:
+                silence = int(round(pause_after * SAMPLE_RATE_HZ))
+                pieces.append(np.zeros(silence, dtype=np.float32))
+                cursor += silence
+        sentence.words.extend(words)
+        previous_end_offset = sentence.end
+    sentences = [s for s in sentences if s.words]
+    total = _frame_aligned_samples(cursor / SAMPLE_RATE_HZ + TRAILING_SILENCE_S)
+    pieces.append(np.zeros(total - cursor, dtype=np.float32))
+    signal = np.concatenate(pieces) * np.float32(min(settings.vol, 3.0))
+    np.clip(signal, -1.0, 1.0, out=signal)
+    return Speech(encode_mp3(iter([signal]), total_samples=total), total / SAMPLE_RATE_HZ, sentences)
+
+
+def _segments_between_pauses(
+    text: str, sentence: SentenceTiming, pauses: list[Token]
+) -> list[tuple[int, int, float]]:
+    inner = [p for p in pauses if sentence.start <= p.start < sentence.end]
+    segments = []
+    start = sentence.start
+    for pause in inner:
+        segments.append((start, pause.start, pause.seconds))
+        start = pause.end
+    segments.append((start, sentence.end, 0.0))
+    return [(a, b, p) for a, b, p in segments if any(c.isalnum() for c in text[a:b])]
+
+
+def _spread_words(text: str, start: int, end: int, begin_s: float, end_s: float) -> list[WordTiming]:
+    """Word times inside one espeak segment, proportional to their letters (espeak gives no marks)."""
+    tokens = [t for t in tokenize(text[start:end]) if t.kind in (TokenKind.WORD, TokenKind.SYLLABLE_CHAR)]
+    weights = [max(1, t.end - t.start) for t in tokens]
+    total = sum(weights) or 1
+    words = []
+    cursor = begin_s
+    for token, weight in zip(tokens, weights, strict=True):
+        duration = (end_s - begin_s) * weight / total
+        words.append(WordTiming(start + token.start, start + token.end, cursor, cursor + duration, 1))
+        cursor += duration
+    return words
+
+
+def _espeak_segment(segment: str, settings: VoiceSettings) -> np.ndarray:
+    """Speak one segment with espeak-ng, trimmed of its own silence, resampled to 32 kHz."""
+    voice = ESPEAK_LANGUAGES.get(settings.language, "en")
+    words_per_minute = int(round(175 * settings.speed))
+    pitch = int(min(99, max(0, 50 + 3 * settings.pitch + 30 * (stable_unit("f0", settings.model_id) - 0.5))))
+    completed = subprocess.run(
+        ["espeak-ng", "--stdout", "-v", voice, "-s", str(words_per_minute), "-p", str(pitch), "--", segment],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    with wave.open(io.BytesIO(completed.stdout)) as reader:
+        rate = reader.getframerate()
+        frames = np.frombuffer(reader.readframes(reader.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+    loud = np.flatnonzero(np.abs(frames) > 0.01)
+    if len(loud):
+        frames = frames[loud[0] : loud[-1] + 1]
+    if rate != SAMPLE_RATE_HZ and len(frames):
+        positions = np.arange(int(len(frames) * SAMPLE_RATE_HZ / rate)) * rate / SAMPLE_RATE_HZ
+        frames = np.interp(positions, np.arange(len(frames)), frames).astype(np.float32)
+    return frames
