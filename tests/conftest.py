@@ -1,0 +1,81 @@
+"""Shared fixtures: a clean environment for every test and a manifest factory.
+
+``make_manifest(**overrides)`` writes a small valid manifest (and its chapter sources) into the
+test's ``tmp_path`` and returns the manifest's path; keyword arguments replace top-level keys (``None``
+removes one), ``sources`` adds or replaces source files (text or bytes), and ``raw`` writes the
+manifest's bytes verbatim (for YAML syntax and encoding tests).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ENV_PREFIX = "SOUNDCLONE_"
+
+DEFAULT_SOURCES: dict[str, str] = {
+    "ch01.txt": "The ferry left at dawn. Elsie stood on the jetty.\n\nThe light was still on.\n",
+    "ch02.md": "# The Log\n\nShe opened the *log* and read the [first entry](https://example.org).\n",
+}
+
+
+def default_manifest() -> dict[str, Any]:
+    """The manifest ``make_manifest()`` writes when given no overrides."""
+    return {
+        "title": "Test Book",
+        "language": "English",
+        "voice": {"model_id": "model_test"},
+        "chapters": [
+            {"id": "ch01", "title": "One", "source": "ch01.txt"},
+            {"id": "ch02", "title": "Two", "source": "ch02.md"},
+        ],
+    }
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's SOUNDCLONE_* settings (API key, base URL, ...)."""
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIX):
+            monkeypatch.delenv(name, raising=False)
+
+
+ManifestFactory = Callable[..., Path]
+
+
+@pytest.fixture
+def make_manifest(tmp_path: Path) -> ManifestFactory:
+    """A factory writing a manifest and its sources under ``tmp_path``; returns the manifest path."""
+
+    def factory(*, sources: Mapping[str, str | bytes | None] | None = None, raw: str | bytes | None = None,
+                name: str = "book.yaml", **overrides: Any) -> Path:
+        all_sources: dict[str, str | bytes | None] = {**DEFAULT_SOURCES, **(sources or {})}
+        for relative, content in all_sources.items():
+            if content is None:
+                continue  # a source the test wants missing
+            target = tmp_path / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                target.write_bytes(content)
+            else:
+                target.write_text(content, encoding="utf-8", newline="")
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if raw is not None:
+            path.write_bytes(raw if isinstance(raw, bytes) else raw.encode("utf-8"))
+            return path
+        data = default_manifest()
+        for key, value in overrides.items():
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+        path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        return path
+
+    return factory
