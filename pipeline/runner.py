@@ -1,22 +1,339 @@
 """The library entry points: each composes the stages for one command. Usable without click.
 
-    plan(manifest)   manifest -> chunks -> estimate
+    plan(manifest)            manifest -> chunks -> estimate                      (no network)
+    run(manifests, ...)       manifest -> chunks -> tasks -> downloads -> chapters -> book
+    stitch(manifest, ...)     cached downloads -> chapters -> book                (no network)
+    status(manifests)         journal -> per-chapter counts                       (no network)
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from pipeline.config import ApiKey, RunConfig, resolve_run_config
+from pipeline.engine import BookJob, BookResult, Engine, Failure, cache_paths
+from pipeline.errors import ConfigError, CostLimitError, ManifestError, PipelineError
 from pipeline.manifest import load_manifest
+from pipeline.models import ChapterPlan, ChunkAudio, ChunkState, Manifest, Progress
 from pipeline.planning import BookPlan, plan_book
-from pipeline.errors import ConfigError
+from pipeline.store import JOURNAL_NAME, Journal
+
+SIMULATOR_KEY = "sk-simulated-local"
+SIMULATE_POLL_INTERVAL_S = 0.2
+MANIFEST_SUFFIXES = (".yaml", ".yml")
 
 
-def plan(manifest_path: Path, *, chapter_ids: tuple[str, ...] = ()) -> BookPlan:
+def _select(manifest: Manifest, chapter_ids: Sequence[str], origin: Path) -> tuple[str, ...]:
+    known = [c.id for c in manifest.chapters]
+    for chapter_id in chapter_ids:
+        if chapter_id not in known:
+            raise ConfigError(f"--chapter {chapter_id}: no such chapter in {origin}; chapters are {', '.join(known)}")
+    return tuple(chapter_ids)
+
+
+def plan(manifest_path: Path, *, chapter_ids: Sequence[str] = ()) -> BookPlan:
     """Validate a manifest and plan its chunks. No network."""
-    manifest = load_manifest(manifest_path)
-    unknown = [c for c in chapter_ids if c not in {ch.id for ch in manifest.chapters}]
-    if unknown:
-        known = ", ".join(ch.id for ch in manifest.chapters)
-        raise ConfigError(f"--chapter {unknown[0]}: no such chapter in {manifest_path}; chapters are {known}")
-    return plan_book(manifest, chapter_ids=chapter_ids)
+    manifest = load_manifest(manifest_path, voice_resolver=_voice_resolver())
+    return plan_book(manifest, chapter_ids=_select(manifest, chapter_ids, manifest_path))
+
+
+def expand_manifest_paths(paths: Sequence[Path]) -> list[Path]:
+    """Manifest files given directly, or every *.yaml / *.yml in a folder given."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in MANIFEST_SUFFIXES and p.is_file())
+            if not found:
+                raise ConfigError(f"{path}: the folder holds no .yaml manifests")
+            out.extend(found)
+        else:
+            out.append(path)
+    return out
+
+
+def _voice_resolver() -> Callable[[str], str | None] | None:
+    try:
+        from pipeline.voices import resolve_voice_name
+    except ImportError:  # pragma: no cover - the registry is optional
+        return None
+    return resolve_voice_name
+
+
+# --- run -----------------------------------------------------------------------------------------
+
+@dataclass
+class RunReport:
+    books: list[BookResult]
+    rejected: list[tuple[Path, PipelineError]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.rejected and all(not b.failures and b.downloaded == b.chunks for b in self.books)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    chapter_ids: tuple[str, ...] = ()
+    concurrency: int | None = None
+    poll_interval_s: float | None = None
+    max_cost: float | None = None
+    base_url: str | None = None
+    key_file: Path | None = None
+    simulate: bool = False
+    simulator_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PreparedBook:
+    plan: BookPlan
+    pending_chunks: int
+    pending_chars: int
+    pending_cost: float
+
+
+def prepare(manifest_paths: Sequence[Path], *, chapter_ids: Sequence[str] = ()
+            ) -> tuple[list[PreparedBook], list[tuple[Path, PipelineError]]]:
+    """Validate and plan every manifest; a bad one is set aside, not fatal to the others."""
+    books: list[PreparedBook] = []
+    rejected: list[tuple[Path, PipelineError]] = []
+    for path in expand_manifest_paths(manifest_paths):
+        try:
+            book = plan(path, chapter_ids=chapter_ids)
+        except (ManifestError, ConfigError) as error:
+            rejected.append((path, error))
+            continue
+        books.append(_pending(book))
+    outputs = [b.plan.manifest.output.resolve() for b in books]
+    if len(set(outputs)) != len(outputs):
+        raise ConfigError("two manifests write to the same output folder; give each book its own `output:`")
+    return books, rejected
+
+
+def _pending(book: BookPlan) -> PreparedBook:
+    """What is still to pay for: chunks with no task created yet (per the journal, if any)."""
+    keys = {c.key: c for cp in book.chapters for c in cp.chunks}
+    journal_path = book.manifest.output / JOURNAL_NAME
+    paid: set[str] = set()
+    if journal_path.exists():
+        with Journal.open(book.manifest.output) as journal:
+            rows = journal.rows(keys)
+        paid = {k for k, r in rows.items()
+                if r.state in (ChunkState.SUBMITTED, ChunkState.COMPLETED, ChunkState.DOWNLOADED)}
+    todo = [c for k, c in keys.items() if k not in paid]
+    chars = sum(c.billed_chars for c in todo)
+    cost = book.manifest.pricing.cost(billed_chars=chars, tasks=len(todo))
+    return PreparedBook(plan=book, pending_chunks=len(todo), pending_chars=chars, pending_cost=cost)
+
+
+def check_cost(books: Sequence[PreparedBook], max_cost: float | None) -> None:
+    if max_cost is None:
+        return
+    total = sum(b.pending_cost for b in books)
+    if total > max_cost:
+        currency = books[0].plan.manifest.pricing.currency if books else ""
+        raise CostLimitError(f"the estimated cost {total:.2f} {currency} exceeds --max-cost {max_cost:.2f}; "
+                             "raise the limit, or run fewer chapters with --chapter")
+
+
+def run(manifest_paths: Sequence[Path], *, options: RunOptions = RunOptions(),
+        on_event: Callable[[Progress], None] = lambda event: None,
+        on_ready: Callable[[list[PreparedBook], list[tuple[Path, PipelineError]]], None] = lambda b, r: None,
+        env: Mapping[str, str] | None = None) -> RunReport:
+    """Render the books: validate all, show the plan (``on_ready``), spend, stitch, report."""
+    books, rejected = prepare(manifest_paths, chapter_ids=options.chapter_ids)
+    if not books:
+        if rejected:
+            raise rejected[0][1] if len(rejected) == 1 else ManifestError(
+                [p for _, error in rejected for p in getattr(error, "problems", [])])
+        raise ConfigError("no manifest given")
+    check_cost(books, options.max_cost)
+    env = os.environ if env is None else env
+    with _api_endpoint(books, options, env) as (base_url, api_key):
+        # Every book shares one API account: the first manifest's api: section sets the limits.
+        config = resolve_run_config(
+            books[0].plan.manifest.api, env=env, base_url=base_url, api_key=api_key, key_file=options.key_file,
+            concurrency=options.concurrency,
+            poll_interval_s=options.poll_interval_s or (SIMULATE_POLL_INTERVAL_S if options.simulate else None),
+            max_cost=options.max_cost)
+        on_ready(books, rejected)
+        results = asyncio.run(_run_books(books, config, on_event))
+    return RunReport(books=results, rejected=rejected)
+
+
+@contextlib.contextmanager
+def _api_endpoint(books: Sequence[PreparedBook], options: RunOptions, env: Mapping[str, str]
+                  ) -> Iterator[tuple[str | None, ApiKey | None]]:
+    """The real API (from flags/env/manifest), or a simulator started here for ``--simulate``."""
+    if not options.simulate:
+        yield options.base_url, None
+        return
+    from pipeline.simulator import Simulator, SimulatorConfig
+
+    voices = sorted({c.voice.model_id for b in books for c in b.plan.manifest.chapters})
+    sim_config = SimulatorConfig(api_key=SIMULATOR_KEY, preload_voices=tuple(voices),
+                                 **dict(options.simulator_options))
+    with Simulator(sim_config, host="127.0.0.1", port=0, files_port=0) as sim:
+        yield sim.base_url, ApiKey(SIMULATOR_KEY)
+
+
+async def _run_books(books: Sequence[PreparedBook], config: RunConfig,
+                     on_event: Callable[[Progress], None]) -> list[BookResult]:
+    from pipeline.client import SoundCloneClient
+
+    journals = [Journal.open(b.plan.manifest.output) for b in books]
+    try:
+        async with SoundCloneClient(base_url=config.base_url, api_key=config.api_key,
+                                    timeout_s=config.request_timeout_s,
+                                    requests_per_minute=config.requests_per_minute) as client:
+            engine = Engine(client=client, config=config, on_event=on_event)
+            jobs = [BookJob(manifest=b.plan.manifest, chapters=b.plan.chapters, journal=j,
+                            on_chapter_ready=_stitcher(b.plan.manifest))
+                    for b, j in zip(books, journals)]
+            results = await engine.run(jobs)
+        for book, result in zip(books, results):
+            try:
+                result.outputs = await asyncio.to_thread(finish_book, book.plan.manifest)
+            except PipelineError as error:
+                result.failures.append(Failure(book.plan.manifest.book.title, "-", None, str(error)))
+        return results
+    finally:
+        for journal in journals:
+            journal.close()
+
+
+def _stitcher(manifest: Manifest) -> Callable[[ChapterPlan], Any]:
+    async def on_chapter_ready(chapter_plan: ChapterPlan) -> list[Path]:
+        output = await asyncio.to_thread(assemble, manifest, chapter_plan)
+        return [output.audio_path]
+    return on_chapter_ready
+
+
+# --- stitch --------------------------------------------------------------------------------------
+
+def chunk_audio(manifest: Manifest, chapter_plan: ChapterPlan) -> list[ChunkAudio] | None:
+    """The cached audio of every chunk of a chapter, or None while any is missing."""
+    out = []
+    for chunk in chapter_plan.chunks:
+        audio, subtitles = cache_paths(manifest.output, chunk.key)
+        if not audio.is_file():
+            return None
+        out.append(ChunkAudio(chunk=chunk, audio_path=audio, subtitle_path=subtitles if subtitles.is_file() else None))
+    return out
+
+
+def assemble(manifest: Manifest, chapter_plan: ChapterPlan, *, force: bool = False) -> Any:
+    from pipeline.assembly import assemble_chapter
+
+    audio = chunk_audio(manifest, chapter_plan)
+    if audio is None:
+        raise PipelineError(f"chapter {chapter_plan.chapter.id}: not every chunk is downloaded yet; "
+                            "run `audiobook run` first")
+    return assemble_chapter(manifest=manifest, plan=chapter_plan, audio=audio, track=chapter_plan.chapter.number,
+                            total_tracks=len(manifest.chapters), force=force)
+
+
+def finish_book(manifest: Manifest, *, force: bool = False) -> list[Path]:
+    """Assemble (or confirm) every chapter whose audio is in; when all are, the M4B and the report."""
+    from pipeline.delivery import check_delivery, write_delivery_report
+    from pipeline.export import export_book
+
+    book = plan_book(manifest)
+    outputs = []
+    for chapter_plan in book.chapters:
+        if chunk_audio(manifest, chapter_plan) is not None:
+            outputs.append(assemble(manifest, chapter_plan, force=force))
+    files = [o.audio_path for o in outputs]
+    if len(outputs) == len(book.chapters) and manifest.audio.m4b:
+        files.append(export_book(manifest=manifest, chapters=outputs, force=force))
+    if files:
+        report = check_delivery(manifest=manifest, files=files)
+        report_path = manifest.output / "delivery-report.json"
+        write_delivery_report(report, report_path)
+        files.append(report_path)
+    return files
+
+
+def stitch(manifest_path: Path, *, chapter_ids: Sequence[str] = (), force: bool = False) -> list[Path]:
+    """Re-assemble chapters from the cache, without any API call."""
+    manifest = load_manifest(manifest_path, voice_resolver=_voice_resolver())
+    selected = _select(manifest, chapter_ids, manifest_path)
+    book = plan_book(manifest, chapter_ids=selected)
+    missing = [cp.chapter.id for cp in book.chapters if chunk_audio(manifest, cp) is None]
+    if missing:
+        raise PipelineError(f"chapters {', '.join(missing)} are not fully downloaded; run `audiobook run "
+                            f"{manifest_path}` first (stitch never calls the API)")
+    for chapter_plan in book.chapters:
+        assemble(manifest, chapter_plan, force=force)
+    return finish_book(manifest)
+
+
+# --- status --------------------------------------------------------------------------------------
+
+@dataclass
+class ChapterStatus:
+    id: str
+    title: str
+    chunks: int
+    by_state: dict[str, int]
+    failures: list[tuple[int, str]]
+    output: Path | None
+
+
+@dataclass
+class BookStatus:
+    manifest: Path
+    title: str
+    output: Path
+    chapters: list[ChapterStatus]
+    tasks_billed: int
+    chars_billed: int
+    possible_duplicates: int
+    error: str | None = None
+
+    @property
+    def totals(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for chapter in self.chapters:
+            for state, count in chapter.by_state.items():
+                out[state] = out.get(state, 0) + count
+        return out
+
+
+def status(manifest_paths: Sequence[Path]) -> list[BookStatus]:
+    """Per book and chapter: chunks by state, failures, billing so far. Safe while a run is going."""
+    out = []
+    for path in expand_manifest_paths(manifest_paths):
+        try:
+            book = plan(path)
+        except (ManifestError, ConfigError) as error:
+            out.append(BookStatus(path, path.stem, path.parent, [], 0, 0, 0, error=str(error)))
+            continue
+        manifest = book.manifest
+        rows = {}
+        tasks = chars = duplicates = 0
+        if (manifest.output / JOURNAL_NAME).exists():
+            with Journal.open(manifest.output) as journal:
+                rows = journal.rows(c.key for cp in book.chapters for c in cp.chunks)
+                tasks, chars = journal.billed()
+                duplicates = len(journal.events("possible-duplicate"))
+        chapters = []
+        for cp in book.chapters:
+            by_state: dict[str, int] = {}
+            failures = []
+            for chunk in cp.chunks:
+                row = rows.get(chunk.key)
+                state = row.state.value if row else ChunkState.PENDING.value
+                by_state[state] = by_state.get(state, 0) + 1
+                if row and row.error and row.state in (ChunkState.FAILED, ChunkState.PENDING):
+                    failures.append((chunk.index, row.error))
+            audio = manifest.output / f"{cp.chapter.number:02d}-{cp.chapter.id}.mp3"
+            chapters.append(ChapterStatus(cp.chapter.id, cp.chapter.title, len(cp.chunks), by_state, failures,
+                                          audio if audio.exists() else None))
+        out.append(BookStatus(path, manifest.book.title, manifest.output, chapters, tasks, chars, duplicates))
+    return out

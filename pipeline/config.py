@@ -1,0 +1,129 @@
+"""Run configuration: a frozen value resolved once, with precedence flag > environment > manifest > default.
+
+The API key is wrapped in :class:`ApiKey`, whose ``repr`` and ``str`` never show it; only the client
+calls :meth:`ApiKey.reveal`, to build the Authorization header for the API host.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pipeline.errors import ConfigError
+from pipeline.models import API_BASE_URL, ApiSettings
+
+ENV_API_KEY = "SOUNDCLONE_API_KEY"
+ENV_API_KEY_FILE = "SOUNDCLONE_API_KEY_FILE"
+ENV_BASE_URL = "SOUNDCLONE_BASE_URL"
+
+
+class ApiKey:
+    """A secret that does not print itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "ApiKey(***)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ApiKey) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything the engine needs to talk to the API, resolved."""
+
+    base_url: str
+    api_key: ApiKey
+    concurrency: int = 4
+    poll_interval_s: float = 5.0
+    requests_per_minute: float = 60.0
+    max_attempts: int = 3
+    request_timeout_s: float = 60.0
+    task_timeout_s: float = 3600.0
+    max_cost: float | None = None
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(url: str, *, origin: str) -> str:
+    """Accept an https URL, or plain http only for a loopback host (a local simulator)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{origin}: '{url}' is not an http(s) URL; use e.g. {API_BASE_URL}")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ConfigError(f"{origin}: plain http to {parts.hostname} would send the API key unencrypted; "
+                          "use https (plain http is allowed only for 127.0.0.1 / localhost)")
+    return url.rstrip("/")
+
+
+def read_api_key(*, env: Mapping[str, str], key_file: Path | None = None) -> ApiKey:
+    """The key from ``key_file`` (flag), else ``SOUNDCLONE_API_KEY``, else ``SOUNDCLONE_API_KEY_FILE``."""
+    path = key_file
+    if path is None and env.get(ENV_API_KEY, "").strip():
+        return ApiKey(env[ENV_API_KEY].strip())
+    if path is None and env.get(ENV_API_KEY_FILE):
+        path = Path(env[ENV_API_KEY_FILE]).expanduser()
+    if path is None:
+        raise ConfigError(f"no API key: set {ENV_API_KEY} (or {ENV_API_KEY_FILE}, or --api-key-file), "
+                          "or rehearse with --simulate")
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the API key file {path}: {exc.strerror}") from exc
+    if not value:
+        raise ConfigError(f"the API key file {path} is empty")
+    return ApiKey(value)
+
+
+def resolve_run_config(api: ApiSettings, *, env: Mapping[str, str] | None = None,
+                       base_url: str | None = None, api_key: ApiKey | None = None,
+                       key_file: Path | None = None, concurrency: int | None = None,
+                       poll_interval_s: float | None = None, max_cost: float | None = None) -> RunConfig:
+    """Merge flags (the keyword arguments), environment and the manifest's ``api:`` section."""
+    env = os.environ if env is None else env
+    if base_url is not None:
+        url = check_base_url(base_url, origin="--base-url")
+    elif env.get(ENV_BASE_URL):
+        url = check_base_url(env[ENV_BASE_URL], origin=ENV_BASE_URL)
+    elif api.base_url:
+        url = check_base_url(api.base_url, origin="manifest api.base_url")
+    else:
+        url = API_BASE_URL
+    if concurrency is not None and concurrency < 1:
+        raise ConfigError("--concurrency must be at least 1")
+    if poll_interval_s is not None and poll_interval_s <= 0:
+        raise ConfigError("--poll-interval must be a positive number of seconds")
+    return RunConfig(
+        base_url=url,
+        api_key=api_key if api_key is not None else read_api_key(env=env, key_file=key_file),
+        concurrency=concurrency or api.concurrency,
+        poll_interval_s=poll_interval_s or api.poll_interval_s,
+        requests_per_minute=api.requests_per_minute,
+        max_attempts=api.max_attempts,
+        request_timeout_s=api.request_timeout_s,
+        task_timeout_s=api.task_timeout_s,
+        max_cost=max_cost,
+    )

@@ -1,0 +1,292 @@
+"""The journal: one SQLite file per book (``<output>/journal.sqlite``); the only module with SQL.
+
+Every chunk is a row keyed by its content key, whose ``state`` moves only along :data:`TRANSITIONS`.
+Each transition is its own committed transaction (WAL, ``synchronous=FULL``), so a crash or
+``kill -9`` at any instant leaves a state the next run can resume from:
+
+    pending ──> submitting ──> submitted ──> completed ──> downloaded
+       ^            │  │           │  │          │             │
+       └────────────┘  └──> failed <┘  └─────────┘             │
+       ^                     │                                 │
+       └─────────────────────┘  (a new run retries failures)   │
+                     completed <───────────────────────────────┘ (cached audio lost: download again)
+
+* ``submitting`` is written *before* the create request is sent: a row found in it after a crash
+  may or may not have a billed task behind it (the engine reports the resubmission as a possible
+  duplicate charge).
+* ``submitted`` is written the moment the task id returns, before anything else happens.
+
+Schema changes go through :data:`MIGRATIONS`, numbered by ``PRAGMA user_version``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import StateError
+from pipeline.models import Chunk, ChunkState
+
+JOURNAL_NAME = "journal.sqlite"
+BUSY_TIMEOUT_S = 30.0
+
+S = ChunkState
+TRANSITIONS: dict[ChunkState, frozenset[ChunkState]] = {
+    S.PENDING: frozenset({S.SUBMITTING, S.FAILED}),
+    S.SUBMITTING: frozenset({S.SUBMITTED, S.PENDING, S.FAILED}),
+    S.SUBMITTED: frozenset({S.COMPLETED, S.PENDING, S.FAILED}),
+    S.COMPLETED: frozenset({S.DOWNLOADED, S.PENDING, S.FAILED}),
+    S.DOWNLOADED: frozenset({S.COMPLETED, S.PENDING}),
+    S.FAILED: frozenset({S.PENDING}),
+}
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: chunks, the tasks behind them, an event log, voices seen.
+    """
+    CREATE TABLE chunks (
+        key TEXT PRIMARY KEY,
+        chapter_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        billed_chars INTEGER NOT NULL,
+        model_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        task_id TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        audio_path TEXT,
+        subtitle_path TEXT,
+        duration_s REAL,
+        error TEXT,
+        ambiguous INTEGER NOT NULL DEFAULT 0,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX chunks_state ON chunks(state);
+    CREATE TABLE tasks (
+        task_id TEXT PRIMARY KEY,
+        key TEXT NOT NULL,
+        billed_chars INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        status TEXT NOT NULL DEFAULT 'submitted',
+        error TEXT
+    );
+    CREATE INDEX tasks_key ON tasks(key);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        key TEXT,
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE TABLE voices (
+        model_id TEXT PRIMARY KEY,
+        first_used_at REAL NOT NULL,
+        activated_at REAL
+    );
+    """,
+)
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    key: str
+    chapter_id: str
+    idx: int
+    text: str
+    billed_chars: int
+    model_id: str
+    state: ChunkState
+    task_id: str | None
+    attempts: int
+    audio_path: str | None
+    subtitle_path: str | None
+    duration_s: float | None
+    error: str | None
+    ambiguous: int
+    updated_at: float
+
+
+_COLUMNS = ("key, chapter_id, idx, text, billed_chars, model_id, state, task_id, attempts, audio_path, "
+            "subtitle_path, duration_s, error, ambiguous, updated_at")
+
+
+def _row(values: tuple[object, ...]) -> ChunkRow:
+    row = ChunkRow(*values)  # type: ignore[arg-type]
+    return ChunkRow(**{**row.__dict__, "state": ChunkState(row.state)})
+
+
+class Journal:
+    """A book's journal. Open with :meth:`open`; all methods commit before they return."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Callable[[], float]) -> None:
+        self._conn = conn
+        self.path = path
+        self._clock = clock
+
+    @classmethod
+    def open(cls, folder: Path, *, clock: Callable[[], float] = time.time, create: bool = True) -> Journal:
+        path = folder / JOURNAL_NAME
+        if not create and not path.exists():
+            raise StateError(f"no journal at {path}: this book has not been run yet")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            journal = cls(conn, path, clock)
+            journal._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"the journal {path} cannot be opened ({exc}); if it is damaged, move it "
+                             "aside and rerun (finished audio in cache/ is kept)") from exc
+        except OSError as exc:
+            raise StateError(f"cannot create the output folder {folder}: {exc.strerror}") from exc
+        return journal
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            raise StateError(f"the journal {self.path} is busy or unwritable ({exc})") from exc
+
+    def _migrate(self) -> None:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StateError(f"the journal {self.path} was written by a newer version of audiobook "
+                             f"(schema {version}); upgrade soundclone-audiobook")
+        for number in range(version, len(MIGRATIONS)):
+            with self._tx() as conn:
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number + 1}")
+
+    # --- chunks ---------------------------------------------------------------------------------
+
+    def sync_plan(self, chunks: Iterable[Chunk], *, model_ids: dict[str, str]) -> None:
+        """Make sure every planned chunk has a row (new ones start ``pending``)."""
+        now = self._clock()
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT INTO chunks (key, chapter_id, idx, text, billed_chars, model_id, state, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT(key) DO NOTHING",
+                [(c.key, c.chapter_id, c.index, c.text, c.billed_chars, model_ids[c.chapter_id], now)
+                 for c in chunks],
+            )
+
+    def get(self, key: str) -> ChunkRow:
+        found = self._conn.execute(f"SELECT {_COLUMNS} FROM chunks WHERE key = ?", (key,)).fetchone()
+        if found is None:
+            raise KeyError(key)
+        return _row(found)
+
+    def rows(self, keys: Iterable[str] | None = None) -> dict[str, ChunkRow]:
+        if keys is None:
+            return {r.key: r for r in map(_row, self._conn.execute(f"SELECT {_COLUMNS} FROM chunks"))}
+        wanted = list(dict.fromkeys(keys))
+        out: dict[str, ChunkRow] = {}
+        for start in range(0, len(wanted), 500):
+            batch = wanted[start:start + 500]
+            marks = ",".join("?" * len(batch))
+            for values in self._conn.execute(f"SELECT {_COLUMNS} FROM chunks WHERE key IN ({marks})", batch):
+                row = _row(values)
+                out[row.key] = row
+        return out
+
+    def transition(self, key: str, to: ChunkState, **fields: object) -> ChunkRow:
+        """Move ``key`` to ``to`` (checked against :data:`TRANSITIONS`) and set ``fields``."""
+        allowed = {"task_id", "attempts", "audio_path", "subtitle_path", "duration_s", "error"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"unknown chunk fields {sorted(unknown)}")
+        with self._tx() as conn:
+            found = conn.execute("SELECT state FROM chunks WHERE key = ?", (key,)).fetchone()
+            if found is None:
+                raise KeyError(key)
+            current = ChunkState(found[0])
+            if to != current and to not in TRANSITIONS[current]:
+                raise RuntimeError(f"chunk {key}: illegal transition {current} -> {to}")
+            sets = ", ".join(f"{name} = ?" for name in fields)
+            conn.execute(f"UPDATE chunks SET state = ?, updated_at = ?{', ' + sets if sets else ''} WHERE key = ?",
+                         (to.value, self._clock(), *fields.values(), key))
+        return self.get(key)
+
+    def begin_submit(self, key: str) -> ChunkRow:
+        """Record the intent to create a task (before the request is sent)."""
+        row = self.get(key)
+        return self.transition(key, S.SUBMITTING, attempts=row.attempts + 1, error=None, task_id=None)
+
+    def record_task(self, key: str, task_id: str) -> ChunkRow:
+        """Record a task id the moment the API returns it."""
+        with self._tx() as conn:
+            row = conn.execute("SELECT billed_chars FROM chunks WHERE key = ?", (key,)).fetchone()
+            conn.execute("INSERT OR IGNORE INTO tasks (task_id, key, billed_chars, created_at) VALUES (?, ?, ?, ?)",
+                         (task_id, key, row[0], self._clock()))
+        return self.transition(key, S.SUBMITTED, task_id=task_id)
+
+    def record_task_status(self, task_id: str, status: str, error: str | None = None) -> None:
+        with self._tx() as conn:
+            conn.execute("UPDATE tasks SET status = ?, error = ? WHERE task_id = ?", (status, error, task_id))
+
+    def note_ambiguous(self, key: str, detail: str) -> None:
+        """A create for ``key`` may have been billed without us learning its task id."""
+        with self._tx() as conn:
+            conn.execute("UPDATE chunks SET ambiguous = ambiguous + 1 WHERE key = ?", (key,))
+            conn.execute("INSERT INTO events (at, key, kind, detail) VALUES (?, ?, 'possible-duplicate', ?)",
+                         (self._clock(), key, detail))
+
+    def add_event(self, key: str | None, kind: str, detail: str) -> None:
+        with self._tx() as conn:
+            conn.execute("INSERT INTO events (at, key, kind, detail) VALUES (?, ?, ?, ?)",
+                         (self._clock(), key, kind, detail))
+
+    def events(self, kind: str | None = None) -> list[tuple[float, str | None, str, str]]:
+        query = "SELECT at, key, kind, detail FROM events"
+        args: tuple[str, ...] = ()
+        if kind:
+            query += " WHERE kind = ?"
+            args = (kind,)
+        return list(self._conn.execute(query + " ORDER BY id", args))
+
+    def billed(self) -> tuple[int, int]:
+        """(tasks, billed characters) of every task created and not failed (failed ones are refunded)."""
+        tasks, chars = self._conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(billed_chars), 0) FROM tasks WHERE status != 'failed'").fetchone()
+        return int(tasks), int(chars)
+
+    # --- voices ---------------------------------------------------------------------------------
+
+    def note_voice_used(self, model_id: str) -> None:
+        with self._tx() as conn:
+            conn.execute("INSERT OR IGNORE INTO voices (model_id, first_used_at) VALUES (?, ?)",
+                         (model_id, self._clock()))
+
+    def note_voice_activated(self, model_id: str) -> None:
+        with self._tx() as conn:
+            conn.execute("INSERT OR IGNORE INTO voices (model_id, first_used_at) VALUES (?, ?)",
+                         (model_id, self._clock()))
+            conn.execute("UPDATE voices SET activated_at = COALESCE(activated_at, ?) WHERE model_id = ?",
+                         (self._clock(), model_id))
+
+    def voice_activated(self, model_id: str) -> bool:
+        found = self._conn.execute("SELECT activated_at FROM voices WHERE model_id = ?", (model_id,)).fetchone()
+        return bool(found and found[0])
