@@ -96,6 +96,174 @@ def render_plan(book: Any) -> str:
     return "\n".join(rows)
 
 
+def _manifest_args(func: Any) -> Any:
+    return click.argument("manifests", nargs=-1, required=True, type=click.Path(path_type=Path))(func)
+
+
+class _ProgressView:
+    """Draws the engine's progress events: a tqdm bar on a terminal, plain log lines otherwise."""
+
+    def __init__(self, *, total: int, quiet: bool) -> None:
+        self.tty = sys.stderr.isatty() and not quiet
+        self.quiet = quiet
+        self.bar: Any = None
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="chunk", desc="chunks", file=sys.stderr, dynamic_ncols=True)
+
+    def __call__(self, event: Any) -> None:
+        where = event.chapter_id if event.chunk_index is None else f"{event.chapter_id}#{event.chunk_index}"
+        if event.kind == "downloaded" and self.bar is not None:
+            self.bar.update(1)
+            return
+        if event.kind in ("chunk-failed", "chapter-failed", "possible-duplicate"):
+            line = f"{event.kind}: {where}: {event.message}"
+        elif event.kind == "chapter-done":
+            line = f"chapter {event.chapter_id} assembled: {event.message}"
+        elif self.quiet or self.tty:
+            return
+        else:
+            line = f"{event.kind}: {where} {event.message}".rstrip()
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+        elif not self.quiet or event.kind != "submitted":
+            click.echo(line, err=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@main.command()
+@_manifest_args
+@click.option("--chapter", "chapters", multiple=True, metavar="ID", help="Only these chapters (repeatable).")
+@click.option("--concurrency", type=click.IntRange(1, 64), help="Tasks in flight at once (default 4).")
+@click.option("--poll-interval", type=click.FloatRange(0.01, 600), metavar="S",
+              help="Seconds between polls of a task (default 5).")
+@click.option("--max-cost", type=click.FloatRange(0), metavar="X",
+              help="Refuse to start when the estimated cost of what is left exceeds X.")
+@click.option("--simulate", is_flag=True, help="Render against a local SoundClone simulator: no key, no cost.")
+@click.option("--base-url", metavar="URL", help="API base URL (default: $SOUNDCLONE_BASE_URL, the manifest, "
+              "or https://www.jimmyai.cn).")
+@click.option("--api-key-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Read the API key from this file instead of $SOUNDCLONE_API_KEY.")
+@click.option("-q", "--quiet", is_flag=True, help="Only failures and the summary.")
+def run(manifests: tuple[Path, ...], chapters: tuple[str, ...], concurrency: int | None,
+        poll_interval: float | None, max_cost: float | None, simulate: bool, base_url: str | None,
+        api_key_file: Path | None, quiet: bool) -> None:
+    """Render MANIFEST(S) into chapter files and a book; rerun the same command to resume.
+
+    Several manifests, or a folder of them, run as one batch sharing the concurrency limit fairly.
+    Everything is validated and the plan shown before the first paid request. Exit code 0 when every
+    chunk and chapter succeeded, 1 when some failed (listed with reasons), 2 for usage or manifest errors.
+    """
+    from pipeline import runner
+
+    options = runner.RunOptions(chapter_ids=chapters, concurrency=concurrency, poll_interval_s=poll_interval,
+                                max_cost=max_cost, base_url=base_url, key_file=api_key_file, simulate=simulate)
+    view: list[_ProgressView] = []
+
+    def on_ready(books: list[Any], rejected: list[Any]) -> None:
+        for path, error in rejected:
+            click.echo(f"skipped {path}: {error}", err=True)
+        for book in books:
+            if not quiet:
+                click.echo(render_plan(book.plan))
+            click.echo(f"to render: {book.pending_chunks} task(s), {book.pending_chars:,} billed characters, "
+                       f"about {book.pending_cost:.2f} {book.plan.manifest.pricing.currency}"
+                       + (" (simulated: nothing is charged)" if simulate else ""))
+        view.append(_ProgressView(total=sum(b.pending_chunks for b in books), quiet=quiet))
+
+    try:
+        report = runner.run(list(manifests), options=options, on_event=lambda e: view and view[0](e),
+                            on_ready=on_ready)
+    finally:
+        if view:
+            view[0].close()
+    click.echo(render_summary(report))
+    if not report.ok:
+        sys.exit(1)
+
+
+def render_summary(report: Any) -> str:
+    lines = []
+    for book in report.books:
+        lines.append(f"{book.title}: {book.downloaded}/{book.chunks} chunks done, {book.tasks_created} task(s) "
+                     f"created this run, {book.chars_billed:,} characters billed")
+        for failure in book.failures:
+            where = failure.chapter_id if failure.chunk_index is None else \
+                f"{failure.chapter_id} chunk {failure.chunk_index}"
+            lines.append(f"  FAILED {where}: {failure.reason}")
+        if book.possible_duplicates:
+            lines.append(f"  possible duplicate charges: {len(book.possible_duplicates)}")
+            lines.extend(f"    {d}" for d in book.possible_duplicates)
+        for path in book.outputs:
+            lines.append(f"  wrote {path}")
+    for path, error in report.rejected:
+        lines.append(f"{path}: not run: {str(error).splitlines()[0]}")
+    lines.append("done" if report.ok else "finished with failures: fix what is listed and rerun the same command")
+    return "\n".join(lines)
+
+
+@main.command()
+@_manifest_args
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(manifests: tuple[Path, ...], as_json: bool) -> None:
+    """Show per chapter how many chunks are in each state, failures, and what has been billed.
+
+    Reads the journal only (no network); safe while a run is in progress.
+    """
+    from pipeline import runner
+
+    books = runner.status(list(manifests))
+    if as_json:
+        click.echo(json.dumps([_status_json(b) for b in books], ensure_ascii=False, indent=2))
+        return
+    for book in books:
+        if book.error:
+            click.echo(f"{book.manifest}: invalid manifest\n{book.error}")
+            continue
+        totals = book.totals
+        done = totals.get("downloaded", 0)
+        count = sum(totals.values())
+        click.echo(f"{book.title} ({book.manifest}): {done}/{count} chunks downloaded; {book.tasks_billed} "
+                   f"task(s), {book.chars_billed:,} characters billed so far"
+                   + (f"; {book.possible_duplicates} possible duplicate charge(s)" if book.possible_duplicates else ""))
+        for chapter in book.chapters:
+            states = ", ".join(f"{n} {s}" for s, n in sorted(chapter.by_state.items()))
+            click.echo(f"  {chapter.id:<12} {chapter.chunks:>3} chunks: {states}"
+                       + (f" -> {chapter.output.name}" if chapter.output else ""))
+            for index, reason in chapter.failures:
+                click.echo(f"      chunk {index}: {reason}")
+
+
+def _status_json(book: Any) -> dict[str, Any]:
+    return {
+        "manifest": str(book.manifest), "title": book.title, "output": str(book.output), "error": book.error,
+        "tasks_billed": book.tasks_billed, "chars_billed": book.chars_billed,
+        "possible_duplicates": book.possible_duplicates, "totals": book.totals,
+        "chapters": [{"id": c.id, "title": c.title, "chunks": c.chunks, "states": c.by_state,
+                      "failures": [{"index": i, "reason": r} for i, r in c.failures],
+                      "output": str(c.output) if c.output else None} for c in book.chapters],
+    }
+
+
+@main.command()
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option("--chapter", "chapters", multiple=True, metavar="ID", help="Only these chapters (repeatable).")
+@click.option("--force", is_flag=True, help="Re-assemble even when nothing changed.")
+def stitch(manifest: Path, chapters: tuple[str, ...], force: bool) -> None:
+    """Re-assemble chapters and the book from cached audio, without any API call.
+
+    Use it after changing pause, loudness or tag settings. Unchanged chapters are skipped.
+    """
+    from pipeline import runner
+
+    for path in runner.stitch(manifest, chapter_ids=chapters, force=force):
+        click.echo(f"wrote {path}")
+
+
 @main.command()
 def schema() -> None:
     """Print the manifest's JSON Schema (for editor completion and validation)."""
@@ -103,6 +271,14 @@ def schema() -> None:
 
     click.echo(json.dumps(json_schema(), ensure_ascii=False, indent=2))
 
+
+def _attach_simulator() -> None:
+    from pipeline.simulator.command import simulator_command
+
+    main.add_command(simulator_command)
+
+
+_attach_simulator()
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

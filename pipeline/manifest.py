@@ -388,7 +388,7 @@ def load_manifest(path: Path, *, voice_resolver: Any = None) -> Manifest:
             v.add(("cover",), f"file '{cover}' does not exist; fix the path (relative to the manifest)")
         elif cover.suffix.lower() not in COVER_SUFFIXES:
             v.add(("cover",), "must be a .jpg or .png image")
-    output = _resolve(base, top["output"]) if "output" in top else base / "build" / path.stem
+    output = (_resolve(base, top["output"]) if "output" in top else base / "build" / path.stem).resolve()
     if output.exists() and not output.is_dir():
         v.add(("output",), f"'{output}' is a file, not a folder; choose another output path")
 
