@@ -71,6 +71,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "SoundCloneSimulator/1.0"
     timeout = IDLE_CONNECTION_TIMEOUT_S
+    # headers and body go out in separate writes; with Nagle on, delayed ACKs add ~40 ms per response
+    disable_nagle_algorithm = True
     server: _OriginServer
 
     def setup(self) -> None:
