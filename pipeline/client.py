@@ -268,8 +268,9 @@ class SoundCloneClient:
             raise AmbiguousError("the create answer has no task id; the task may exist and be billed")
         return task_id
 
-    def _backoff_s(self, attempt: int, error: TransientError) -> float:
-        if error.retry_after_s is not None:
+    def backoff_s(self, attempt: int, error: TransientError | None = None) -> float:
+        """How long to wait before retry number ``attempt`` (0-based): Retry-After, else jittered backoff."""
+        if error is not None and error.retry_after_s is not None:
             return error.retry_after_s
         return self._rng.uniform(0.5, 1.0) * min(self._backoff_cap_s, self._backoff_base_s * 2 ** attempt)
 
@@ -285,7 +286,7 @@ class SoundCloneClient:
                     if on_ambiguous is None:
                         raise  # the caller did not agree to risk a duplicate charge
                     on_ambiguous(error)
-                delay = self._backoff_s(attempt, error)
+                delay = self.backoff_s(attempt, error)
                 log.info("%s %s: %s; retrying in %.1fs", method, path, error, delay)
                 await self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover

@@ -57,6 +57,9 @@ class RunConfig:
     request_timeout_s: float = 60.0
     task_timeout_s: float = 3600.0
     max_cost: float | None = None
+    # Retry backoff (capped exponential with jitter); the simulator run shortens it.
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 60.0
 
 
 def is_loopback(host: str) -> bool:
@@ -101,7 +104,8 @@ def read_api_key(*, env: Mapping[str, str], key_file: Path | None = None) -> Api
 def resolve_run_config(api: ApiSettings, *, env: Mapping[str, str] | None = None,
                        base_url: str | None = None, api_key: ApiKey | None = None,
                        key_file: Path | None = None, concurrency: int | None = None,
-                       poll_interval_s: float | None = None, max_cost: float | None = None) -> RunConfig:
+                       poll_interval_s: float | None = None, max_cost: float | None = None,
+                       backoff_base_s: float = 1.0, backoff_cap_s: float = 60.0) -> RunConfig:
     """Merge flags (the keyword arguments), environment and the manifest's ``api:`` section."""
     env = os.environ if env is None else env
     if base_url is not None:
@@ -126,4 +130,6 @@ def resolve_run_config(api: ApiSettings, *, env: Mapping[str, str] | None = None
         request_timeout_s=api.request_timeout_s,
         task_timeout_s=api.task_timeout_s,
         max_cost=max_cost,
+        backoff_base_s=backoff_base_s,
+        backoff_cap_s=backoff_cap_s,
     )

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 S = ChunkState
 CACHE_DIR = "cache"
-DOWNLOAD_TRIES = 6
+DOWNLOAD_TRIES = 12  # downloads are free: be persistent
 DOWNLOAD_CONCURRENCY = 4
 # A download is plausible when its audio lasts at least this share of the rough estimate from the
 # text (a truncated file decodes short); generous, since real voices vary widely in pace.
@@ -240,6 +240,8 @@ class Engine:
                     # A crash between recording the intent and recording the task id: the task
                     # may exist and be billed. Resubmitting is the only way on; report it.
                     journal.note_ambiguous(key, "resubmitted after an interrupted create (task id unknown)")
+                    item.job.result.possible_duplicates.append(
+                        f"{item.chunk.chapter_id} chunk {item.chunk.index}: resubmitted after an interrupted create")
                     self._emit(Progress("possible-duplicate", item.chunk.chapter_id, item.chunk.index,
                                         "resubmitting after an interrupted create"))
                 task_id = await self._submit(item)
@@ -272,6 +274,7 @@ class Engine:
 
         def on_ambiguous(error: ApiError) -> None:
             journal.note_ambiguous(chunk.key, f"create retried after: {error}")
+            item.job.result.possible_duplicates.append(f"{chunk.chapter_id} chunk {chunk.index}: {error}")
             self._emit(Progress("possible-duplicate", chunk.chapter_id, chunk.index, str(error)))
 
         try:
@@ -285,6 +288,7 @@ class Engine:
             return None
         except AmbiguousError as error:
             journal.note_ambiguous(chunk.key, f"create gave no answer, retries exhausted: {error}")
+            item.job.result.possible_duplicates.append(f"{chunk.chapter_id} chunk {chunk.index}: {error}")
             journal.transition(chunk.key, S.FAILED, error=str(error))
             self._fail(item, f"{error} (a rerun resubmits it and reports a possible duplicate charge)")
             return None
@@ -384,9 +388,7 @@ class Engine:
             except (DownloadError, TransientError) as error:
                 last_error = error
                 log.info("chunk %s: download attempt %d failed: %s", chunk.key, attempt + 1, error)
-                delay = error.retry_after_s if isinstance(error, TransientError) and error.retry_after_s else \
-                    min(30.0, 0.5 * 2 ** attempt)
-                await self._sleep(delay if isinstance(error, TransientError) else 0)
+                await self._sleep(self.client.backoff_s(attempt, error if isinstance(error, TransientError) else None))
                 continue
             finally:
                 tmp_audio.unlink(missing_ok=True)

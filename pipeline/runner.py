@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,11 @@ from pipeline.store import JOURNAL_NAME, Journal
 
 SIMULATOR_KEY = "sk-simulated-local"
 SIMULATE_POLL_INTERVAL_S = 0.2
+# The embedded simulator renders fast and fails fast: short task times and retry backoff.
+SIMULATE_TASK_BASE_S = 0.2
+SIMULATE_TASK_S_PER_CHAR = 0.0005
+SIMULATE_BACKOFF = {"backoff_base_s": 0.05, "backoff_cap_s": 1.0}
+SIMULATE_REQUESTS_PER_MINUTE = 6000.0
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 
 
@@ -160,7 +166,9 @@ def run(manifest_paths: Sequence[Path], *, options: RunOptions = RunOptions(),
             books[0].plan.manifest.api, env=env, base_url=base_url, api_key=api_key, key_file=options.key_file,
             concurrency=options.concurrency,
             poll_interval_s=options.poll_interval_s or (SIMULATE_POLL_INTERVAL_S if options.simulate else None),
-            max_cost=options.max_cost)
+            max_cost=options.max_cost, **(SIMULATE_BACKOFF if options.simulate else {}))
+        if options.simulate:
+            config = dataclasses.replace(config, requests_per_minute=SIMULATE_REQUESTS_PER_MINUTE)
         on_ready(books, rejected)
         results = asyncio.run(_run_books(books, config, on_event))
     return RunReport(books=results, rejected=rejected)
@@ -176,8 +184,9 @@ def _api_endpoint(books: Sequence[PreparedBook], options: RunOptions, env: Mappi
     from pipeline.simulator import Simulator, SimulatorConfig
 
     voices = sorted({c.voice.model_id for b in books for c in b.plan.manifest.chapters})
-    sim_config = SimulatorConfig(api_key=SIMULATOR_KEY, preload_voices=tuple(voices),
-                                 **dict(options.simulator_options))
+    settings = {"task_base_s": SIMULATE_TASK_BASE_S, "task_s_per_char": SIMULATE_TASK_S_PER_CHAR,
+                **options.simulator_options}
+    sim_config = SimulatorConfig(api_key=SIMULATOR_KEY, preload_voices=tuple(voices), **settings)
     with Simulator(sim_config, host="127.0.0.1", port=0, files_port=0) as sim:
         yield sim.base_url, ApiKey(SIMULATOR_KEY)
 
@@ -190,7 +199,9 @@ async def _run_books(books: Sequence[PreparedBook], config: RunConfig,
     try:
         async with SoundCloneClient(base_url=config.base_url, api_key=config.api_key,
                                     timeout_s=config.request_timeout_s,
-                                    requests_per_minute=config.requests_per_minute) as client:
+                                    requests_per_minute=config.requests_per_minute,
+                                    backoff_base_s=config.backoff_base_s,
+                                    backoff_cap_s=config.backoff_cap_s) as client:
             engine = Engine(client=client, config=config, on_event=on_event)
             jobs = [BookJob(manifest=b.plan.manifest, chapters=b.plan.chapters, journal=j,
                             on_chapter_ready=_stitcher(b.plan.manifest))
