@@ -46,6 +46,7 @@ import json
 import math
 import os
 import tempfile
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -63,6 +64,7 @@ from pipeline.models import ChapterPlan, Chunk, ChunkAudio, Manifest
 # Bump when the same inputs would now produce different outputs: forces a rebuild.
 ASSEMBLY_FORMAT = 1
 STATE_DIR = ".assembly"
+DECODE_AHEAD = 2       # clips decoded concurrently in pass 1
 PASS2_BLOCK = 1 << 18  # samples per pass-2 block (multiple of the limiter block)
 _ZEROS = np.zeros(1 << 16, dtype=audio_io.PCM_DTYPE)
 
@@ -377,12 +379,14 @@ def _first_pass(manifest: Manifest, audio: Sequence[ChunkAudio], pcm: BinaryIO) 
     levels = LevelHistogram()
     _write_zeros(pcm, head)
     pos = head
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        upcoming: Future[np.ndarray] = pool.submit(decode, audio[0])
+    # Decoding (one ffmpeg per clip) dominates this pass: DECODE_AHEAD clips are decoded in parallel
+    # while the current one is processed. Memory holds at most DECODE_AHEAD + 1 clips.
+    with ThreadPoolExecutor(max_workers=DECODE_AHEAD) as pool:
+        pending: deque[Future[np.ndarray]] = deque(pool.submit(decode, a) for a in audio[:DECODE_AHEAD])
         for i, item in enumerate(audio):
-            samples = upcoming.result()
-            if i + 1 < len(audio):  # decode the next clip while this one is processed
-                upcoming = pool.submit(decode, audio[i + 1])
+            samples = pending.popleft().result()
+            if i + DECODE_AHEAD < len(audio):
+                pending.append(pool.submit(decode, audio[i + DECODE_AHEAD]))
             bounds = audio_io.speech_bounds(samples, threshold_db=settings.silence_threshold_db)
             if bounds is None:
                 raise AssemblyError(
