@@ -105,7 +105,7 @@ def resolve_run_config(api: ApiSettings, *, env: Mapping[str, str] | None = None
                        base_url: str | None = None, api_key: ApiKey | None = None,
                        key_file: Path | None = None, concurrency: int | None = None,
                        poll_interval_s: float | None = None, max_cost: float | None = None,
-                       backoff_base_s: float = 1.0, backoff_cap_s: float = 60.0) -> RunConfig:
+                       backoff_base_s: float | None = None, backoff_cap_s: float | None = None) -> RunConfig:
     """Merge flags (the keyword arguments), environment and the manifest's ``api:`` section."""
     env = os.environ if env is None else env
     if base_url is not None:
@@ -130,6 +130,6 @@ def resolve_run_config(api: ApiSettings, *, env: Mapping[str, str] | None = None
         request_timeout_s=api.request_timeout_s,
         task_timeout_s=api.task_timeout_s,
         max_cost=max_cost,
-        backoff_base_s=backoff_base_s,
-        backoff_cap_s=backoff_cap_s,
+        backoff_base_s=api.backoff_base_s if backoff_base_s is None else backoff_base_s,
+        backoff_cap_s=api.backoff_cap_s if backoff_cap_s is None else backoff_cap_s,
     )

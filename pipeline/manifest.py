@@ -140,6 +140,9 @@ SCHEMA: dict[str, Field] = {
                                    minimum=0, exclusive_minimum=True),
         "task_timeout_s": Field("number", "give up on a task that takes longer than this", _K.task_timeout_s,
                                 minimum=0, exclusive_minimum=True),
+        "backoff_base_s": Field("number", "first retry delay after a 429, 5xx or network error (doubles, "
+                                "with jitter; Retry-After wins)", _K.backoff_base_s, minimum=0, maximum=600),
+        "backoff_cap_s": Field("number", "longest retry delay", _K.backoff_cap_s, minimum=0, maximum=3600),
     }),
     "chapters": Field("chapters", "the chapters, in reading order", required=True),
 }

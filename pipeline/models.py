@@ -117,6 +117,8 @@ class ApiSettings:
     max_attempts: int = 3
     request_timeout_s: float = 60.0
     task_timeout_s: float = 3600.0
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 60.0
 
 
 @dataclass(frozen=True)
