@@ -1,0 +1,214 @@
+"""The audio adapter: finding ffmpeg, decoding without ffprobe, encoding, tags, measurement, DSP."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from audio_factory import decode, encode_mp3, write_cover
+
+from pipeline import audio
+from pipeline.errors import AssemblyError, AudioToolError
+
+SR = 44_100
+
+
+@pytest.fixture
+def fresh_ffmpeg_lookup():
+    audio._locate_ffmpeg.cache_clear()
+    yield
+    audio._locate_ffmpeg.cache_clear()
+
+
+def test_ffmpeg_from_path_first(fresh_ffmpeg_lookup: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    fake = tmp_path / "ffmpeg"
+    monkeypatch.setattr(shutil, "which", lambda name: str(fake) if name == "ffmpeg" else None)
+    assert audio.find_ffmpeg() == str(fake)
+    from pydub import AudioSegment
+
+    assert AudioSegment.converter == str(fake)
+
+
+def test_ffmpeg_falls_back_to_imageio(fresh_ffmpeg_lookup: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import imageio_ffmpeg
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert audio.find_ffmpeg() == imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def test_missing_ffmpeg_says_how_to_install(fresh_ffmpeg_lookup: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import imageio_ffmpeg
+
+    def no_binary() -> str:
+        raise RuntimeError("no ffmpeg exe could be found")
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", no_binary)
+    with pytest.raises(AudioToolError, match=r"install ffmpeg.*imageio-ffmpeg"):
+        audio.find_ffmpeg()
+
+
+def test_missing_imageio_package_says_how_to_install(fresh_ffmpeg_lookup: None,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # import fails
+    with pytest.raises(AudioToolError, match="soundclone-audiobook\\[ffmpeg\\]"):
+        audio.find_ffmpeg()
+
+
+def test_decoded_duration_needs_no_ffprobe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mp3 = encode_mp3(np.zeros(48_000) + 0.01, tmp_path / "a.mp3")  # 1.5 s at 32 kHz
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name: None if name == "ffprobe" else real_which(name))
+    assert audio.decoded_duration_s(mp3) == pytest.approx(1.5, abs=0.001)
+
+
+@pytest.mark.parametrize("content", [b"", b"<html>Access denied</html>", b"\xff\xfb" * 10])
+def test_undecodable_files_raise_assembly_error_naming_the_file(tmp_path: Path, content: bytes) -> None:
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(content)
+    with pytest.raises(AssemblyError, match="bad.mp3"):
+        audio.decoded_duration_s(bad)
+
+
+def test_missing_file_raises_assembly_error(tmp_path: Path) -> None:
+    with pytest.raises(AssemblyError, match="nope.mp3.*does not exist"):
+        audio.decoded_duration_s(tmp_path / "nope.mp3")
+
+
+def test_decode_resamples_to_44k_mono(tmp_path: Path) -> None:
+    mp3 = encode_mp3(0.5 * np.sin(2 * np.pi * 440 * np.arange(32_000) / 32_000), tmp_path / "s.mp3")
+    pcm = audio.decode_pcm(mp3, sample_rate_hz=SR)
+    assert pcm.dtype == np.int16 and len(pcm) == SR
+    spectrum = np.abs(np.fft.rfft(pcm.astype(float)))
+    assert np.argmax(spectrum) == pytest.approx(440, abs=2)  # 1 s long: bin == Hz
+
+
+def test_encoded_mp3_is_cbr_192_and_sample_exact(tmp_path: Path) -> None:
+    out = tmp_path / "o.mp3"
+    samples = (np.sin(np.arange(SR * 2) / 10) * 8000).astype(np.int16)
+    with audio.mp3_encoder(out, sample_rate_hz=SR, bitrate_kbps=192, what="test") as enc:
+        enc.write(samples[:30_000])
+        enc.write(samples[30_000:])
+    assert enc.samples_written == len(samples)
+    info = audio.stream_info(out)
+    assert (info.codec, info.sample_rate_hz, info.channels, info.bitrate_mode) == ("mp3", SR, 1, "CBR")
+    assert info.bitrate_kbps == pytest.approx(192, abs=0.5)
+    assert audio.scan_mp3_bitrates(out) == {192}
+    assert len(decode(out)) == len(samples)
+
+
+def test_encoder_failure_is_an_audio_tool_error(tmp_path: Path) -> None:
+    target = tmp_path / "no-such-dir" / "o.mp3"
+    with pytest.raises(AudioToolError, match="ffmpeg"), \
+            audio.mp3_encoder(target, sample_rate_hz=SR, bitrate_kbps=192, what="test") as enc:
+        enc.write(np.zeros(SR, dtype=np.int16))
+
+
+def test_mp3_tags_round_trip(tmp_path: Path) -> None:
+    from mutagen.id3 import ID3
+
+    mp3 = encode_mp3(np.zeros(3200) + 0.01, tmp_path / "t.mp3")
+    cover = write_cover(tmp_path / "cover.png")
+    audio.tag_mp3(mp3, audio.Tags(title="Chapter 2", album="Book", author="Au Thor", narrator="Nar Rator",
+                                  year=1999, track=2, total_tracks=9, cover=cover, description="About"))
+    tags = ID3(mp3)
+    assert str(tags["TIT2"]) == "Chapter 2" and str(tags["TALB"]) == "Book"
+    assert str(tags["TPE1"]) == "Au Thor" and str(tags["TCOM"]) == "Nar Rator"
+    assert str(tags["TXXX:NARRATOR"]) == "Nar Rator"
+    assert str(tags["TRCK"]) == "2/9" and str(tags["TDRC"]) == "1999"
+    assert tags.getall("APIC")[0].data == cover.read_bytes()
+    assert tags.version[:2] == (2, 3)
+
+
+def test_cover_must_be_jpeg_or_png(tmp_path: Path) -> None:
+    mp3 = encode_mp3(np.zeros(3200), tmp_path / "t.mp3")
+    cover = tmp_path / "cover.gif"
+    cover.write_bytes(b"GIF89a....")
+    with pytest.raises(AssemblyError, match="cover.gif.*JPEG nor PNG"):
+        audio.tag_mp3(mp3, audio.Tags(title="x", album="y", cover=cover))
+
+
+def test_measure_file(tmp_path: Path) -> None:
+    # 1 s room tone, 1 s of a -6 dBFS-peak sine, 2 s room tone
+    n = 4 * SR
+    x = audio.room_tone(0, n, sample_rate_hz=SR, level_db=-70)
+    x[SR:2 * SR] += 0.5 * np.sin(2 * np.pi * 300 * np.arange(SR) / SR)
+    out = tmp_path / "m.mp3"
+    with audio.mp3_encoder(out, sample_rate_hz=SR, bitrate_kbps=192, what="test") as enc:
+        enc.write(np.round(x * 32768).astype(np.int16))
+    m = audio.measure_file(out, sample_rate_hz=SR, silence_threshold_db=-50)
+    assert m.duration_s == pytest.approx(4.0)
+    y = decode(out)
+    assert m.rms_db == pytest.approx(10 * np.log10(np.mean(y * y)), abs=0.01)
+    assert m.peak_db == pytest.approx(20 * np.log10(np.abs(y).max()), abs=0.01)
+    # LAME at 192 kbps returns a steady tone about 0.26 dB quieter than it went in
+    assert m.rms_db == pytest.approx(10 * np.log10((0.5 ** 2 / 2) / 4), abs=0.4)
+    assert m.true_peak_db >= m.peak_db
+    assert m.noise_floor_db == pytest.approx(-70, abs=1.5)
+    assert m.head_silence_s == pytest.approx(1.0, abs=0.011)
+    assert m.tail_silence_s == pytest.approx(2.0, abs=0.011)
+
+
+def test_measure_digital_silence_reads_as_floor(tmp_path: Path) -> None:
+    out = tmp_path / "z.mp3"
+    with audio.mp3_encoder(out, sample_rate_hz=SR, bitrate_kbps=192, what="test") as enc:
+        enc.write(np.zeros(SR, dtype=np.int16))
+    m = audio.measure_file(out, sample_rate_hz=SR, silence_threshold_db=-50)
+    assert m.noise_floor_db == audio.SILENCE_DB and m.rms_db == audio.SILENCE_DB
+    assert m.head_silence_s == m.tail_silence_s == pytest.approx(1.0)
+
+
+def test_speech_bounds_and_fades() -> None:
+    x = np.zeros(1000, dtype=np.int16)
+    x[300:600] = 10_000
+    assert audio.speech_bounds(x, threshold_db=-50) == (300, 600)
+    assert audio.speech_bounds(np.full(100, 50, dtype=np.int16), threshold_db=-50) is None
+    faded = audio.apply_fades(np.full(1000, 20_000, dtype=np.int16), 100)
+    assert abs(int(faded[0])) < 200 and abs(int(faded[-1])) < 200
+    assert np.abs(np.diff(faded.astype(int))).max() < 700  # no step anywhere
+    assert faded[500] == 20_000
+
+
+def test_true_peak_sees_between_samples() -> None:
+    n = np.arange(4000)
+    x = np.sin(2 * np.pi * 0.25 * n + np.pi / 4)  # samples at +-0.707, the wave reaches 1.0
+    assert np.abs(x).max() == pytest.approx(0.7071, abs=1e-3)
+    assert audio.true_peak_abs(x) == pytest.approx(1.0, abs=0.02)
+
+
+def test_limiter_keeps_true_peak_under_the_ceiling_without_steps() -> None:
+    rng = np.random.default_rng(3)
+    x = 0.2 * np.sin(2 * np.pi * 200 * np.arange(SR) / SR)
+    spikes = rng.integers(1000, SR - 1000, 20)
+    for s in spikes:
+        x[s:s + 4] = rng.uniform(0.8, 1.5)
+    ceiling = 10 ** (-3.5 / 20)
+    gains = audio.limiter_gains(x, ceiling=ceiling)
+    assert gains.max() <= 1.0 and gains.min() > 0
+    y = x * gains
+    assert audio.true_peak_abs(y) <= ceiling * 1.001
+    assert np.abs(np.diff(gains)).max() < 0.02  # ramps, never a jump
+    untouched = np.ones(len(x), dtype=bool)
+    for s in spikes:
+        untouched[max(0, s - 1000):s + 1000] = False
+    assert np.allclose(gains[untouched], 1.0)
+
+
+def test_limiter_leaves_quiet_audio_alone() -> None:
+    x = 0.1 * np.sin(np.arange(10_000) / 7)
+    assert np.array_equal(audio.limiter_gains(x, ceiling=0.5), np.ones(len(x)))
+
+
+def test_room_tone_is_deterministic_quiet_and_seamless() -> None:
+    loop = audio.ROOM_TONE_LOOP
+    a = audio.room_tone(0, loop + 1000, sample_rate_hz=SR, level_db=-75)
+    b = audio.room_tone(loop - 500, 1000, sample_rate_hz=SR, level_db=-75)
+    assert np.array_equal(a[loop - 500: loop + 500], b)
+    assert 20 * np.log10(np.sqrt(np.mean(a * a))) == pytest.approx(-75, abs=0.1)
+    typical = np.abs(np.diff(a[:loop])).max()
+    assert abs(a[loop] - a[loop - 1]) <= typical  # the wrap-around is no jump
+    assert np.count_nonzero(np.round(a * 32768)) > 0.5 * len(a)  # survives 16-bit: not digital silence
