@@ -116,7 +116,7 @@ def test_srt_and_vtt_rendering() -> None:
     cues = [subs.Cue(0.0014, 1.25, "One --> two"), subs.Cue(3725.5, 3726.0, "A <b> & c\nd")]
     assert subs.render_srt(cues) == ("1\n00:00:00,001 --> 00:00:01,250\nOne -> two\n\n"
                                      "2\n01:02:05,500 --> 01:02:06,000\nA <b> & c d\n")
-    assert subs.render_vtt(cues) == ("WEBVTT\n\n00:00:00.001 --> 00:00:01.250\nOne -> two\n\n"
+    assert subs.render_vtt(cues) == ("WEBVTT\n\n00:00:00.001 --> 00:00:01.250\nOne -&gt; two\n\n"
                                      "01:02:05.500 --> 01:02:06.000\nA &lt;b&gt; &amp; c d\n")
 
 
