@@ -117,7 +117,7 @@ class _ProgressView:
         if event.kind == "downloaded" and self.bar is not None:
             self.bar.update(1)
             return
-        if event.kind in ("chunk-failed", "chapter-failed", "possible-duplicate"):
+        if event.kind in ("chunk-failed", "chapter-failed", "possible-duplicate", "warning"):
             line = f"{event.kind}: {where}: {event.message}"
         elif event.kind == "chapter-done":
             line = f"chapter {event.chapter_id} assembled: {event.message}"
@@ -176,8 +176,13 @@ def run(manifests: tuple[Path, ...], chapters: tuple[str, ...], concurrency: int
         view.append(_ProgressView(total=sum(b.pending_chunks for b in books), quiet=quiet))
 
     try:
-        report = runner.run(list(manifests), options=options, on_event=lambda e: view and view[0](e),
-                            on_ready=on_ready)
+        def on_event(event: Any) -> None:
+            if view:
+                view[0](event)
+            else:  # before the plan is shown: warnings only
+                click.echo(f"warning: {event.message}", err=True)
+
+        report = runner.run(list(manifests), options=options, on_event=on_event, on_ready=on_ready)
     finally:
         if view:
             view[0].close()
@@ -270,6 +275,81 @@ def schema() -> None:
     from pipeline.manifest import json_schema
 
     click.echo(json.dumps(json_schema(), ensure_ascii=False, indent=2))
+
+
+@main.group()
+def voice() -> None:
+    """Clone voices and track their 3-day modelId deadline (the voice registry).
+
+    The registry is $SOUNDCLONE_VOICES, else $XDG_DATA_HOME/soundclone-audiobook/voices.json.
+    A manifest may then say `voice: {name: NAME}` instead of a raw model_id.
+    """
+
+
+@voice.command("create")
+@click.option("--file-url", metavar="URL", help="Public http(s) URL of a 15-60 s voice sample.")
+@click.option("--file", "file", type=click.Path(path_type=Path, dir_okay=False),
+              help="A local sample: checked, then uploaded through the API's upload endpoint.")
+@click.option("--text", metavar="LINE", help="The preview line (under 270 characters; default: the API's).")
+@click.option("--language", metavar="L", help="Sample language (an API language name; default auto).")
+@click.option("--sound-version", type=click.Choice(["v1", "v2"]), help="v1 (24 languages) or v2 (40).")
+@click.option("--name", required=True, help="Registry name for the voice, used as `voice: {name: ...}`.")
+@click.option("--base-url", metavar="URL", help="API base URL (default: $SOUNDCLONE_BASE_URL or the public API).")
+@click.option("--api-key-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Read the API key from this file instead of $SOUNDCLONE_API_KEY.")
+@click.option("--poll-interval", type=click.FloatRange(0.01, 600), default=5.0, show_default=True, metavar="S",
+              help="Seconds between polls of the preview task.")
+def voice_create(file_url: str | None, file: Path | None, text: str | None, language: str | None,
+                 sound_version: str | None, name: str, base_url: str | None, api_key_file: Path | None,
+                 poll_interval: float) -> None:
+    """Clone a voice from a sample; print its modelId and the manifest lines to use it.
+
+    The sample's format (and, for a local file, its 15-60 s length) is checked before anything is paid.
+    """
+    from pipeline import runner
+    from pipeline.voices import VoiceRequest
+
+    request = VoiceRequest(name=name, file_url=file_url, file=file, text=text, language=language,
+                           sound_version=sound_version)
+    record = runner.create_voice(request, base_url=base_url, key_file=api_key_file, poll_interval_s=poll_interval,
+                                 on_event=lambda message: click.echo(message, err=True))
+    click.echo(f"voice '{record.name}': modelId {record.model_id}")
+    if record.preview_file:
+        click.echo(f"preview: {record.preview_file}")
+    click.echo("It expires in 3 days unless a production task uses it. Use it in a manifest with:\n"
+               f"voice:\n  name: {record.name}\n# or\nvoice:\n  model_id: {record.model_id}")
+
+
+@voice.command("list")
+def voice_list() -> None:
+    """List registered voices with the time left before an unused one expires."""
+    import time
+
+    from pipeline.voices import VoiceRegistry
+
+    registry = VoiceRegistry.default()
+    voices = registry.load()
+    if not voices:
+        click.echo(f"no voices in {registry.path}; create one with `audiobook voice create`")
+        return
+    now = time.time()
+    for record in voices.values():
+        left = record.seconds_left(now)
+        state = "permanent" if left is None else ("EXPIRED" if left <= 0 else f"{left / 3600:.1f} h left")
+        click.echo(f"{record.name:<20} {record.model_id:<40} {state}")
+
+
+@voice.command("show")
+@click.argument("name")
+def voice_show(name: str) -> None:
+    """Show everything the registry knows about voice NAME."""
+    import dataclasses
+
+    from pipeline.voices import VoiceRegistry
+
+    record = VoiceRegistry.default().get(name)
+    for key, value in dataclasses.asdict(record).items():
+        click.echo(f"{key}: {value}")
 
 
 def _attach_simulator() -> None:

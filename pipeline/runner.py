@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from pipeline.manifest import load_manifest
 from pipeline.models import ChapterPlan, ChunkAudio, ChunkState, Manifest, Progress
 from pipeline.planning import BookPlan, plan_book
 from pipeline.store import JOURNAL_NAME, Journal
+from pipeline.voices import VoiceRegistry, check_voices, resolve_voice_name
 
 SIMULATOR_KEY = "sk-simulated-local"
 SIMULATE_POLL_INTERVAL_S = 0.2
@@ -63,11 +65,7 @@ def expand_manifest_paths(paths: Sequence[Path]) -> list[Path]:
     return out
 
 
-def _voice_resolver() -> Callable[[str], str | None] | None:
-    try:
-        from pipeline.voices import resolve_voice_name
-    except ImportError:  # pragma: no cover - the registry is optional
-        return None
+def _voice_resolver() -> Callable[[str], str | None]:
     return resolve_voice_name
 
 
@@ -160,6 +158,10 @@ def run(manifest_paths: Sequence[Path], *, options: RunOptions = RunOptions(),
         raise ConfigError("no manifest given")
     check_cost(books, options.max_cost)
     env = os.environ if env is None else env
+    model_ids = {c.voice.model_id for b in books for c in b.plan.manifest.chapters}
+    if not options.simulate:  # the simulator's voices are not the account's
+        for warning in check_voice_lifetimes(books, model_ids):
+            on_event(Progress("warning", message=warning))
     with _api_endpoint(books, options, env) as (base_url, api_key):
         # Every book shares one API account: the first manifest's api: section sets the limits.
         config = resolve_run_config(
@@ -171,7 +173,21 @@ def run(manifest_paths: Sequence[Path], *, options: RunOptions = RunOptions(),
             config = dataclasses.replace(config, requests_per_minute=SIMULATE_REQUESTS_PER_MINUTE)
         on_ready(books, rejected)
         results = asyncio.run(_run_books(books, config, on_event))
+    if not options.simulate:
+        used = {cp.chapter.voice.model_id for b in books for cp in b.plan.chapters
+                if chunk_audio(b.plan.manifest, cp) is not None}
+        VoiceRegistry.default().mark_activated(used, now=time.time())
     return RunReport(books=results, rejected=rejected)
+
+
+def check_voice_lifetimes(books: Sequence[PreparedBook], model_ids: set[str]) -> list[str]:
+    """Stop before spending on a voice known to be expired; warnings for those about to expire."""
+    activated: set[str] = set()
+    for book in books:
+        if (book.plan.manifest.output / JOURNAL_NAME).exists():
+            with Journal.open(book.plan.manifest.output) as journal:
+                activated |= {m for m in model_ids if journal.voice_activated(m)}
+    return check_voices(model_ids, now=time.time(), activated=lambda m: m in activated)
 
 
 @contextlib.contextmanager
@@ -348,3 +364,27 @@ def status(manifest_paths: Sequence[Path]) -> list[BookStatus]:
                                           audio if audio.exists() else None))
         out.append(BookStatus(path, manifest.book.title, manifest.output, chapters, tasks, chars, duplicates))
     return out
+
+
+# --- voices --------------------------------------------------------------------------------------
+
+def create_voice(request: Any, *, base_url: str | None = None, key_file: Path | None = None,
+                 poll_interval_s: float = 5.0, on_event: Callable[[str], None] = lambda message: None,
+                 env: Mapping[str, str] | None = None) -> Any:
+    """Check the sample, clone it through the API, register the voice (``audiobook voice create``)."""
+    from pipeline.client import SoundCloneClient
+    from pipeline.models import ApiSettings
+    from pipeline.voices import check_request
+    from pipeline.voices import create_voice as clone
+
+    check_request(request)
+    config = resolve_run_config(ApiSettings(), env=os.environ if env is None else env, base_url=base_url,
+                                key_file=key_file)
+
+    async def go() -> Any:
+        async with SoundCloneClient(base_url=config.base_url, api_key=config.api_key,
+                                    timeout_s=config.request_timeout_s) as client:
+            return await clone(client, request, registry=VoiceRegistry.default(), poll_interval_s=poll_interval_s,
+                               on_event=on_event)
+
+    return asyncio.run(go())
