@@ -1,0 +1,98 @@
+"""The whole-book M4B: one AAC encode, chapter marks that agree with the chapter files, tags."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from audio_factory import build_chapter, decode, make_manifest, write_cover
+
+from pipeline.assembly import ChapterOutput, assemble_chapter
+from pipeline.audio import read_mp4_chapters, stream_info
+from pipeline.export import book_path, export_book, slugify
+from pipeline.models import AudioSettings, BookInfo, Manifest
+
+SR = 44_100
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory: pytest.TempPathFactory) -> tuple[Manifest, list[ChapterOutput], Path]:
+    tmp = tmp_path_factory.mktemp("export")
+    cover = write_cover(tmp / "cover.png")
+    manifest = make_manifest(tmp, subtitles="sentence",
+                             book=BookInfo(title="The Tone Book: Part 1", author="Ada Author", narrator="Nia",
+                                           year=2023, description="Tones, mostly.", cover=cover))
+    chapters = []
+    for k, count in enumerate((2, 3, 1)):
+        built = build_chapter(tmp / "cache", chapter_id=f"c{k + 1}", title=f"Chapter {k + 1}: Tones",
+                              number=k + 1, designs=None if count == 3 else _designs(count, k), seed=10 * k)
+        chapters.append(assemble_chapter(manifest=manifest, plan=built.plan, audio=built.audio, track=k + 1,
+                                         total_tracks=3))
+    path = export_book(manifest=manifest, chapters=list(reversed(chapters)))  # order comes from the tracks
+    assert path is not None
+    return manifest, chapters, path
+
+
+def _designs(count: int, seed: int) -> tuple:
+    from audio_factory import design_chunk
+
+    return tuple(design_chunk(seed=100 + seed + i) for i in range(count))
+
+
+def test_book_is_named_after_the_title(book: tuple[Manifest, list[ChapterOutput], Path]) -> None:
+    manifest, _, path = book
+    assert path == manifest.output / "the-tone-book-part-1.m4b" == book_path(manifest)
+    assert not [p for p in manifest.output.iterdir() if p.name.endswith(".part")]
+
+
+def test_chapter_marks_match_the_chapter_files(book: tuple[Manifest, list[ChapterOutput], Path]) -> None:
+    _, chapters, path = book
+    marks = read_mp4_chapters(path)
+    assert [t for _, t in marks] == [c.title for c in chapters]
+    start = 0.0
+    for (mark_start, _), chapter in zip(marks, chapters, strict=True):
+        assert mark_start == pytest.approx(start, abs=0.001)
+        start += len(decode(chapter.audio_path)) / SR
+    # the book's audio is the chapters' audio end to end
+    assert len(decode(path)) / SR == pytest.approx(start, abs=0.03)
+
+
+def test_book_is_aac_and_tagged(book: tuple[Manifest, list[ChapterOutput], Path]) -> None:
+    from mutagen.mp4 import MP4
+
+    manifest, _, path = book
+    info = stream_info(path)
+    assert (info.codec, info.sample_rate_hz, info.channels) == ("aac", SR, 1)
+    tags = MP4(path).tags
+    assert tags is not None
+    assert tags["©nam"] == ["The Tone Book: Part 1"] and tags["©ART"] == ["Ada Author"]
+    assert tags["©wrt"] == ["Nia"] and tags["©day"] == ["2023"] and tags["desc"] == ["Tones, mostly."]
+    assert tags["stik"] == [2]
+    assert manifest.book.cover is not None
+    assert bytes(tags["covr"][0]) == manifest.book.cover.read_bytes()
+
+
+def test_unchanged_book_is_not_reencoded(book: tuple[Manifest, list[ChapterOutput], Path]) -> None:
+    manifest, chapters, path = book
+    stamp = path.stat().st_mtime_ns
+    assert export_book(manifest=manifest, chapters=chapters) == path
+    assert path.stat().st_mtime_ns == stamp
+    retitled = [replace(chapters[0], title="Prologue"), *chapters[1:]]
+    assert export_book(manifest=manifest, chapters=retitled) == path
+    assert path.stat().st_mtime_ns != stamp
+    assert read_mp4_chapters(path)[0][1] == "Prologue"
+    export_book(manifest=manifest, chapters=chapters, force=True)
+    assert read_mp4_chapters(path)[0][1] == chapters[0].title
+
+
+def test_no_book_when_m4b_is_off(tmp_path: Path) -> None:
+    manifest = make_manifest(tmp_path, audio=AudioSettings(m4b=False))
+    assert export_book(manifest=manifest, chapters=[]) is None
+    assert not manifest.output.exists()
+
+
+def test_slugify() -> None:
+    assert slugify("The Tone Book: Part 1") == "the-tone-book-part-1"
+    assert slugify("红楼梦 (上)") == "红楼梦-上"
+    assert slugify("???") == "audiobook"
