@@ -52,7 +52,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -133,7 +133,7 @@ class ChapterOutput:
         extra = tuple(p for p in (self.srt_path, self.vtt_path) if p is not None)
         return (self.audio_path, *extra, *self.word_paths)
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("audio_path", "srt_path", "vtt_path"):
             data[key] = None if data[key] is None else Path(data[key]).name
@@ -143,18 +143,18 @@ class ChapterOutput:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, object], *, folder: Path, rebuilt: bool) -> ChapterOutput:
-        def path(name: object) -> Path | None:
-            return None if name is None else folder / str(name)
+    def from_json(cls, data: dict[str, Any], *, folder: Path, rebuilt: bool) -> ChapterOutput:
+        def path(name: str | None) -> Path | None:
+            return None if name is None else folder / name
 
         values = dict(data)
-        values["audio_path"] = path(values["audio_path"])
+        values["audio_path"] = folder / values["audio_path"]
         values["srt_path"] = path(values.get("srt_path"))
         values["vtt_path"] = path(values.get("vtt_path"))
-        values["word_paths"] = tuple(folder / str(n) for n in values.get("word_paths", []))  # type: ignore[union-attr]
-        values["spans"] = tuple(ChunkSpan(**s) for s in values.get("spans", []))  # type: ignore[union-attr, arg-type]
-        values["warnings"] = tuple(values.get("warnings", []))  # type: ignore[arg-type]
-        return cls(rebuilt=rebuilt, **values)  # type: ignore[arg-type]
+        values["word_paths"] = tuple(folder / n for n in values.get("word_paths", []))
+        values["spans"] = tuple(ChunkSpan(**s) for s in values.get("spans", []))
+        values["warnings"] = tuple(values.get("warnings", []))
+        return cls(rebuilt=rebuilt, **values)
 
 
 def chapter_stem(track: int, chapter_id: str) -> str:
@@ -214,7 +214,7 @@ def _state_path(output: Path, chapter_id: str) -> Path:
     return output / STATE_DIR / f"chapter-{chapter_id}.json"
 
 
-def _read_state(path: Path) -> dict[str, object] | None:
+def _read_state(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -222,7 +222,7 @@ def _read_state(path: Path) -> dict[str, object] | None:
     return data if isinstance(data, dict) else None
 
 
-def _outputs_intact(state: dict[str, object], folder: Path) -> bool:
+def _outputs_intact(state: dict[str, Any], folder: Path) -> bool:
     files = state.get("files")
     if not isinstance(files, dict) or not files:
         return False
@@ -358,7 +358,7 @@ def _chunk_label(chunk: Chunk) -> str:
 def _write_zeros(f: BinaryIO, count: int) -> None:
     while count > 0:
         n = min(count, len(_ZEROS))
-        f.write(memoryview(_ZEROS[:n]).cast("B"))
+        f.write(_ZEROS[:n].data)
         count -= n
 
 
@@ -399,7 +399,7 @@ def _first_pass(manifest: Manifest, audio: Sequence[ChunkAudio], pcm: BinaryIO) 
             pause = max(0, round(item.chunk.pause_before_s * sr))
             _write_zeros(pcm, pause)
             pos += pause
-            pcm.write(memoryview(np.ascontiguousarray(kept)).cast("B"))
+            pcm.write(np.ascontiguousarray(kept).data)
             for s in range(0, len(kept), 1 << 20):
                 part = kept[s:s + (1 << 20)].astype(np.float64)
                 sum_sq += float(np.dot(part, part))
@@ -535,7 +535,7 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
     old_state = _read_state(state_path)
     if (not force and old_state is not None and old_state.get("fingerprint") == fingerprint
             and _outputs_intact(old_state, output)):
-        return ChapterOutput.from_json(old_state["output"], folder=output, rebuilt=False)  # type: ignore[arg-type]
+        return ChapterOutput.from_json(old_state["output"], folder=output, rebuilt=False)
 
     settings = manifest.audio
     sr = settings.sample_rate_hz
@@ -599,7 +599,7 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
                                          "output": result.to_json()}, indent=1, default=str))
     # Outputs of an earlier build under other names (the track number changed, subtitles turned off)
     if old_state is not None and isinstance(old_state.get("files"), dict):
-        for name in old_state["files"]:  # type: ignore[union-attr]
+        for name in old_state["files"]:
             if name not in files and "/" not in name and name.startswith(tuple("0123456789")):
                 _unlink(output / name)
     return result

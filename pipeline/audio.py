@@ -258,7 +258,7 @@ class PcmEncoder:
         assert self._proc.stdin is not None
         data = np.ascontiguousarray(samples, dtype=PCM_DTYPE)
         try:
-            self._proc.stdin.write(memoryview(data).cast("B"))
+            self._proc.stdin.write(data.data)
         except (BrokenPipeError, OSError) as exc:
             self._proc.wait()
             raise AudioToolError(f"ffmpeg stopped while encoding {self.what}: {self._stderr()}") from exc
