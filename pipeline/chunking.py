@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import sentencex
 
 from pipeline.errors import ChunkingError
-from pipeline.models import ChapterSpec, ChunkingSettings, Chunk, PauseSettings, Voice
+from pipeline.models import ChapterSpec, Chunk, ChunkingSettings, PauseSettings, Voice
 from pipeline.text import MARKER_RE, billed_chars, marker_seconds
 
 # API language names (soundclone-api.md, "Languages") -> the ISO codes sentencex knows.
@@ -101,18 +101,24 @@ def _sentence_ends(text: str, language: str) -> list[int]:
             continue
         piece_start = cuts[-1] if cuts else 0
         if not content_seen:
-            content_seen = bool(text[piece_start:end].strip())
+            content_seen = _has_words(text, piece_start, end)
             if not content_seen:
-                continue  # leading whitespace joins the first sentence
-        if cuts and not text[piece_start:end].strip():
-            cuts[-1] = end  # a whitespace-only piece joins the sentence before it
+                continue  # leading whitespace and markers join the first sentence
+        if cuts and not _has_words(text, piece_start, end):
+            cuts[-1] = end  # a piece of only whitespace and markers joins the sentence before it
         else:
             cuts.append(end)
-    if cuts and not text[cuts[-1]:].strip():
-        cuts[-1] = len(text)  # trailing whitespace joins the last sentence
+    if cuts and not _has_words(text, cuts[-1], len(text)):
+        cuts[-1] = len(text)  # trailing whitespace and markers join the last sentence
     elif not cuts or cuts[-1] != len(text):
         cuts.append(len(text))
     return cuts
+
+
+def _has_words(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` holds anything but whitespace and pause markers."""
+    head = _EDGE_HEAD_RE.match(text, start, end)
+    return head is None or head.end() < end
 
 
 def split_sentences(text: str, language: str = "auto") -> list[str]:
@@ -160,42 +166,106 @@ def _is_paragraph_end(text: str, end: int) -> bool:
     return "\n\n" in text[content_end:end] if content_end > content_start else "\n\n" in text[max(0, end - 256):end]
 
 
+def _is_extend(ch: str) -> bool:
+    """Whether ``ch`` continues the grapheme cluster before it (UAX #29 Extend, SpacingMark, ZWJ)."""
+    if ch < "\u0300":
+        return False
+    return (unicodedata.category(ch) in ("Mn", "Mc", "Me") or ch == "\u200d"
+            or "\U0001f3fb" <= ch <= "\U0001f3ff"         # emoji skin-tone modifiers
+            or "\U000e0020" <= ch <= "\U000e007f"         # emoji tag sequences (subdivision flags)
+            or "\udc00" <= ch <= "\udfff")                # the low half of a surrogate pair
+
+
+def _is_regional_indicator(ch: str) -> bool:
+    return "\U0001f1e6" <= ch <= "\U0001f1ff"
+
+
+def _hangul_kind(ch: str) -> str:
+    code = ord(ch)
+    if 0x1100 <= code <= 0x115F or 0xA960 <= code <= 0xA97F:
+        return "L"
+    if 0x1160 <= code <= 0x11A7 or 0xD7B0 <= code <= 0xD7C6:
+        return "V"
+    if 0x11A8 <= code <= 0x11FF or 0xD7CB <= code <= 0xD7FB:
+        return "T"
+    if 0xAC00 <= code <= 0xD7A3:
+        return "LV" if (code - 0xAC00) % 28 == 0 else "LVT"
+    return ""
+
+
+def _is_grapheme_boundary(text: str, pos: int) -> bool:
+    """Whether a cut at ``pos`` keeps every user-perceived character whole (a practical UAX #29 subset:
+    combining and spacing marks, ZWJ emoji sequences, skin tones, flags, tags, keycaps, Hangul jamo,
+    CR LF and surrogate pairs)."""
+    if pos <= 0 or pos >= len(text):
+        return True
+    ch, prev = text[pos], text[pos - 1]
+    if _is_extend(ch) or ch in "\ufe0e\ufe0f" or prev == "\u200d" or (prev == "\r" and ch == "\n"):
+        return False
+    if _is_regional_indicator(ch) and _is_regional_indicator(prev):
+        run = 0  # flags pair up from the start of a run of regional indicators
+        while pos - run - 1 >= 0 and _is_regional_indicator(text[pos - run - 1]):
+            run += 1
+        return run % 2 == 0
+    if prev >= "\u1100" and ch >= "\u1100":
+        before, after = _hangul_kind(prev), _hangul_kind(ch)
+        if before and after and (
+                (before == "L" and after in ("L", "V", "LV", "LVT"))
+                or (before in ("LV", "V") and after in ("V", "T"))
+                or (before in ("LVT", "T") and after == "T")):
+            return False
+    return True
+
+
+def _inside_marker(text: str, pos: int) -> int:
+    """The start of the pause marker ``pos`` falls strictly inside, or -1."""
+    marker_open = text.rfind("<#", max(0, pos - 9), pos + 1)
+    if marker_open != -1:
+        m = MARKER_RE.match(text, marker_open)
+        if m and m.start() < pos < m.end():
+            return m.start()
+    return -1
+
+
 def _safe_cut(text: str, pos: int, lowest: int) -> int:
-    """The nearest position <= pos that is not inside a marker or a grapheme cluster."""
-    while pos > lowest:
-        marker_open = text.rfind("<#", max(lowest, pos - 9), pos + 1)
-        if marker_open != -1:
-            m = MARKER_RE.match(text, marker_open)
-            if m and m.start() < pos < m.end():
-                pos = m.start()
-                continue
-        ch, prev = text[pos], text[pos - 1]
-        if (unicodedata.combining(ch) or ch in "\u200d\ufe0e\ufe0f" or "\U0001f3fb" <= ch <= "\U0001f3ff"
-                or prev == "\u200d" or "\udc00" <= ch <= "\udfff"
-                or ("\U0001f1e6" <= ch <= "\U0001f1ff" and "\U0001f1e6" <= prev <= "\U0001f1ff")):
-            pos -= 1
+    """The nearest position in [lowest, pos] that is neither inside a marker nor inside a grapheme
+    cluster; ``lowest - 1`` when there is none."""
+    while pos >= lowest:
+        marker_start = _inside_marker(text, pos)
+        if marker_start != -1:
+            pos = marker_start
             continue
-        return pos
-    return pos
+        if _is_grapheme_boundary(text, pos):
+            return pos
+        pos -= 1
+    return lowest - 1
 
 
 def _fallback_cut(text: str, start: int, limit_end: int) -> int:
     """Where to cut inside an over-long sentence: clause punctuation, whitespace, else anywhere safe.
 
-    Returns a position in (start, limit_end].
+    Only the second half of ``[start, limit_end)`` is searched for clause punctuation and whitespace,
+    so a chunk cut this way stays at least half full. Returns a position in (start, limit_end], or -1
+    when every position there is inside a marker or a grapheme cluster.
     """
     region = text[start:limit_end]
     half = len(region) // 2
-    last_clause = -1
-    for m in _CLAUSE_RE.finditer(region, half):
-        last_clause = m.end()
-    if last_clause > 0:
-        return start + last_clause
+    clause_ends = [m.end() for m in _CLAUSE_RE.finditer(region, half)]
+    for end in reversed(clause_ends):
+        if _is_grapheme_boundary(text, start + end):
+            return start + end
     space = max(region.rfind(" ", half), region.rfind("\n", half), region.rfind("\u3000", half))
-    if space > 0:
+    if space > 0 and _is_grapheme_boundary(text, start + space):
         return start + space
     cut = _safe_cut(text, limit_end, start + 1)
-    return cut if cut > start else limit_end
+    return cut if cut > start else -1
+
+
+def _forced_cut(text: str, start: int, limit_end: int) -> int:
+    """A cut for a chunk whose whole window is one grapheme cluster (a letter under hundreds of
+    combining marks): cutting inside the cluster is unavoidable, cutting inside a marker is not."""
+    marker_start = _inside_marker(text, limit_end)
+    return marker_start if marker_start > start else limit_end
 
 
 def _choose_cut(text: str, start: int, limit: int, cuts: list[int], kinds: list[int], *,
@@ -203,11 +273,12 @@ def _choose_cut(text: str, start: int, limit: int, cuts: list[int], kinds: list[
     """The end of the chunk that begins at ``start`` (a content start)."""
     window_end = start + limit
     lo = bisect.bisect_right(cuts, start)
-    hi = bisect.bisect_right(cuts, window_end + 16)
-    fitting: list[int] = []
-    for i in range(lo, hi):
-        if _content_span(text, start, cuts[i])[1] - start <= limit:
-            fitting.append(i)
+    # Sentence ends within the window fit; later ones fit while only whitespace and markers (which
+    # the chunk sheds at its edge) reach past the window.
+    hi = bisect.bisect_right(cuts, window_end, lo)
+    while hi < len(cuts) and _content_span(text, start, cuts[hi])[1] <= window_end:
+        hi += 1
+    fitting = range(lo, hi)
     if not fitting or fitting[-1] < len(cuts) - 1:
         # The next sentence end is out of reach: a cut inside the following sentence is a candidate.
         after = cuts[fitting[-1]] if fitting else start
@@ -221,7 +292,8 @@ def _choose_cut(text: str, start: int, limit: int, cuts: list[int], kinds: list[
         if cuts[fitting[-1]] - start >= 0.5 * limit or tail_cut <= cuts[fitting[-1]]:
             return cuts[fitting[-1]]
     best = cuts[fitting[-1]] if fitting else start
-    return max(best, tail_cut)
+    end = max(best, tail_cut)
+    return end if end > start else _forced_cut(text, start, window_end)
 
 
 def _pack(text: str, limit: int, cuts: list[int], kinds: list[int], *, prefer: bool,
@@ -265,11 +337,55 @@ def split_spans(text: str, *, language: str, chunking: ChunkingSettings) -> list
     return preferred if len(preferred) <= len(greedy) else greedy
 
 
+def stable_spans(text: str, previous: Sequence[str], *, language: str,
+                 chunking: ChunkingSettings) -> list[tuple[int, int]]:
+    """Content spans for ``text`` that keep every chunk of the previous cut that is still there.
+
+    After an edit, the previous chunks whose text still appears (in order, on chunk boundaries) are
+    kept as they were, so their audio stays valid; only the text between them is cut afresh. A
+    one-sentence edit therefore changes one chunk (two if it no longer fits the limit), wherever it
+    is. Packing stays tight because the kept chunks were packed tightly.
+    """
+    anchors: list[tuple[int, int]] = []
+    cursor = 0
+    for old in previous:
+        if not old or len(old) > chunking.max_chars:
+            continue
+        found = text.find(old, cursor)
+        while found != -1:
+            end = found + len(old)
+            head_ok = _content_span(text, cursor, found)[1] <= cursor or _content_span(text, 0, found)[1] < found
+            tail_ok = end == len(text) or _content_span(text, end, len(text))[0] > end or text[end].isspace()
+            if head_ok and tail_ok:
+                break
+            found = text.find(old, found + 1)
+        if found == -1:
+            continue
+        anchors.append((found, found + len(old)))
+        cursor = found + len(old)
+    spans: list[tuple[int, int]] = []
+    region_start = 0
+    for anchor_start, anchor_end in [*anchors, (len(text), len(text))]:
+        region = text[region_start:anchor_start]
+        if region.strip():
+            spans.extend((region_start + a, region_start + b)
+                         for a, b in split_spans(region, language=language, chunking=chunking))
+        if anchor_end > anchor_start:
+            spans.append((anchor_start, anchor_end))
+        region_start = anchor_end
+    return spans
+
+
 def plan_chapter(chapter: ChapterSpec, *, chunking: ChunkingSettings, pauses: PauseSettings,
-                 subtitles: str) -> tuple[Chunk, ...]:
-    """Cut one chapter into chunks (see the module docstring for the rules)."""
+                 subtitles: str, previous: Sequence[str] = ()) -> tuple[Chunk, ...]:
+    """Cut one chapter into chunks (see the module docstring for the rules).
+
+    ``previous`` is the chapter's last cut (chunk texts in order), when there was one: see
+    :func:`stable_spans`.
+    """
     text = chapter.text
-    spans = split_spans(text, language=chapter.language, chunking=chunking)
+    spans = (stable_spans(text, previous, language=chapter.language, chunking=chunking) if previous
+             else split_spans(text, language=chapter.language, chunking=chunking))
     if not spans:
         raise ChunkingError(f"chapter '{chapter.id}' has nothing to read: it holds only pause markers "
                             "or whitespace; add text or remove the chapter")
