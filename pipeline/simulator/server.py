@@ -32,6 +32,8 @@ class _OriginServer(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = True  # server_close() joins every handler thread
+    # socketserver's default backlog of 5 resets connections when a client opens many at once
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], service: SoundCloneService, *, files: bool, verbose: bool):
         self.service = service

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 
 import httpx
@@ -171,11 +171,9 @@ def _outcomes(spec: str, texts: list[str], *, parallel: bool) -> dict[str, str]:
                 results[text] = " ".join(steps)
 
             if parallel:
-                threads = [threading.Thread(target=run, args=(t,)) for t in texts]
-                for thread in threads:
-                    thread.start()
-                for thread in threads:
-                    thread.join()
+                # reversed and on 6 threads: a different order and real interleaving
+                with ThreadPoolExecutor(max_workers=6) as pool:
+                    list(pool.map(run, reversed(texts)))
             else:
                 for text in texts:
                     run(text)
