@@ -42,35 +42,102 @@ def _parse_faults(ctx: click.Context, param: click.Parameter, value: str | None)
     ),
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535),
-              help="API origin port (0 picks a free one).")
-@click.option("--files-port", type=click.IntRange(0, 65535), default=None,
-              help="Files origin port (audio, subtitles, uploads).  [default: PORT+1, or free if PORT is 0]")
-@click.option("--api-key", envvar=API_KEY_ENV, default=DEFAULT_API_KEY, show_default=True,
-              help=f"Bearer key the simulator accepts (default from ${API_KEY_ENV}).")
-@click.option("--seed", default=0, show_default=True, type=int,
-              help="Seed for task ids, model ids and fault decisions: same seed + same requests = same run.")
-@click.option("--faults", "faults", metavar="SPEC", callback=_parse_faults, default=None,
-              help="Inject faults, e.g. 'seed=7,429=0.1,drop_after_create=0.05' (keys below).")
-@click.option("--voice", type=click.Choice(VOICES), default="synthetic", show_default=True,
-              help="Audio backend: numpy 'synthetic' voice, 'espeak' (needs espeak-ng), or 'auto'.")
-@click.option("--register-voice", "voices", metavar="MODEL_ID", multiple=True,
-              help="Pre-register a permanent voice so a manifest's modelId works (repeatable).")
-@click.option("--task-base-s", default=DEFAULT_TASK_BASE_S, show_default=True, type=click.FloatRange(min=0),
-              help="Seconds every task takes regardless of length.")
-@click.option("--task-s-per-char", default=DEFAULT_TASK_S_PER_CHAR, show_default=True,
-              type=click.FloatRange(min=0), help="Extra seconds per billed character.")
-@click.option("--url-ttl-s", default=DEFAULT_URL_TTL_S, show_default=True, type=click.FloatRange(min=1),
-              help="Lifetime of audio/subtitle/upload links in seconds (default 3 days).")
-@click.option("--max-active-tasks", type=click.IntRange(min=1), default=None,
-              help="Queued+processing tasks allowed at once; more get 429.  [default: no limit]")
-@click.option("--requests-per-minute", type=click.IntRange(min=1), default=None,
-              help="API requests allowed per minute; more get 429.  [default: no limit]")
-@click.option("--balance", type=click.FloatRange(min=0), default=None,
-              help="Credits on the account (1 per billed character); a create that overdraws gets 402.  "
-                   "[default: unlimited]")
-@click.option("--voice-fee-credits", default=0.0, show_default=True, type=click.FloatRange(min=0),
-              help="Credits each audio task's voice fee costs against --balance.")
+@click.option(
+    "--port",
+    default=DEFAULT_PORT,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="API origin port (0 picks a free one).",
+)
+@click.option(
+    "--files-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Files origin port (audio, subtitles, uploads).  [default: PORT+1, or free if PORT is 0]",
+)
+@click.option(
+    "--api-key",
+    envvar=API_KEY_ENV,
+    default=DEFAULT_API_KEY,
+    show_default=True,
+    help=f"Bearer key the simulator accepts (default from ${API_KEY_ENV}).",
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Seed for task ids, model ids and fault decisions: same seed + same requests = same run.",
+)
+@click.option(
+    "--faults",
+    "faults",
+    metavar="SPEC",
+    callback=_parse_faults,
+    default=None,
+    help="Inject faults, e.g. 'seed=7,429=0.1,drop_after_create=0.05' (keys below).",
+)
+@click.option(
+    "--voice",
+    type=click.Choice(VOICES),
+    default="synthetic",
+    show_default=True,
+    help="Audio backend: numpy 'synthetic' voice, 'espeak' (needs espeak-ng), or 'auto'.",
+)
+@click.option(
+    "--register-voice",
+    "voices",
+    metavar="MODEL_ID",
+    multiple=True,
+    help="Pre-register a permanent voice so a manifest's modelId works (repeatable).",
+)
+@click.option(
+    "--task-base-s",
+    default=DEFAULT_TASK_BASE_S,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds every task takes regardless of length.",
+)
+@click.option(
+    "--task-s-per-char",
+    default=DEFAULT_TASK_S_PER_CHAR,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Extra seconds per billed character.",
+)
+@click.option(
+    "--url-ttl-s",
+    default=DEFAULT_URL_TTL_S,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Lifetime of audio/subtitle/upload links in seconds (default 3 days).",
+)
+@click.option(
+    "--max-active-tasks",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Queued+processing tasks allowed at once; more get 429.  [default: no limit]",
+)
+@click.option(
+    "--requests-per-minute",
+    type=click.IntRange(min=1),
+    default=None,
+    help="API requests allowed per minute; more get 429.  [default: no limit]",
+)
+@click.option(
+    "--balance",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Credits on the account (1 per billed character); a create that overdraws gets 402.  "
+    "[default: unlimited]",
+)
+@click.option(
+    "--voice-fee-credits",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Credits each audio task's voice fee costs against --balance.",
+)
 @click.option("--verbose", is_flag=True, help="Log every request to stderr.")
 def simulator_command(
     *,
@@ -131,4 +198,3 @@ def simulator_command(
         simulator.serve_forever()
     except KeyboardInterrupt:
         click.echo("Stopped.", err=True)
-

@@ -78,7 +78,7 @@ def _check_marker_placement(text: str, markers: list[PauseMarker]) -> None:
         if not any(is_spoken_char(c) for c in before):
             where = "at the start of the text" if index == 0 else "right after another marker"
             raise MarkupError(
-                f"pause marker {text[marker.start:marker.end]!r} at offset {marker.start} is {where}: a "
+                f"pause marker {text[marker.start : marker.end]!r} at offset {marker.start} is {where}: a "
                 "marker must sit between two spoken words"
             )
         previous_end = marker.end
@@ -86,7 +86,7 @@ def _check_marker_placement(text: str, markers: list[PauseMarker]) -> None:
         last = markers[-1]
         if not any(is_spoken_char(c) for c in text[last.end :]):
             raise MarkupError(
-                f"pause marker {text[last.start:last.end]!r} at offset {last.start} is at the end of the "
+                f"pause marker {text[last.start : last.end]!r} at offset {last.start} is at the end of the "
                 "text: a marker must sit between two spoken words"
             )
 
@@ -173,8 +173,11 @@ def tokenize(text: str) -> list[Token]:
                     break
                 if c.isalnum() or _is_combining(c):
                     j += 1
-                elif (c in _WORD_JOINERS or c in ".,") and j + 1 < n and text[j + 1].isalnum() and not (
-                    is_syllabic_char(text[j + 1])
+                elif (
+                    (c in _WORD_JOINERS or c in ".,")
+                    and j + 1 < n
+                    and text[j + 1].isalnum()
+                    and not (is_syllabic_char(text[j + 1]))
                 ):
                     # "don't", "well-known", "3.14", "10,000" read as one word
                     j += 2

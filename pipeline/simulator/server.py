@@ -15,7 +15,7 @@ import traceback
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from pipeline.simulator.config import SimulatorConfig
 from pipeline.simulator.faults import FaultProfile
@@ -105,7 +105,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PATCH(self) -> None:
         self._handle()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's signature)
+    def log_message(self, format: str, *args: Any) -> None:
         if self.server.verbose:
             super().log_message(format, *args)
 
@@ -127,7 +127,7 @@ class _Handler(BaseHTTPRequestHandler):
                 response = service.handle_file(request)
             else:
                 response = service.handle_api(request)
-        except Exception as exc:  # a simulator bug must still answer, and say what broke
+        except Exception as exc:  # noqa: BLE001 (a simulator bug must still answer, and say what broke)
             if self.server.verbose:
                 traceback.print_exc()
             response = error(500, f"internal: simulator error {type(exc).__name__}: {exc}")
@@ -148,7 +148,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _read_chunked(self) -> bytes | None:
-        parts = []
+        parts: list[bytes] = []
         total = 0
         while True:
             line = self.rfile.readline(1024)
@@ -213,7 +213,7 @@ class Simulator:
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
-    def start(self) -> Simulator:
+    def start(self) -> Self:
         """Bind both ports and serve in background threads; returns self.
 
         Raises:
@@ -225,7 +225,9 @@ class Simulator:
         self._stopping.clear()
         api = _OriginServer((self._host, self._port), self.service, files=False, verbose=self._verbose)
         try:
-            files = _OriginServer((self._host, self._files_port), self.service, files=True, verbose=self._verbose)
+            files = _OriginServer(
+                (self._host, self._files_port), self.service, files=True, verbose=self._verbose
+            )
         except OSError:
             api.server_close()
             raise
@@ -260,7 +262,7 @@ class Simulator:
         finally:
             self.stop()
 
-    def __enter__(self) -> Simulator:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -283,16 +285,19 @@ class Simulator:
     def _url(self, index: int) -> str:
         if not self._servers:
             raise RuntimeError("the simulator is not running: call start() or use it as a context manager")
-        host, port = self._servers[index].server_address[:2]
+        address = self._servers[index].server_address
+        host, port = str(address[0]), int(address[1])
         if host in _WILDCARD_HOSTS:
             host = "127.0.0.1"
-        if ":" in str(host):
+        if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{port}"
 
     # --- controls -------------------------------------------------------------------------------------
 
-    def register_voice(self, model_id: str, *, activated: bool = False, created_at: float | None = None) -> dict:
+    def register_voice(
+        self, model_id: str, *, activated: bool = False, created_at: float | None = None
+    ) -> dict:
         """Make ``model_id`` usable by audio tasks, as if its preview completed at ``created_at``
         (default: now). Unless ``activated``, it expires 3 days later if no audio task completes."""
         return self.service.register_voice(model_id, activated=activated, created_at=created_at)

@@ -287,7 +287,9 @@ class SoundCloneService:
     def _check_model(self, model_id: str, now: float) -> None:
         state = self._tasks.voice_state(model_id, now)
         if state == "unknown":
-            raise ValidationError("modelId", f"unknown model id {model_id!r}: use the modelId of a completed preview")
+            raise ValidationError(
+                "modelId", f"unknown model id {model_id!r}: use the modelId of a completed preview"
+            )
         if state == "expired":
             raise ValidationError(
                 "modelId",
@@ -482,7 +484,9 @@ class SoundCloneService:
         if not isinstance(model_id, str) or not model_id:
             raise ValidationError("modelId", f"must be a non-empty string; got {model_id!r}")
         created_at = body.get("createdAt")
-        if created_at is not None and (isinstance(created_at, bool) or not isinstance(created_at, int | float)):
+        if created_at is not None and (
+            isinstance(created_at, bool) or not isinstance(created_at, int | float)
+        ):
             raise ValidationError("createdAt", f"must be unix seconds; got {created_at!r}")
         activated = body.get("activated", False)
         if not isinstance(activated, bool):
@@ -496,7 +500,11 @@ def _route(request: HttpRequest) -> str:
     """Which API endpoint the request is for: ``preview``, ``audio``, ``query``, ``upload``,
     ``method`` (known path, wrong method) or ``not_found``."""
     path, method = request.path, request.method
-    routes = {PREVIEW_PATH: ("POST", "preview"), AUDIO_PATH: ("POST", "audio"), UPLOAD_PATH: ("POST", "upload")}
+    routes = {
+        PREVIEW_PATH: ("POST", "preview"),
+        AUDIO_PATH: ("POST", "audio"),
+        UPLOAD_PATH: ("POST", "upload"),
+    }
     if path in routes:
         allowed, name = routes[path]
         return name if method == allowed else "method"

@@ -4,7 +4,9 @@ Each ``validate_*`` function takes the decoded JSON body and returns a normalise
 defaults filled in) or raises :class:`ValidationError` naming the field and the rule it broke. Checks
 that need server state (does the modelId exist, has it expired) live in the service, not here.
 
-``null`` for an optional field means "use the default"; for a required field it is an error.
+``null`` for an optional field means "use the default"; for a required field it is an error. Types are
+strict, as JSON sees them: ``pitch`` must be an integer (``2.0`` is rejected), booleans are not numbers,
+``subtitleEnable`` must be ``true``/``false``. Language names are case-sensitive, as documented.
 """
 
 from __future__ import annotations
@@ -132,11 +134,11 @@ def validate_audio_request(body: Any) -> AudioRequest:
 
     speed = _number(fields, "speed", default=1.0)
     if not SPEED_MIN <= speed <= SPEED_MAX:
-        raise ValidationError("speed", f"must be from {SPEED_MIN} to {SPEED_MAX:g} inclusive; got {speed!r}")
+        raise ValidationError("speed", f"must be from {SPEED_MIN} to {SPEED_MAX:g} inclusive; got {speed:g}")
 
     vol = _number(fields, "vol", default=1.0)
     if not 0 < vol <= VOL_MAX:
-        raise ValidationError("vol", f"must be greater than 0 and at most {VOL_MAX:g}; got {vol!r}")
+        raise ValidationError("vol", f"must be greater than 0 and at most {VOL_MAX:g}; got {vol:g}")
 
     pitch = _optional(fields, "pitch", default=0)
     if isinstance(pitch, bool) or not isinstance(pitch, int):
@@ -200,7 +202,8 @@ def _check_text(text: Any, *, field: str, limit: int) -> str:
         raise ValidationError(field, f"must be a string; got {type(text).__name__}")
     if len(text) >= limit:
         raise ValidationError(
-            field, f"must be under {limit:,} characters (code points, pause markers included); got {len(text):,}"
+            field,
+            f"must be under {limit:,} characters (code points, pause markers included); got {len(text):,}",
         )
     if not any(is_spoken_char(c) for c in text):
         raise ValidationError(field, "must contain something to speak (at least one letter or digit)")
@@ -222,7 +225,9 @@ def _check_version_and_language(fields: dict[str, Any]) -> tuple[str, str]:
         return version, language
     if language in LANGUAGES_V2_ONLY:
         if version != "v2":
-            raise ValidationError("language", f"{language!r} needs soundVersion 'v2' (it is not in v1's list)")
+            raise ValidationError(
+                "language", f"{language!r} needs soundVersion 'v2' (it is not in v1's list)"
+            )
         return version, language
     raise ValidationError(
         "language", f"unknown language {language!r}: use 'auto' or a documented name such as 'English'"
@@ -242,4 +247,3 @@ def _check_sample_url(url: str) -> None:
             "fileUrl",
             f"must name an audio or video file ({', '.join(SAMPLE_EXTENSIONS)}); got extension {extension!r}",
         )
-

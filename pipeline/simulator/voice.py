@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import math
 import os
 import shutil
@@ -243,7 +244,9 @@ def plan_timeline(text: str, *, speed: float) -> tuple[list[SentenceTiming], flo
                 letters = sum(1 for c in text[token.start : token.end] if c.isalnum())
                 duration = max(letters, 1) * latin_slot_s
                 syllables = max(1, round(letters / LATIN_CHARS_PER_SYLLABLE))
-                sentence.words.append(WordTiming(token.start, token.end, cursor, cursor + duration, syllables))
+                sentence.words.append(
+                    WordTiming(token.start, token.end, cursor, cursor + duration, syllables)
+                )
                 cursor += duration
                 speech_end = cursor
             elif token.kind is TokenKind.SYLLABLE_CHAR:
@@ -318,7 +321,13 @@ def _frame_aligned_samples(seconds: float) -> int:
 _TABLE_SIZE = 2048  # a power of two: indices wrap with a bit mask
 _NOISE_TABLE_SAMPLES = 1 << 17
 _REFERENCE_F0_HZ = 140.0
-_VOWEL_FORMANTS_HZ = ((730, 1090, 2440), (530, 1840, 2480), (270, 2290, 3010), (570, 840, 2410), (300, 870, 2240))
+_VOWEL_FORMANTS_HZ = (
+    (730, 1090, 2440),
+    (530, 1840, 2480),
+    (270, 2290, 3010),
+    (570, 840, 2410),
+    (300, 870, 2240),
+)
 
 
 @functools.cache
@@ -348,7 +357,9 @@ class _Syllable:
 
 def _syllables(sentences: list[SentenceTiming], settings: VoiceSettings, seed_text: str) -> list[_Syllable]:
     pitch_factor, depth = EMOTION_PITCH.get(settings.emotion, (1.0, 1.0))
-    base_f0 = (95.0 + 120.0 * stable_unit("f0", settings.model_id)) * pitch_factor * 2.0 ** (settings.pitch / 12)
+    base_f0 = (
+        (95.0 + 120.0 * stable_unit("f0", settings.model_id)) * pitch_factor * 2.0 ** (settings.pitch / 12)
+    )
     text_key = stable_bytes("text", seed_text).hex()  # hash the (long) text once, not per syllable
     result = []
     for sentence in sentences:
@@ -416,7 +427,11 @@ def _render_range(
             offset = lo - syllable.start
             index = ((ramp[: hi - lo] + np.float32(offset)) * step).astype(np.int32) & (_TABLE_SIZE - 1)
             piece = tables[syllable.vowel][index]
-            if syllable.consonant and offset < consonant_len and syllable.end - syllable.start > 2 * consonant_len:
+            if (
+                syllable.consonant
+                and offset < consonant_len
+                and syllable.end - syllable.start > 2 * consonant_len
+            ):
                 c_hi = min(consonant_len, hi - syllable.start)
                 noise_at = syllable.noise_offset + offset
                 piece[: c_hi - offset] += (
@@ -445,7 +460,7 @@ def _chunk_bounds(sentences: list[SentenceTiming], total: int, *, workers: int) 
         return [(0, total)]
     margin = 64
     cuts = []
-    for left, right in zip(sentences, sentences[1:], strict=False):
+    for left, right in itertools.pairwise(sentences):
         cut = math.ceil((left.end_s * SAMPLE_RATE_HZ + LAME_TAIL_CUT_SAMPLES + margin) / MP3_FRAME_SAMPLES)
         cut *= MP3_FRAME_SAMPLES
         if cut + LAME_DELAY_SAMPLES + margin <= right.begin_s * SAMPLE_RATE_HZ:
@@ -457,7 +472,7 @@ def _chunk_bounds(sentences: list[SentenceTiming], total: int, *, workers: int) 
         if best is not None and best not in chosen and 0 < best < total:
             chosen.append(best)
     points = [0, *sorted(chosen), total]
-    return list(zip(points, points[1:], strict=False))
+    return list(itertools.pairwise(points))
 
 
 # --- encoding -----------------------------------------------------------------------------------------
@@ -512,9 +527,11 @@ def _synthesize_espeak(text: str, settings: VoiceSettings) -> Speech:
             begin = cursor
             pieces.append(audio)
             cursor += len(audio)
-            words.extend(_spread_words(text, seg_start, seg_end, begin / SAMPLE_RATE_HZ, cursor / SAMPLE_RATE_HZ))
+            words.extend(
+                _spread_words(text, seg_start, seg_end, begin / SAMPLE_RATE_HZ, cursor / SAMPLE_RATE_HZ)
+            )
             if pause_after:
-                silence = int(round(pause_after * SAMPLE_RATE_HZ))
+                silence = round(pause_after * SAMPLE_RATE_HZ)
                 pieces.append(np.zeros(silence, dtype=np.float32))
                 cursor += silence
         sentence.words.extend(words)
@@ -557,7 +574,7 @@ def _spread_words(text: str, start: int, end: int, begin_s: float, end_s: float)
 def _espeak_segment(segment: str, settings: VoiceSettings) -> np.ndarray:
     """Speak one segment with espeak-ng, trimmed of its own silence, resampled to 32 kHz."""
     voice = ESPEAK_LANGUAGES.get(settings.language, "en")
-    words_per_minute = int(round(175 * settings.speed))
+    words_per_minute = round(175 * settings.speed)
     pitch = int(min(99, max(0, 50 + 3 * settings.pitch + 30 * (stable_unit("f0", settings.model_id) - 0.5))))
     completed = subprocess.run(
         ["espeak-ng", "--stdout", "-v", voice, "-s", str(words_per_minute), "-p", str(pitch), "--", segment],
@@ -567,7 +584,9 @@ def _espeak_segment(segment: str, settings: VoiceSettings) -> np.ndarray:
     )
     with wave.open(io.BytesIO(completed.stdout)) as reader:
         rate = reader.getframerate()
-        frames = np.frombuffer(reader.readframes(reader.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+        frames = (
+            np.frombuffer(reader.readframes(reader.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+        )
     loud = np.flatnonzero(np.abs(frames) > 0.01)
     if len(loud):
         frames = frames[loud[0] : loud[-1] + 1]

@@ -22,7 +22,11 @@ def make_sim() -> Iterator[Callable[..., Simulator]]:
 
     def factory(**overrides: Any) -> Simulator:
         config = SimulatorConfig(
-            api_key=API_KEY, clock=FakeClock(), preload_voices=(VOICE,), task_base_s=1.0, task_s_per_char=0.001
+            api_key=API_KEY,
+            clock=FakeClock(),
+            preload_voices=(VOICE,),
+            task_base_s=1.0,
+            task_s_per_char=0.001,
         )
         sim = Simulator(replace(config, **overrides)).start()
         started.append(sim)

@@ -54,7 +54,9 @@ class Api:
     def create_audio(self, text: str = "Hello world.", **fields: Any) -> httpx.Response:
         return self.http.post(AUDIO, json={"modelId": VOICE, "contentText": text, **fields})
 
-    def create_preview(self, file_url: str = "https://example.com/sample.mp3", **fields: Any) -> httpx.Response:
+    def create_preview(
+        self, file_url: str = "https://example.com/sample.mp3", **fields: Any
+    ) -> httpx.Response:
         return self.http.post(PREVIEW, json={"fileUrl": file_url, **fields})
 
     def query(self, task_id: str) -> httpx.Response:
@@ -89,14 +91,19 @@ def decode_mp3(data: bytes) -> tuple[np.ndarray, int, int]:
         capture_output=True,
         check=True,
     ).stdout
-    probe = subprocess.run([ffmpeg, "-hide_banner", "-i", "pipe:0"], input=data, capture_output=True).stderr
+    # ffmpeg with no output file exits 1 after printing the stream info we want
+    probe = subprocess.run(
+        [ffmpeg, "-hide_banner", "-i", "pipe:0"], input=data, capture_output=True, check=False
+    ).stderr
     text = probe.decode(errors="replace")
     rate = int(text.split(" Hz")[0].rsplit(" ", 1)[-1])
     channels = 1 if "mono" in text else 2
     return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0, rate, channels
 
 
-def speech_regions(samples: np.ndarray, rate: int, *, threshold_db: float = -45.0) -> list[tuple[float, float]]:
+def speech_regions(
+    samples: np.ndarray, rate: int, *, threshold_db: float = -45.0
+) -> list[tuple[float, float]]:
     """(start, end) seconds of runs louder than ``threshold_db`` (5 ms frames), gaps under 20 ms merged."""
     frame = rate // 200
     frames = samples[: len(samples) // frame * frame].reshape(-1, frame)

@@ -71,7 +71,9 @@ def test_sentence_level_subtitles_have_no_words(api: Api) -> None:
     assert all(s["timestamped_words"] is None for s in subtitles)
     regions = speech_regions(samples, rate)
     for sentence in subtitles:
-        inside = [r for r in regions if sentence["time_begin"] / 1000 - 0.05 <= r[0] <= sentence["time_end"] / 1000]
+        inside = [
+            r for r in regions if sentence["time_begin"] / 1000 - 0.05 <= r[0] <= sentence["time_end"] / 1000
+        ]
         assert abs(inside[0][0] - sentence["time_begin"] / 1000) <= TOLERANCE_S
         assert abs(inside[-1][1] - sentence["time_end"] / 1000) <= TOLERANCE_S
 

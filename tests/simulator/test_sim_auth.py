@@ -26,7 +26,9 @@ def test_missing_or_bad_key_is_401(sim: Simulator, headers: dict[str, str], meth
 def test_right_key_is_accepted_case_insensitive_scheme(sim: Simulator) -> None:
     with httpx.Client(base_url=sim.base_url) as client:
         response = client.post(
-            AUDIO, headers={"Authorization": "bearer sk-test"}, json={"modelId": "model_test", "contentText": "hi"}
+            AUDIO,
+            headers={"Authorization": "bearer sk-test"},
+            json={"modelId": "model_test", "contentText": "hi"},
         )
     assert response.status_code == 200
 

@@ -32,7 +32,9 @@ def test_bad_fault_spec_is_a_usage_error() -> None:
 def test_module_serves_until_interrupted_and_prints_the_env_vars() -> None:
     env = {**os.environ, "SOUNDCLONE_API_KEY": "sk-from-env"}
     command = [sys.executable, "-m", "pipeline.simulator", "--port", "0", "--register-voice", "model_cli"]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as proc:
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as proc:
         try:
             lines = []
             while not lines or "Ctrl-C" not in lines[-1]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from simulator_helpers import API_KEY, AUDIO, VOICE, Api
+from simulator_helpers import API_KEY, VOICE, Api
 
 from pipeline.simulator import FaultProfile, Simulator, SimulatorConfig
 
@@ -165,7 +165,9 @@ def _outcomes(spec: str, texts: list[str], *, parallel: bool) -> dict[str, str]:
                         if queried.status_code == 200 and queried.json()["data"]["status"] == "completed":
                             steps.append(str(api.files.get(queried.json()["data"]["audioUrl"]).status_code))
                         else:
-                            steps.append(queried.json()["data"]["status"] if queried.status_code == 200 else "-")
+                            steps.append(
+                                queried.json()["data"]["status"] if queried.status_code == 200 else "-"
+                            )
                 except httpx.HTTPError as exc:
                     steps.append(type(exc).__name__)
                 results[text] = " ".join(steps)

@@ -32,7 +32,11 @@ def test_duplicates_group_identical_billed_submissions(sim: Simulator, api: Api)
     api.create_audio("Other words.")
     (duplicate,) = sim.ledger()["duplicates"]
     assert duplicate["task_ids"] == [first, second]
-    assert duplicate["times_billed"] == 2 and duplicate["extra_chars"] == 11 and duplicate["extra_voice_fees"] == 1
+    assert (
+        duplicate["times_billed"] == 2
+        and duplicate["extra_chars"] == 11
+        and duplicate["extra_voice_fees"] == 1
+    )
     assert duplicate["content_text"] == "Same words." and duplicate["options"]["speed"] == 1.0
 
 

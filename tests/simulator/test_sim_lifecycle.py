@@ -6,7 +6,7 @@ import re
 import time
 
 import httpx
-from simulator_helpers import API_KEY, AUDIO, VOICE, Api, T0
+from simulator_helpers import API_KEY, AUDIO, T0, VOICE, Api
 
 from pipeline.simulator import FaultProfile, Simulator, SimulatorConfig
 
@@ -68,13 +68,20 @@ def test_unknown_task_is_404_naming_the_id(api: Api) -> None:
 
 
 def test_real_clock_small_task_round_trip_is_fast() -> None:
-    config = SimulatorConfig(api_key=API_KEY, preload_voices=(VOICE,), task_base_s=0.05, task_s_per_char=0.00002)
+    config = SimulatorConfig(
+        api_key=API_KEY, preload_voices=(VOICE,), task_base_s=0.05, task_s_per_char=0.00002
+    )
     started = time.perf_counter()
-    with Simulator(config) as sim, httpx.Client(
-        base_url=sim.base_url, headers={"Authorization": f"Bearer {API_KEY}"}
-    ) as client:
-        task_id = client.post(AUDIO, json={"modelId": VOICE, "contentText": "A quick one."}).json()["data"]["id"]
-        while (data := client.get(f"/api/open-api/v1/audios/{task_id}").json()["data"])["status"] != "completed":
+    with (
+        Simulator(config) as sim,
+        httpx.Client(base_url=sim.base_url, headers={"Authorization": f"Bearer {API_KEY}"}) as client,
+    ):
+        task_id = client.post(AUDIO, json={"modelId": VOICE, "contentText": "A quick one."}).json()["data"][
+            "id"
+        ]
+        while (data := client.get(f"/api/open-api/v1/audios/{task_id}").json()["data"])[
+            "status"
+        ] != "completed":
             time.sleep(0.01)
         audio = httpx.get(data["audioUrl"])
     assert audio.status_code == 200 and audio.content[:2] == b"\xff\xfb"

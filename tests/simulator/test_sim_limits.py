@@ -48,6 +48,9 @@ def test_balance_runs_out_with_402_and_refunds_restore_it(make_sim, make_api) ->
     sim.advance_clock(10)
     assert sim.ledger()["balance"]["remaining"] == 10.0  # refunded once failed
     sim.set_faults(FaultProfile())
-    assert api.http.post(
-        "/api/open-api/v1/soundCloning/audios", json={"modelId": VOICE, "contentText": "a <#9#> b"}
-    ).status_code == 200  # "a  b": 4 billed chars (marker free) + 5 = 9 <= 10
+    assert (
+        api.http.post(
+            "/api/open-api/v1/soundCloning/audios", json={"modelId": VOICE, "contentText": "a <#9#> b"}
+        ).status_code
+        == 200
+    )  # "a  b": 4 billed chars (marker free) + 5 = 9 <= 10

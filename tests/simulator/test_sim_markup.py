@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -30,7 +32,7 @@ def test_billed_characters_exclude_exactly_the_markers(parts: list[str], data: s
     assert strip_pause_markers(text) == "".join(parts)
     tokens = tokenize(text)
     assert tokens[0].start == 0 and tokens[-1].end == len(text)
-    assert all(a.end == b.start for a, b in zip(tokens, tokens[1:], strict=False))
+    assert all(a.end == b.start for a, b in itertools.pairwise(tokens))
     assert sum(t.kind is TokenKind.PAUSE for t in tokens) == len(markers)
 
 

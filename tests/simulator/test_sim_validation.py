@@ -15,9 +15,12 @@ from pipeline.simulator import Simulator, SimulatorConfig
 @pytest.fixture(scope="module")
 def http() -> Iterator[httpx.Client]:
     config = SimulatorConfig(api_key=API_KEY, clock=FakeClock(), preload_voices=(VOICE,))
-    with Simulator(config) as sim, httpx.Client(
-        base_url=sim.base_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10.0
-    ) as client:
+    with (
+        Simulator(config) as sim,
+        httpx.Client(
+            base_url=sim.base_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10.0
+        ) as client,
+    ):
         yield client
 
 

@@ -74,6 +74,8 @@ def test_admin_voice_registration_and_clock(sim: Simulator, api: Api) -> None:
         bad = admin.post("/admin/voices", json={"modelId": ""})
         assert bad.status_code == 400 and bad.json()["msg"].startswith("modelId:")
         assert admin.post("/admin/clock", json={"advance_s": -1}).status_code == 400
-        permanent = admin.post("/admin/voices", json={"modelId": "model_p", "createdAt": T0, "activated": True})
+        permanent = admin.post(
+            "/admin/voices", json={"modelId": "model_p", "createdAt": T0, "activated": True}
+        )
         assert permanent.json()["data"] == {"modelId": "model_p", "createdAt": T0, "activated": True}
         assert create(api, "model_p").status_code == 200
