@@ -54,6 +54,12 @@ CJK_CHARS_PER_S = 4.5
 
 # Seam kinds, strongest first.
 _PARAGRAPH, _SENTENCE = 2, 1
+# Kinds of cut, best first: the packer uses the best kind that does not cost a task.
+_CUT_SENTENCE, _CUT_CLAUSE, _CUT_WORD, _CUT_ANY = 3, 2, 1, 0
+_CJK_CLASS = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef\U00020000-\U0003ffff"
+_CJK_RE = re.compile(f"[{_CJK_CLASS}]")
+# A word boundary: at whitespace, or at a CJK character (each is a word for cutting purposes).
+_WORD_EDGE_RE = re.compile(f"[\\s{_CJK_CLASS}]")
 
 
 def _iso_code(language: str, text: str) -> str:
@@ -241,24 +247,90 @@ def _safe_cut(text: str, pos: int, lowest: int) -> int:
     return lowest - 1
 
 
-def _fallback_cut(text: str, start: int, limit_end: int) -> int:
-    """Where to cut inside an over-long sentence: clause punctuation, whitespace, else anywhere safe.
+def _content_start(text: str, pos: int) -> int:
+    """The first position at or after ``pos`` that is not whitespace or a pause marker."""
+    head = _EDGE_HEAD_RE.match(text, pos)
+    assert head is not None
+    return head.end()
 
-    Only the second half of ``[start, limit_end)`` is searched for clause punctuation and whitespace,
-    so a chunk cut this way stays at least half full. Returns a position in (start, limit_end], or -1
-    when every position there is inside a marker or a grapheme cluster.
+
+def _is_clean_cut(text: str, pos: int) -> bool:
+    return _inside_marker(text, pos) == -1 and _is_grapheme_boundary(text, pos)
+
+
+def _earliest_cut(text: str, lo: int, hi: int, kind: int, cuts: list[int]) -> int:
+    """The first cut of exactly ``kind`` in [lo, hi), or -1."""
+    if kind == _CUT_SENTENCE:
+        i = bisect.bisect_left(cuts, lo)
+        return cuts[i] if i < len(cuts) and cuts[i] < hi else -1
+    if kind == _CUT_CLAUSE:
+        for m in _CLAUSE_RE.finditer(text, lo, hi):
+            if m.end() < hi and _is_clean_cut(text, m.end()):
+                return m.end()
+        return -1
+    if kind == _CUT_WORD:
+        for m in _WORD_EDGE_RE.finditer(text, lo, hi):
+            if _is_clean_cut(text, m.start()):
+                return m.start()
+        return -1
+    for pos in range(lo, hi):
+        if _is_clean_cut(text, pos):
+            return pos
+    return -1
+
+
+def _latest_starts(text: str, limit: int, first: int, last: int, kind: int, cuts: list[int]) -> list[int]:
+    """``starts[k]``: the earliest position from which the rest of the text fits in ``k`` chunks when
+    chunks end at cuts of ``kind`` or better (a window without one falls back to the next kind).
+
+    Packing backwards from the end, each chunk reaching as far back as it can, gives the fewest chunks
+    those cuts allow (``len(starts) - 1``); a forward cut that leaves the rest at or after
+    ``starts[k]`` with ``k`` chunks to go never raises that count.
     """
-    region = text[start:limit_end]
-    half = len(region) // 2
-    clause_ends = [m.end() for m in _CLAUSE_RE.finditer(region, half)]
-    for end in reversed(clause_ends):
-        if _is_grapheme_boundary(text, start + end):
-            return start + end
-    space = max(region.rfind(" ", half), region.rfind("\n", half), region.rfind("\u3000", half))
-    if space > 0 and _is_grapheme_boundary(text, start + space):
-        return start + space
-    cut = _safe_cut(text, limit_end, start + 1)
-    return cut if cut > start else -1
+    starts = [last]
+    end = last
+    while end - limit > first:
+        lo = end - limit
+        candidates = [c for k in range(kind, _CUT_SENTENCE + 1)
+                      if (c := _earliest_cut(text, lo, end, k, cuts)) != -1]
+        fallback = kind
+        while not candidates and fallback > _CUT_ANY:
+            fallback -= 1
+            candidates = [c for c in [_earliest_cut(text, lo, end, fallback, cuts)] if c != -1]
+        start = min(candidates) if candidates else _forced_start(text, lo)
+        starts.append(start)
+        end = _content_span(text, first, start)[1]
+    starts.append(first)
+    return starts
+
+
+def _forced_start(text: str, lo: int) -> int:
+    """Where a chunk must start when its whole window is one grapheme cluster: never inside a marker."""
+    marker_start = _inside_marker(text, lo)
+    return lo if marker_start == -1 else MARKER_RE.match(text, marker_start).end()  # type: ignore[union-attr]
+
+
+def _last_word_cut(text: str, lo: int, hi: int) -> int:
+    """The last clean cut in (lo, hi] next to whitespace or between CJK characters, or -1."""
+    pos = hi
+    while pos > lo:
+        if pos >= len(text):
+            return pos
+        before, after = text[pos - 1], text[pos]
+        if ((before.isspace() or after.isspace() or _CJK_RE.match(before) or _CJK_RE.match(after))
+                and _is_clean_cut(text, pos)):
+            return pos
+        pos -= 1
+    return -1
+
+
+def _last_clause_end(text: str, lo: int, hi: int) -> int:
+    """The end of the last clause punctuation in [lo, hi) that is a clean cut, or -1."""
+    ends = [m.end() for m in _CLAUSE_RE.finditer(text, lo, hi)]
+    for end in reversed(ends):
+        if _is_clean_cut(text, end):
+            return end
+    return -1
 
 
 def _forced_cut(text: str, start: int, limit_end: int) -> int:
@@ -269,45 +341,76 @@ def _forced_cut(text: str, start: int, limit_end: int) -> int:
 
 
 def _choose_cut(text: str, start: int, limit: int, cuts: list[int], kinds: list[int], *,
-                prefer: bool, paragraph_min_fill: float) -> int:
-    """The end of the chunk that begins at ``start`` (a content start)."""
-    window_end = start + limit
+                next_start_min: int, paragraph_min_fill: float) -> int:
+    """The end of the chunk that begins at ``start`` (a content start).
+
+    Candidates, best first: the last paragraph end at least ``paragraph_min_fill`` full; the last
+    sentence end at least half full; in the window's second half, past the last sentence end, the
+    last clause punctuation, then the last word boundary; the last sentence end; the last clause
+    punctuation; the last word boundary; the last clean position. The first candidate that leaves
+    the next chunk starting at or after ``next_start_min`` wins: that keeps the chapter at the fewest
+    tasks its packing allows.
+    """
+    window_end = min(start + limit, len(text))
+
+    def feasible(cut: int) -> bool:
+        return cut > start and _content_start(text, cut) >= next_start_min
+
     lo = bisect.bisect_right(cuts, start)
     # Sentence ends within the window fit; later ones fit while only whitespace and markers (which
     # the chunk sheds at its edge) reach past the window.
     hi = bisect.bisect_right(cuts, window_end, lo)
-    while hi < len(cuts) and _content_span(text, start, cuts[hi])[1] <= window_end:
+    while hi < len(cuts) and _content_span(text, start, cuts[hi])[1] <= start + limit:
         hi += 1
-    fitting = range(lo, hi)
-    if not fitting or fitting[-1] < len(cuts) - 1:
-        # The next sentence end is out of reach: a cut inside the following sentence is a candidate.
-        after = cuts[fitting[-1]] if fitting else start
-        tail_cut = _fallback_cut(text, after, min(window_end, len(text)))
-    else:
-        tail_cut = -1
-    if prefer and fitting:
-        for i in reversed(fitting):
+    last_sentence = cuts[hi - 1] if hi > lo else -1
+    if last_sentence != -1:
+        for i in range(hi - 1, lo - 1, -1):
             if kinds[i] == _PARAGRAPH and cuts[i] - start >= paragraph_min_fill * limit:
-                return cuts[i]
-        if cuts[fitting[-1]] - start >= 0.5 * limit or tail_cut <= cuts[fitting[-1]]:
-            return cuts[fitting[-1]]
-    best = cuts[fitting[-1]] if fitting else start
-    end = max(best, tail_cut)
-    return end if end > start else _forced_cut(text, start, window_end)
+                if feasible(cuts[i]):
+                    return cuts[i]
+                break
+        if last_sentence - start >= 0.5 * limit and feasible(last_sentence):
+            return last_sentence
+    if hi < len(cuts):
+        # The next sentence end is out of reach: cut inside the (over-long) sentence that follows.
+        zone = max(last_sentence, start + limit // 2)
+        for candidate in (_last_clause_end(text, zone, window_end), _last_word_cut(text, zone, window_end)):
+            if feasible(candidate):
+                return candidate
+    for candidate in (last_sentence, _last_clause_end(text, start, window_end),
+                      _last_word_cut(text, start, window_end)):
+        if feasible(candidate):
+            return candidate
+    safe = _safe_cut(text, window_end, start + 1)
+    return safe if safe > start else _forced_cut(text, start, window_end)
 
 
-def _pack(text: str, limit: int, cuts: list[int], kinds: list[int], *, prefer: bool,
+def _pack(text: str, limit: int, cuts: list[int], kinds: list[int], *,
           paragraph_min_fill: float) -> list[tuple[int, int]]:
+    first, last = _content_span(text, 0, len(text))
+    if last <= first:
+        return []
+    # The fewest chunks any cut allows, then the best kind of cut that still reaches it. Cutting
+    # inside a word is audible, so word boundaries may cost up to 5% more tasks (the issue's bound).
+    starts = _latest_starts(text, limit, first, last, _CUT_ANY, cuts)
+    fewest = len(starts) - 1
+    for kind, allowed in ((_CUT_SENTENCE, fewest), (_CUT_CLAUSE, fewest), (_CUT_WORD, fewest + fewest // 20)):
+        candidate = _latest_starts(text, limit, first, last, kind, cuts)
+        if len(candidate) - 1 <= allowed:
+            starts = candidate
+            break
     spans: list[tuple[int, int]] = []
-    start, _ = _content_span(text, 0, len(text))
-    while start < len(text):
-        end = _choose_cut(text, start, limit, cuts, kinds, prefer=prefer,
+    start = first
+    remaining = len(starts) - 1
+    while start < last:
+        remaining -= 1
+        end = _choose_cut(text, start, limit, cuts, kinds, next_start_min=starts[max(remaining, 0)],
                           paragraph_min_fill=paragraph_min_fill)
         content_start, content_end = _content_span(text, start, end)
-        if content_end <= content_start:  # pragma: no cover - guarded by _fallback_cut
+        if content_end <= content_start:  # pragma: no cover - every candidate is past ``start``
             raise RuntimeError(f"empty chunk at offset {start}")
         spans.append((content_start, content_end))
-        start, _ = _content_span(text, end, len(text))
+        start = _content_start(text, end)
     return spans
 
 
@@ -332,9 +435,7 @@ def split_spans(text: str, *, language: str, chunking: ChunkingSettings) -> list
     limit = chunking.max_chars
     ends = _sentence_ends(text, language)
     kinds = [_PARAGRAPH if _is_paragraph_end(text, e) else _SENTENCE for e in ends]
-    greedy = _pack(text, limit, ends, kinds, prefer=False, paragraph_min_fill=chunking.paragraph_min_fill)
-    preferred = _pack(text, limit, ends, kinds, prefer=True, paragraph_min_fill=chunking.paragraph_min_fill)
-    return preferred if len(preferred) <= len(greedy) else greedy
+    return _pack(text, limit, ends, kinds, paragraph_min_fill=chunking.paragraph_min_fill)
 
 
 def stable_spans(text: str, previous: Sequence[str], *, language: str,
@@ -354,8 +455,9 @@ def stable_spans(text: str, previous: Sequence[str], *, language: str,
         found = text.find(old, cursor)
         while found != -1:
             end = found + len(old)
-            head_ok = _content_span(text, cursor, found)[1] <= cursor or _content_span(text, 0, found)[1] < found
-            tail_ok = end == len(text) or _content_span(text, end, len(text))[0] > end or text[end].isspace()
+            # on a boundary: text edge, whitespace or a pause marker on both sides
+            head_ok = found == 0 or text[found - 1].isspace() or text.endswith("#>", 0, found)
+            tail_ok = end == len(text) or text[end].isspace() or text.startswith("<#", end)
             if head_ok and tail_ok:
                 break
             found = text.find(old, found + 1)

@@ -93,6 +93,14 @@ def render_plan(book: Any) -> str:
                 f"{_format_seconds(t.est_audio_s):>8} {t.est_cost:>10.2f} {cur}")
     rows.append(f"tasks: {t.chunks} (lower bound {t.lower_bound_tasks}); chunk limit "
                 f"{book.manifest.chunking.max_chars:,} code points")
+    if any(c.reused or c.dropped for c in book.changes):
+        rows.append("changes since the last render:")
+        for change in book.changes:
+            if change.to_render or change.dropped:
+                rows.append(f"  {change.chapter_id}: {change.to_render} chunk(s) to render, {change.reused} reused, "
+                            f"{change.dropped} dropped; {change.chars:,} characters, {change.cost:.2f} {cur}")
+        if not any(c.to_render or c.dropped for c in book.changes):
+            rows.append("  none: every chunk is already rendered")
     return "\n".join(rows)
 
 
@@ -148,10 +156,11 @@ class _ProgressView:
               "or https://www.jimmyai.cn).")
 @click.option("--api-key-file", type=click.Path(path_type=Path, dir_okay=False),
               help="Read the API key from this file instead of $SOUNDCLONE_API_KEY.")
+@click.option("--dry-run", is_flag=True, help="Show the plan and what changed since the last render, then stop.")
 @click.option("-q", "--quiet", is_flag=True, help="Only failures and the summary.")
 def run(manifests: tuple[Path, ...], chapters: tuple[str, ...], concurrency: int | None,
         poll_interval: float | None, max_cost: float | None, simulate: bool, base_url: str | None,
-        api_key_file: Path | None, quiet: bool) -> None:
+        api_key_file: Path | None, dry_run: bool, quiet: bool) -> None:
     """Render MANIFEST(S) into chapter files and a book; rerun the same command to resume.
 
     Several manifests, or a folder of them, run as one batch sharing the concurrency limit fairly.
@@ -160,6 +169,15 @@ def run(manifests: tuple[Path, ...], chapters: tuple[str, ...], concurrency: int
     """
     from pipeline import runner
 
+    if dry_run:
+        books, rejected = runner.prepare(list(manifests), chapter_ids=chapters)
+        for path, error in rejected:
+            click.echo(f"{path}: not runnable:\n{error}", err=True)
+        for book in books:
+            click.echo(render_plan(book.plan))
+            click.echo(f"to render: {book.pending_chunks} task(s), {book.pending_chars:,} billed characters, "
+                       f"about {book.pending_cost:.2f} {book.plan.manifest.pricing.currency}")
+        sys.exit(2 if rejected else 0)
     options = runner.RunOptions(chapter_ids=chapters, concurrency=concurrency, poll_interval_s=poll_interval,
                                 max_cost=max_cost, base_url=base_url, key_file=api_key_file, simulate=simulate)
     view: list[_ProgressView] = []

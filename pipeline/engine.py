@@ -190,6 +190,8 @@ class Engine:
         journal = job.journal
         model_ids = {plan.chapter.id: plan.chapter.voice.model_id for plan in job.chapters}
         journal.sync_plan((c for plan in job.chapters for c in plan.chunks), model_ids=model_ids)
+        for plan in job.chapters:
+            journal.save_chapter_plan(plan.chapter.id, plan.chunks)
         items: list[_Item] = []
         seen: set[str] = set()
         for plan in job.chapters:

@@ -48,7 +48,18 @@ def _select(manifest: Manifest, chapter_ids: Sequence[str], origin: Path) -> tup
 def plan(manifest_path: Path, *, chapter_ids: Sequence[str] = ()) -> BookPlan:
     """Validate a manifest and plan its chunks. No network."""
     manifest = load_manifest(manifest_path, voice_resolver=_voice_resolver())
-    return plan_book(manifest, chapter_ids=_select(manifest, chapter_ids, manifest_path))
+    return plan_with_journal(manifest, chapter_ids=_select(manifest, chapter_ids, manifest_path))
+
+
+def plan_with_journal(manifest: Manifest, *, chapter_ids: Sequence[str] = ()) -> BookPlan:
+    """Plan against the book's journal: unchanged text keeps its chunks; changes are counted."""
+    previous: dict[str, list[tuple[str, str]]] = {}
+    rendered: set[str] = set()
+    if (manifest.output / JOURNAL_NAME).exists():
+        with Journal.open(manifest.output) as journal:
+            previous = journal.chapter_plans()
+            rendered = journal.rendered_keys()
+    return plan_book(manifest, chapter_ids=chapter_ids, previous=previous, rendered=rendered)
 
 
 def expand_manifest_paths(paths: Sequence[Path]) -> list[Path]:
@@ -121,18 +132,9 @@ def prepare(manifest_paths: Sequence[Path], *, chapter_ids: Sequence[str] = ()
 
 def _pending(book: BookPlan) -> PreparedBook:
     """What is still to pay for: chunks with no task created yet (per the journal, if any)."""
-    keys = {c.key: c for cp in book.chapters for c in cp.chunks}
-    journal_path = book.manifest.output / JOURNAL_NAME
-    paid: set[str] = set()
-    if journal_path.exists():
-        with Journal.open(book.manifest.output) as journal:
-            rows = journal.rows(keys)
-        paid = {k for k, r in rows.items()
-                if r.state in (ChunkState.SUBMITTED, ChunkState.COMPLETED, ChunkState.DOWNLOADED)}
-    todo = [c for k, c in keys.items() if k not in paid]
-    chars = sum(c.billed_chars for c in todo)
-    cost = book.manifest.pricing.cost(billed_chars=chars, tasks=len(todo))
-    return PreparedBook(plan=book, pending_chunks=len(todo), pending_chars=chars, pending_cost=cost)
+    pending = book.pending
+    return PreparedBook(plan=book, pending_chunks=pending.to_render, pending_chars=pending.chars,
+                        pending_cost=pending.cost)
 
 
 def check_cost(books: Sequence[PreparedBook], max_cost: float | None) -> None:
@@ -270,7 +272,7 @@ def finish_book(manifest: Manifest, *, force: bool = False) -> list[Path]:
     from pipeline.delivery import check_delivery, write_delivery_report
     from pipeline.export import export_book
 
-    book = plan_book(manifest)
+    book = plan_with_journal(manifest)
     outputs = []
     for chapter_plan in book.chapters:
         if chunk_audio(manifest, chapter_plan) is not None:
@@ -290,7 +292,7 @@ def stitch(manifest_path: Path, *, chapter_ids: Sequence[str] = (), force: bool 
     """Re-assemble chapters from the cache, without any API call."""
     manifest = load_manifest(manifest_path, voice_resolver=_voice_resolver())
     selected = _select(manifest, chapter_ids, manifest_path)
-    book = plan_book(manifest, chapter_ids=selected)
+    book = plan_with_journal(manifest, chapter_ids=selected)
     missing = [cp.chapter.id for cp in book.chapters if chunk_audio(manifest, cp) is None]
     if missing:
         raise PipelineError(f"chapters {', '.join(missing)} are not fully downloaded; run `audiobook run "

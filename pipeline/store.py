@@ -87,6 +87,30 @@ MIGRATIONS: tuple[str, ...] = (
         activated_at REAL
     );
     """,
+    # 2: the latest plan of each chapter (stable re-chunking after an edit), and retakes.
+    """
+    CREATE TABLE chapter_plans (
+        chapter_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        text TEXT NOT NULL,
+        PRIMARY KEY (chapter_id, idx)
+    );
+    CREATE TABLE takes (
+        key TEXT NOT NULL,
+        take INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        task_id TEXT,
+        audio_path TEXT,
+        subtitle_path TEXT,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (key, take)
+    );
+    CREATE TABLE selected_takes (
+        key TEXT PRIMARY KEY,
+        take INTEGER NOT NULL
+    );
+    """,
 )
 
 
@@ -272,6 +296,61 @@ class Journal:
         tasks, chars = self._conn.execute(
             "SELECT COUNT(*), COALESCE(SUM(billed_chars), 0) FROM tasks WHERE status != 'failed'").fetchone()
         return int(tasks), int(chars)
+
+    # --- chapter plans -------------------------------------------------------------------------
+
+    def save_chapter_plan(self, chapter_id: str, chunks: Iterable[Chunk]) -> None:
+        """Remember the chunks a chapter was last cut into (the anchors for the next edit)."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM chapter_plans WHERE chapter_id = ?", (chapter_id,))
+            conn.executemany("INSERT INTO chapter_plans (chapter_id, idx, key, text) VALUES (?, ?, ?, ?)",
+                             [(chapter_id, c.index, c.key, c.text) for c in chunks])
+
+    def chapter_plans(self) -> dict[str, list[tuple[str, str]]]:
+        """Every chapter's last plan: ``{chapter_id: [(key, text), ...]}`` in chunk order."""
+        out: dict[str, list[tuple[str, str]]] = {}
+        for chapter_id, key, text in self._conn.execute(
+                "SELECT chapter_id, key, text FROM chapter_plans ORDER BY chapter_id, idx"):
+            out.setdefault(chapter_id, []).append((key, text))
+        return out
+
+    def rendered_keys(self) -> set[str]:
+        """Keys whose audio is paid for (a task exists, or the audio is in)."""
+        return {key for (key,) in self._conn.execute(
+            "SELECT key FROM chunks WHERE state IN ('submitted', 'completed', 'downloaded')")}
+
+    # --- takes ----------------------------------------------------------------------------------
+
+    def begin_take(self, key: str) -> int:
+        """Record the intent to render a new take of ``key``; returns its take number (2, 3, ...)."""
+        with self._tx() as conn:
+            (last,) = conn.execute("SELECT COALESCE(MAX(take), 1) FROM takes WHERE key = ?", (key,)).fetchone()
+            take = int(last) + 1
+            conn.execute("INSERT INTO takes (key, take, state, created_at) VALUES (?, ?, 'submitting', ?)",
+                         (key, take, self._clock()))
+        return take
+
+    def update_take(self, key: str, take: int, *, state: str, **fields: object) -> None:
+        allowed = {"task_id", "audio_path", "subtitle_path"}
+        if set(fields) - allowed:
+            raise ValueError(f"unknown take fields {sorted(set(fields) - allowed)}")
+        sets = "".join(f", {name} = ?" for name in fields)
+        with self._tx() as conn:
+            conn.execute(f"UPDATE takes SET state = ?{sets} WHERE key = ? AND take = ?",
+                         (state, *fields.values(), key, take))
+
+    def takes(self, key: str) -> list[tuple[int, str, str | None, str | None, float]]:
+        """(take, state, task_id, audio_path, created_at) of the extra takes of ``key``."""
+        return list(self._conn.execute(
+            "SELECT take, state, task_id, audio_path, created_at FROM takes WHERE key = ? ORDER BY take", (key,)))
+
+    def select_take(self, key: str, take: int) -> None:
+        with self._tx() as conn:
+            conn.execute("INSERT INTO selected_takes (key, take) VALUES (?, ?) "
+                         "ON CONFLICT(key) DO UPDATE SET take = excluded.take", (key, take))
+
+    def selected_takes(self) -> dict[str, int]:
+        return dict(self._conn.execute("SELECT key, take FROM selected_takes"))
 
     # --- voices ---------------------------------------------------------------------------------
 
