@@ -295,6 +295,67 @@ def schema() -> None:
     click.echo(json.dumps(json_schema(), ensure_ascii=False, indent=2))
 
 
+@main.command()
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option("--chapter", "chapter", required=True, metavar="ID", help="The chapter.")
+@click.option("--chunk", "index", type=int, metavar="N", help="The chunk's index (see `audiobook takes`).")
+@click.option("--at", "words", metavar="WORDS", help="Words from the sentence to retake; they pick the chunk.")
+@click.option("--simulate", is_flag=True, help="Against a local simulator (for rehearsals).")
+@click.option("--base-url", metavar="URL", help="API base URL (default: $SOUNDCLONE_BASE_URL, the manifest, ...).")
+@click.option("--api-key-file", type=click.Path(path_type=Path, dir_okay=False), help="Read the API key from this file.")
+def retake(manifest: Path, chapter: str, index: int | None, words: str | None, simulate: bool,
+           base_url: str | None, api_key_file: Path | None) -> None:
+    """Render a fresh take of one chunk (one new task), keep the earlier takes, use the new one.
+
+    The chapter and the book are re-assembled with it. `audiobook takes` lists takes and switches back.
+    """
+    from pipeline import runner
+
+    if (index is None) == (words is None):
+        raise click.UsageError("give exactly one of --chunk N or --at \"words in the sentence\"")
+    chunk, take, files = runner.retake(manifest, chapter_id=chapter, index=index, words=words, base_url=base_url,
+                                       key_file=api_key_file, simulate=simulate)
+    click.echo(f"chunk {chunk.index} of {chapter}: take {take} rendered and selected")
+    for path in files:
+        click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option("--chapter", "chapter", required=True, metavar="ID", help="The chapter.")
+@click.option("--chunk", "index", type=int, metavar="N", help="With --use: the chunk.")
+@click.option("--use", "take", type=int, metavar="T", help="Select take T of chunk N and re-assemble.")
+def takes(manifest: Path, chapter: str, index: int | None, take: int | None) -> None:
+    """List the takes of a chapter's chunks (* marks the one in use); --chunk N --use T picks one."""
+    from pipeline import runner
+
+    if take is not None:
+        if index is None:
+            raise click.UsageError("--use needs --chunk N")
+        for path in runner.use_take(manifest, chapter_id=chapter, index=index, take=take):
+            click.echo(f"wrote {path}")
+        return
+    for info in runner.list_takes(manifest, chapter_id=chapter):
+        if index is not None and info.chunk_index != index:
+            continue
+        mark = "*" if info.selected else " "
+        click.echo(f"{mark} chunk {info.chunk_index:>3} take {info.take}: {info.state}"
+                   + (f"  {info.audio}" if info.audio else ""))
+
+
+@main.command()
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+def clean(manifest: Path, dry_run: bool) -> None:
+    """Remove cached chunk audio that no chapter uses any more (never a selected take)."""
+    from pipeline import runner
+
+    files, size = runner.clean(manifest, dry_run=dry_run)
+    for path in files:
+        click.echo(f"{'would remove' if dry_run else 'removed'} {path}")
+    click.echo(f"{len(files)} file(s), {size / 1e6:.1f} MB {'would be ' if dry_run else ''}freed")
+
+
 @main.group()
 def voice() -> None:
     """Clone voices and track their 3-day modelId deadline (the voice registry).

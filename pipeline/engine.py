@@ -55,6 +55,14 @@ def cache_paths(output: Path, key: str) -> tuple[Path, Path]:
     return folder / f"{key}.mp3", folder / f"{key}.json"
 
 
+def take_paths(output: Path, key: str, take: int) -> tuple[Path, Path]:
+    """Where take ``take`` of a chunk lives; take 1 is the first render (:func:`cache_paths`)."""
+    audio, subtitles = cache_paths(output, key)
+    if take == 1:
+        return audio, subtitles
+    return audio.with_name(f"{key}.take{take}.mp3"), subtitles.with_name(f"{key}.take{take}.json")
+
+
 def subtitle_fields(mode: str) -> dict[str, Any]:
     if mode == "off":
         return {"subtitleEnable": False}
@@ -361,8 +369,22 @@ class Engine:
         self._chunk_done(item)
 
     async def _download_verified(self, item: _Item, task_id: str, info: TaskInfo | None) -> None:
+        chunk, journal = item.chunk, item.job.journal
+        audio_path, subtitle_path = cache_paths(item.job.manifest.output, chunk.key)
+        duration, has_subs = await self._fetch(item, task_id, info, audio_path, subtitle_path)
+        journal.transition(chunk.key, S.DOWNLOADED, audio_path=str(audio_path),
+                           subtitle_path=str(subtitle_path) if has_subs else None, duration_s=duration)
+        journal.note_voice_activated(item.job.manifest.chapter(chunk.chapter_id).voice.model_id)
+        self._emit(Progress("downloaded", chunk.chapter_id, chunk.index, f"{duration:.1f}s"))
+
+    async def _fetch(self, item: _Item, task_id: str, info: TaskInfo | None, audio_path: Path,
+                     subtitle_path: Path) -> tuple[float, bool]:
+        """Download a completed task's audio (and subtitles) to temporary files, verify, rename into place.
+
+        Returns (audio seconds, whether subtitles were saved). A refused link is queried again for a
+        fresh one; network trouble is retried with backoff.
+        """
         manifest, chunk, journal = item.job.manifest, item.chunk, item.job.journal
-        audio_path, subtitle_path = cache_paths(manifest.output, chunk.key)
         audio_path.parent.mkdir(parents=True, exist_ok=True)
         want_subtitles = manifest.subtitles != "off"
         last_error: PipelineError | None = None
@@ -371,8 +393,8 @@ class Engine:
                 info = await self.client.query(task_id)  # fresh URLs
                 if info.status != "completed" or not info.audio_url:
                     raise DownloadError(f"task {task_id} is {info.status} with no audio URL")
-            tmp_audio = audio_path.with_name(f".{chunk.key}.{uuid.uuid4().hex[:8]}.part")
-            tmp_subs = subtitle_path.with_name(f".{chunk.key}.{uuid.uuid4().hex[:8]}.subs.part")
+            tmp_audio = audio_path.with_name(f".{audio_path.name}.{uuid.uuid4().hex[:8]}.part")
+            tmp_subs = subtitle_path.with_name(f".{subtitle_path.name}.{uuid.uuid4().hex[:8]}.part")
             try:
                 await self.client.download(info.audio_url, tmp_audio)
                 duration = await asyncio.to_thread(self._verify, tmp_audio, chunk, item)
@@ -387,21 +409,55 @@ class Engine:
                     os.replace(tmp_subs, subtitle_path)
                 os.replace(tmp_audio, audio_path)
                 _fsync_dir(audio_path.parent)
+                return duration, has_subs
             except (DownloadError, TransientError) as error:
                 last_error = error
                 log.info("chunk %s: download attempt %d failed: %s", chunk.key, attempt + 1, error)
                 await self._sleep(self.client.backoff_s(attempt, error if isinstance(error, TransientError) else None))
-                continue
             finally:
                 tmp_audio.unlink(missing_ok=True)
                 tmp_subs.unlink(missing_ok=True)
-            journal.transition(chunk.key, S.DOWNLOADED, audio_path=str(audio_path),
-                               subtitle_path=str(subtitle_path) if has_subs else None, duration_s=duration)
-            journal.note_voice_activated(item.job.manifest.chapter(chunk.chapter_id).voice.model_id)
-            self._emit(Progress("downloaded", chunk.chapter_id, chunk.index, f"{duration:.1f}s"))
-            return
         assert last_error is not None
         raise last_error
+
+    # --- retakes --------------------------------------------------------------------------------
+
+    async def render_take(self, job: BookJob, chunk: Chunk) -> int:
+        """Render a fresh take of one chunk, keep it beside the earlier ones, and select it.
+
+        Crash-safe like a chunk: the intent is recorded before the create request and the task id
+        as soon as it returns; an unfinished take is resumed (polled) rather than paid for again.
+        """
+        journal, item = job.journal, _Item(job, chunk)
+        unfinished = [t for t in journal.takes(chunk.key) if t[1] in ("submitting", "submitted")]
+        if unfinished and unfinished[-1][1] == "submitted" and unfinished[-1][2]:
+            take, task_id = unfinished[-1][0], unfinished[-1][2]
+        else:
+            if unfinished:  # interrupted between intent and task id: it may have been billed
+                journal.note_ambiguous(chunk.key, "a retake was interrupted before its task id was recorded")
+                journal.update_take(chunk.key, unfinished[-1][0], state="abandoned")
+            take = journal.begin_take(chunk.key)
+            fields = request_fields(job.manifest, chunk.chapter_id)
+            task_id = await self.client.create_audio(
+                text=chunk.text, fields=fields,
+                on_ambiguous=lambda error: journal.note_ambiguous(chunk.key, f"retake create retried: {error}"))
+            journal.update_take(chunk.key, take, state="submitted", task_id=task_id)
+            job.result.tasks_created += 1
+            job.result.chars_billed += chunk.billed_chars
+        while True:
+            await self._sleep(self.config.poll_interval_s)
+            info = await self.client.query(task_id)
+            if info.final:
+                break
+        if info.status == "failed":
+            journal.update_take(chunk.key, take, state="failed")
+            raise DownloadError(f"the retake task {task_id} failed: {info.error or 'no reason given'}; try again")
+        audio_path, subtitle_path = take_paths(job.manifest.output, chunk.key, take)
+        _, has_subs = await self._fetch(item, task_id, info, audio_path, subtitle_path)
+        journal.update_take(chunk.key, take, state="downloaded", audio_path=str(audio_path),
+                            subtitle_path=str(subtitle_path) if has_subs else None)
+        journal.select_take(chunk.key, take)
+        return take
 
     def _verify(self, path: Path, chunk: Chunk, item: _Item) -> float:
         if self._verify_audio is None:
@@ -485,5 +541,5 @@ def _fsync_dir(folder: Path) -> None:
 def _remove_partial_files(cache: Path) -> None:
     """Temporary download files left by an interrupted run."""
     if cache.is_dir():
-        for part in cache.glob("*/.*.part"):
+        for part in cache.glob("*/.*.part"):  # never a rename target: safe to delete
             part.unlink(missing_ok=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import ApiKey, RunConfig, resolve_run_config
-from pipeline.engine import BookJob, BookResult, Engine, Failure, cache_paths
+from pipeline.engine import BookJob, BookResult, Engine, Failure, cache_paths, take_paths
 from pipeline.errors import ConfigError, CostLimitError, ManifestError, PipelineError
 from pipeline.manifest import load_manifest
 from pipeline.models import ChapterPlan, ChunkAudio, ChunkState, Manifest, Progress
@@ -245,11 +245,19 @@ def _stitcher(manifest: Manifest) -> Callable[[ChapterPlan], Any]:
 
 # --- stitch --------------------------------------------------------------------------------------
 
+def _selected_takes(manifest: Manifest) -> dict[str, int]:
+    if not (manifest.output / JOURNAL_NAME).exists():
+        return {}
+    with Journal.open(manifest.output) as journal:
+        return journal.selected_takes()
+
+
 def chunk_audio(manifest: Manifest, chapter_plan: ChapterPlan) -> list[ChunkAudio] | None:
-    """The cached audio of every chunk of a chapter, or None while any is missing."""
+    """The cached audio of every chunk of a chapter (the selected take of each), or None while any is missing."""
+    selected = _selected_takes(manifest)
     out = []
     for chunk in chapter_plan.chunks:
-        audio, subtitles = cache_paths(manifest.output, chunk.key)
+        audio, subtitles = take_paths(manifest.output, chunk.key, selected.get(chunk.key, 1))
         if not audio.is_file():
             return None
         out.append(ChunkAudio(chunk=chunk, audio_path=audio, subtitle_path=subtitles if subtitles.is_file() else None))
@@ -390,3 +398,136 @@ def create_voice(request: Any, *, base_url: str | None = None, key_file: Path | 
                                on_event=on_event)
 
     return asyncio.run(go())
+
+
+# --- retakes and housekeeping --------------------------------------------------------------------
+
+def find_chunk(book: BookPlan, chapter_id: str, *, index: int | None = None, words: str | None = None) -> Any:
+    """The chunk of a chapter by index, or the one chunk whose text contains ``words``."""
+    from pipeline.text import spoken_only
+
+    chunks = book.chapter(chapter_id).chunks
+    if index is not None:
+        if not 0 <= index < len(chunks):
+            raise ConfigError(f"--chunk {index}: chapter {chapter_id} has chunks 0 to {len(chunks) - 1}")
+        return chunks[index]
+    assert words is not None
+
+    def norm(text: str) -> str:
+        return " ".join(spoken_only(text).split()).casefold()
+
+    wanted = norm(words)
+    hits = [c for c in chunks if wanted and wanted in norm(c.text)]
+    if len(hits) != 1:
+        where = "no chunk" if not hits else f"{len(hits)} chunks ({', '.join(str(c.index) for c in hits)})"
+        raise ConfigError(f"--at {words!r}: {where} of chapter {chapter_id} contain these words; "
+                          "quote more of the sentence, or use --chunk N (see `audiobook takes`)")
+    return hits[0]
+
+
+def retake(manifest_path: Path, *, chapter_id: str, index: int | None = None, words: str | None = None,
+           base_url: str | None = None, key_file: Path | None = None, simulate: bool = False,
+           env: Mapping[str, str] | None = None) -> tuple[Any, int, list[Path]]:
+    """Render a new take of one chunk, select it, re-assemble the chapter and the book."""
+    book = plan(manifest_path, chapter_ids=(chapter_id,))
+    manifest = book.manifest
+    chunk = find_chunk(book, chapter_id, index=index, words=words)
+    if chunk_audio(manifest, book.chapter(chapter_id)) is None:
+        raise PipelineError(f"chapter {chapter_id} is not fully rendered yet; run `audiobook run {manifest_path} "
+                            f"--chapter {chapter_id}` first")
+    env = os.environ if env is None else env
+    prepared = [_pending(book)]
+    options = RunOptions(base_url=base_url, key_file=key_file, simulate=simulate)
+    with _api_endpoint(prepared, options, env) as (url, api_key):
+        config = resolve_run_config(manifest.api, env=env, base_url=url, api_key=api_key, key_file=key_file,
+                                    poll_interval_s=SIMULATE_POLL_INTERVAL_S if simulate else None,
+                                    **(SIMULATE_BACKOFF if simulate else {}))
+
+        async def go() -> int:
+            from pipeline.client import SoundCloneClient
+
+            with Journal.open(manifest.output) as journal:
+                async with SoundCloneClient(base_url=config.base_url, api_key=config.api_key,
+                                            timeout_s=config.request_timeout_s,
+                                            requests_per_minute=config.requests_per_minute,
+                                            backoff_base_s=config.backoff_base_s,
+                                            backoff_cap_s=config.backoff_cap_s) as client:
+                    engine = Engine(client=client, config=config)
+                    job = BookJob(manifest=manifest, chapters=book.chapters, journal=journal,
+                                  on_chapter_ready=_stitcher(manifest))
+                    return await engine.render_take(job, chunk)
+
+        take = asyncio.run(go())
+    return chunk, take, finish_book(manifest)
+
+
+@dataclass(frozen=True)
+class TakeInfo:
+    chunk_index: int
+    take: int
+    state: str
+    selected: bool
+    audio: Path | None
+    created_at: float | None
+
+
+def list_takes(manifest_path: Path, *, chapter_id: str) -> list[TakeInfo]:
+    book = plan(manifest_path, chapter_ids=(chapter_id,))
+    manifest = book.manifest
+    out = []
+    with Journal.open(manifest.output) as journal:
+        selected = journal.selected_takes()
+        for chunk in book.chapter(chapter_id).chunks:
+            first, _ = cache_paths(manifest.output, chunk.key)
+            chosen = selected.get(chunk.key, 1)
+            out.append(TakeInfo(chunk.index, 1, "downloaded" if first.is_file() else "missing", chosen == 1,
+                                first if first.is_file() else None, None))
+            for take, state, _task, audio, created in journal.takes(chunk.key):
+                out.append(TakeInfo(chunk.index, take, state, chosen == take, Path(audio) if audio else None,
+                                    created))
+    return out
+
+
+def use_take(manifest_path: Path, *, chapter_id: str, index: int, take: int) -> list[Path]:
+    """Select take ``take`` of chunk ``index`` and re-assemble; the choice survives later runs."""
+    book = plan(manifest_path, chapter_ids=(chapter_id,))
+    manifest = book.manifest
+    chunk = find_chunk(book, chapter_id, index=index)
+    audio, _ = take_paths(manifest.output, chunk.key, take)
+    if not audio.is_file():
+        raise ConfigError(f"chunk {index} of {chapter_id} has no downloaded take {take}; see `audiobook takes`")
+    with Journal.open(manifest.output) as journal:
+        journal.select_take(chunk.key, take)
+    return finish_book(manifest)
+
+
+def clean(manifest_path: Path, *, dry_run: bool = False) -> tuple[list[Path], int]:
+    """Remove cached audio no chapter of the current plan uses (never a selected take).
+
+    Returns the files removed (or that would be) and the bytes they hold. Their chunks go back to
+    ``pending`` in the journal, so text that comes back is rendered again rather than looked for.
+    """
+    book = plan(manifest_path)
+    manifest = book.manifest
+    cache = manifest.output / "cache"
+    if not cache.is_dir():
+        return [], 0
+    used = {c.key for cp in book.chapters for c in cp.chunks}
+    with Journal.open(manifest.output) as journal:
+        selected = journal.selected_takes()
+        doomed: list[Path] = []
+        for path in sorted(cache.glob("*/*")):
+            key, _, rest = path.name.partition(".")
+            take = int(rest.split(".")[0][4:]) if rest.startswith("take") else 1
+            if key in used or selected.get(key) == take:
+                continue
+            doomed.append(path)
+        size = sum(p.stat().st_size for p in doomed)
+        if not dry_run:
+            rows = journal.rows({p.name.partition(".")[0] for p in doomed})
+            for path in doomed:
+                path.unlink()
+            for key, row in rows.items():
+                if row.state == ChunkState.DOWNLOADED and not cache_paths(manifest.output, key)[0].exists():
+                    journal.transition(key, ChunkState.PENDING)
+    return doomed, size
