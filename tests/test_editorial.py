@@ -1,0 +1,175 @@
+"""Editorial workflow against the simulator: one-sentence edits re-render exactly one chunk, retakes are
+kept and chosen, a chapter run touches only its chapter, and clean never removes a selected take."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from pipeline import runner
+from pipeline.audio import decode_pcm
+from pipeline.simulator import Simulator, SimulatorConfig
+
+API_KEY = "sk-editorial"
+MODEL = "model_editor"
+RATE_HZ = 8000  # analysis rate: enough to line up speech, cheap to decode
+
+SENTENCES = [f"Sentence number {i} tells of the keeper, the lamp and the long night at sea." for i in range(36)]
+
+
+def paragraphs(sentences: list[str]) -> str:
+    return "\n\n".join(" ".join(sentences[i:i + 5]) for i in range(0, len(sentences), 5))
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    config = SimulatorConfig(api_key=API_KEY, task_base_s=0.02, task_s_per_char=0.0, preload_voices=(MODEL,))
+    with Simulator(config, host="127.0.0.1", port=0, files_port=0) as simulator:
+        yield simulator
+
+
+def write_book(folder: Path, text: str, *, speed: float = 1.0) -> Path:
+    (folder / "one.txt").write_text(text, encoding="utf-8")
+    (folder / "two.txt").write_text("The second chapter is short. It has two sentences.", encoding="utf-8")
+    manifest = {
+        "title": "Editorial", "voice": {"model_id": MODEL},
+        "chunking": {"max_chars": 600},
+        "audio": {"m4b": False, "profile": "none"},
+        "api": {"poll_interval_s": 0.02, "backoff_base_s": 0.01, "backoff_cap_s": 0.05,
+                "requests_per_minute": 100000},
+        "chapters": [{"id": "one", "source": "one.txt"},
+                     {"id": "two", "source": "two.txt", "voice": {"speed": speed}}],
+    }
+    path = folder / "book.yaml"
+    path.write_text(yaml.safe_dump(manifest), encoding="utf-8")
+    return path
+
+
+def render(sim: Simulator, manifest: Path, *chapters: str) -> runner.RunReport:
+    report = runner.run([manifest], options=runner.RunOptions(base_url=sim.base_url, chapter_ids=chapters),
+                        env={"SOUNDCLONE_API_KEY": API_KEY})
+    assert report.ok, [b.failures for b in report.books]
+    return report
+
+
+def audio_tasks(sim: Simulator) -> int:
+    return int(sim.ledger()["tasks_created"]["audio"])
+
+
+def unchanged_edges_s(old: np.ndarray, new: np.ndarray, window: int = RATE_HZ // 2) -> tuple[float, float]:
+    """Seconds at the start and at the end over which two chapter renders still match (up to gain)."""
+
+    def same(a: np.ndarray, b: np.ndarray) -> bool:
+        a, b = a.astype(np.float64), b.astype(np.float64)
+        if np.abs(a).max() < 50 and np.abs(b).max() < 50:
+            return True  # both silent
+        denominator = np.sqrt((a * a).sum() * (b * b).sum())
+        return bool(denominator) and (a * b).sum() / denominator > 0.95
+
+    def run_length(a: np.ndarray, b: np.ndarray) -> int:
+        count = 0
+        while (count + 1) * window <= min(len(a), len(b)) and same(a[count * window:(count + 1) * window],
+                                                                   b[count * window:(count + 1) * window]):
+            count += 1
+        return count
+
+    return run_length(old, new) * window / RATE_HZ, run_length(old[::-1], new[::-1]) * window / RATE_HZ
+
+
+@pytest.mark.parametrize("position", ["start", "middle", "end"])
+def test_a_one_sentence_edit_bills_one_task_and_changes_the_chapter_only_around_it(
+        sim: Simulator, tmp_path: Path, position: str) -> None:
+    manifest = write_book(tmp_path, paragraphs(SENTENCES))
+    render(sim, manifest)
+    before = audio_tasks(sim)
+    chapter = tmp_path / "build" / "book" / "01-one.mp3"
+    old_audio = decode_pcm(chapter, sample_rate_hz=RATE_HZ)
+    old_plan = runner.plan(manifest).chapter("one").chunks
+
+    index = {"start": 1, "middle": 18, "end": 34}[position]
+    edited = list(SENTENCES)
+    edited[index] = "This sentence was rewritten by the editor after listening."
+    write_book(tmp_path, paragraphs(edited))
+    preview = runner.plan(manifest)
+    change = next(c for c in preview.changes if c.chapter_id == "one")
+    assert (change.to_render, change.dropped) == (1, 1)
+
+    render(sim, manifest)
+    assert audio_tasks(sim) - before == 1, "exactly one new task for a one-sentence edit"
+    new_plan = runner.plan(manifest).chapter("one").chunks
+    assert len(new_plan) == len(old_plan)
+    changed = [c for c in new_plan if c.key not in {o.key for o in old_plan}]
+    assert len(changed) == 1
+
+    new_audio = decode_pcm(chapter, sample_rate_hz=RATE_HZ)
+    head, tail = unchanged_edges_s(old_audio, new_audio)
+    total = len(new_audio) / RATE_HZ
+    edited_chunk_s = len(changed[0].text) / 10  # generous: the simulator reads ~14 characters a second
+    assert total - head - tail <= edited_chunk_s + 2.0, (position, head, tail, total)
+
+
+def test_a_voice_change_on_one_chapter_re_renders_only_that_chapter(sim: Simulator, tmp_path: Path) -> None:
+    manifest = write_book(tmp_path, paragraphs(SENTENCES[:10]))
+    render(sim, manifest)
+    first = tmp_path / "build" / "book" / "01-one.mp3"
+    stamp = first.stat().st_mtime_ns
+    before = audio_tasks(sim)
+    write_book(tmp_path, paragraphs(SENTENCES[:10]), speed=1.3)
+    render(sim, manifest)
+    assert audio_tasks(sim) - before == 1  # chapter two is one chunk
+    assert first.stat().st_mtime_ns == stamp, "chapter one was not touched"
+
+
+def test_run_with_chapter_touches_only_that_chapter(sim: Simulator, tmp_path: Path) -> None:
+    manifest = write_book(tmp_path, paragraphs(SENTENCES[:10]))
+    render(sim, manifest, "two")
+    output = tmp_path / "build" / "book"
+    assert (output / "02-two.mp3").exists() and not (output / "01-one.mp3").exists()
+    status = {c.id: c for c in runner.status([manifest])[0].chapters}
+    assert status["one"].by_state == {"pending": len(runner.plan(manifest).chapter("one").chunks)}
+
+
+def test_retake_keeps_both_takes_uses_the_chosen_one_and_keeps_the_choice(sim: Simulator, tmp_path: Path) -> None:
+    manifest = write_book(tmp_path, paragraphs(SENTENCES[:10]))
+    render(sim, manifest)
+    before = audio_tasks(sim)
+    env = {"SOUNDCLONE_API_KEY": API_KEY}
+    chunk, take, _ = runner.retake(manifest, chapter_id="one", words="sentence NUMBER 7 tells", base_url=sim.base_url,
+                                   env=env)
+    assert take == 2 and audio_tasks(sim) - before == 1
+    takes = [t for t in runner.list_takes(manifest, chapter_id="one") if t.chunk_index == chunk.index]
+    assert [(t.take, t.selected) for t in takes] == [(1, False), (2, True)]
+    assert all(t.audio and t.audio.is_file() for t in takes)
+
+    # the chapter is built from the selected take: the assembly's fingerprint names its file
+    render(sim, manifest)
+    assert audio_tasks(sim) - before == 1, "a rerun neither re-renders nor drops the retake"
+    takes = [t for t in runner.list_takes(manifest, chapter_id="one") if t.chunk_index == chunk.index]
+    assert [t.selected for t in takes] == [False, True]
+    selected_audio = runner.chunk_audio(runner.plan(manifest).manifest, runner.plan(manifest).chapter("one"))
+    assert selected_audio is not None and selected_audio[chunk.index].audio_path.name.endswith(".take2.mp3")
+
+    runner.use_take(manifest, chapter_id="one", index=chunk.index, take=1)
+    selected_audio = runner.chunk_audio(runner.plan(manifest).manifest, runner.plan(manifest).chapter("one"))
+    assert selected_audio is not None and ".take" not in selected_audio[chunk.index].audio_path.name
+
+    # clean: an edit drops a chunk; its files go, the takes of chunks still in use stay
+    runner.use_take(manifest, chapter_id="one", index=chunk.index, take=2)
+    write_book(tmp_path, paragraphs(["A brand new opening sentence replaces the old one.", *SENTENCES[1:10]]))
+    render(sim, manifest)
+    removed, _ = runner.clean(manifest)
+    assert removed and all(".take" not in p.name for p in removed)
+    assert all(t.audio and t.audio.is_file() for t in runner.list_takes(manifest, chapter_id="one")
+               if t.chunk_index == chunk.index)
+
+
+def test_retake_by_words_that_match_nothing_is_a_clear_error(sim: Simulator, tmp_path: Path) -> None:
+    manifest = write_book(tmp_path, paragraphs(SENTENCES[:10]))
+    render(sim, manifest)
+    with pytest.raises(runner.ConfigError, match="no chunk"):
+        runner.retake(manifest, chapter_id="one", words="nowhere to be found", base_url=sim.base_url,
+                      env={"SOUNDCLONE_API_KEY": API_KEY})
