@@ -64,7 +64,9 @@ from pipeline.models import ChapterPlan, Chunk, ChunkAudio, Manifest
 # Bump when the same inputs would now produce different outputs: forces a rebuild.
 ASSEMBLY_FORMAT = 1
 STATE_DIR = ".assembly"
-DECODE_AHEAD = 2       # clips decoded concurrently in pass 1
+DECODE_AHEAD = 2       # batches of clips decoded concurrently in pass 1
+DECODE_BATCH_FILES = 8
+DECODE_BATCH_BYTES = 4 << 20
 PASS2_BLOCK = 1 << 18  # samples per pass-2 block (multiple of the limiter block)
 _ZEROS = np.zeros(1 << 16, dtype=audio_io.PCM_DTYPE)
 
@@ -308,22 +310,28 @@ class LevelHistogram:
     def __init__(self) -> None:
         self.energy = np.zeros(PEAK_BINS)
 
-    def add(self, samples: np.ndarray, *, position: int) -> None:
+    def add(self, samples: np.ndarray, *, position: int) -> float:
+        """Account for int16 ``samples`` starting at chapter sample ``position``; returns their
+        energy (sum of squares, int16 units). Works on int16 and float32 copies only: this runs on
+        every sample of the chapter."""
         block = audio_io.LIMITER_BLOCK
         lead = position % block
         n = lead + len(samples)
-        padded = np.zeros(-(-n // block) * block)
-        padded[lead:n] = samples / audio_io.INT16_FULL_SCALE
+        padded = np.zeros(-(-n // block) * block, dtype=audio_io.PCM_DTYPE)
+        padded[lead:n] = samples
         blocks = padded.reshape(-1, block)
-        peaks = np.abs(blocks).max(axis=1)
+        peaks = np.maximum(blocks.max(axis=1).astype(np.float64), -blocks.min(axis=1).astype(np.float64))
         spread = peaks.copy()
         for shift in range(1, audio_io.LIMITER_SPREAD + 1):
             spread[shift:] = np.maximum(spread[shift:], peaks[:-shift])
             spread[:-shift] = np.maximum(spread[:-shift], peaks[shift:])
-        energy = np.einsum("ij,ij->i", blocks, blocks)
-        level = 20 * np.log10(np.maximum(spread, 10 ** (PEAK_FLOOR_DB / 20)))
+        as_float = blocks.astype(np.float32)
+        energy = np.einsum("ij,ij->i", as_float, as_float).astype(np.float64)
+        scale = 1 / audio_io.INT16_FULL_SCALE
+        level = 20 * np.log10(np.maximum(spread * scale, 10 ** (PEAK_FLOOR_DB / 20)))
         bins = np.clip(np.round((level - PEAK_FLOOR_DB) / PEAK_BIN_DB).astype(np.int64), 0, PEAK_BINS - 1)
-        self.energy += np.bincount(bins, weights=energy, minlength=PEAK_BINS)
+        self.energy += np.bincount(bins, weights=energy * scale * scale, minlength=PEAK_BINS)
+        return float(energy.sum())
 
     def rms_after(self, gain_db: float, *, ceiling_db: float, samples: int) -> float:
         """Predicted RMS (dB) of the chapter after ``gain_db`` and limiting at ``ceiling_db``."""
@@ -362,7 +370,25 @@ def _write_zeros(f: BinaryIO, count: int) -> None:
         count -= n
 
 
-def _first_pass(manifest: Manifest, audio: Sequence[ChunkAudio], pcm: BinaryIO) -> _Pass1:
+def _decode_batches(audio: Sequence[ChunkAudio]) -> list[list[ChunkAudio]]:
+    """Consecutive clips grouped for one ffmpeg run each: at most DECODE_BATCH_FILES clips and
+    DECODE_BATCH_BYTES of MP3 (about 4 minutes at 128 kbps, ~20 MB decoded) per batch."""
+    batches: list[list[ChunkAudio]] = []
+    size = 0
+    for item in audio:
+        try:
+            item_size = item.audio_path.stat().st_size
+        except OSError:
+            item_size = 0  # the decoder reports the missing file
+        if not batches or len(batches[-1]) >= DECODE_BATCH_FILES or size + item_size > DECODE_BATCH_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append(item)
+        size += item_size
+    return batches
+
+
+def _first_pass(manifest: Manifest, audio: Sequence[ChunkAudio], pcm: BinaryIO, pcm_folder: Path) -> _Pass1:
     settings = manifest.audio
     sr = settings.sample_rate_hz
     keep = max(0, round(settings.trim_keep_s * sr))
@@ -371,22 +397,31 @@ def _first_pass(manifest: Manifest, audio: Sequence[ChunkAudio], pcm: BinaryIO) 
     tail = max(0, round(settings.tail_s * sr))
     pause_after = max(0, round(audio[-1].chunk.pause_after_s * sr))
 
-    def decode(item: ChunkAudio) -> np.ndarray:
-        return audio_io.decode_pcm(item.audio_path, sample_rate_hz=sr, label=_chunk_label(item.chunk))
+    def decode(batch: list[ChunkAudio]) -> list[np.ndarray]:
+        return audio_io.decode_pcm_batch([a.audio_path for a in batch], sample_rate_hz=sr,
+                                         labels=[_chunk_label(a.chunk) for a in batch],
+                                         scratch_dir=pcm_folder)
 
     spans: list[ChunkSpan] = []
     sum_sq = 0.0
     levels = LevelHistogram()
     _write_zeros(pcm, head)
     pos = head
-    # Decoding (one ffmpeg per clip) dominates this pass: DECODE_AHEAD clips are decoded in parallel
-    # while the current one is processed. Memory holds at most DECODE_AHEAD + 1 clips.
+    # Decoding dominates this pass. Clips are decoded in batches (one ffmpeg per batch, see
+    # _decode_batches), DECODE_AHEAD batches at a time in the background while the current clip is
+    # processed; memory holds at most DECODE_AHEAD + 1 batches, whatever the chapter's length.
+    batches = _decode_batches(audio)
     with ThreadPoolExecutor(max_workers=DECODE_AHEAD) as pool:
-        pending: deque[Future[np.ndarray]] = deque(pool.submit(decode, a) for a in audio[:DECODE_AHEAD])
-        for i, item in enumerate(audio):
-            samples = pending.popleft().result()
-            if i + DECODE_AHEAD < len(audio):
-                pending.append(pool.submit(decode, audio[i + DECODE_AHEAD]))
+        pending: deque[Future[list[np.ndarray]]] = deque(pool.submit(decode, b) for b in batches[:DECODE_AHEAD])
+        next_batch = DECODE_AHEAD
+        decoded: deque[np.ndarray] = deque()
+        for item in audio:
+            if not decoded:
+                decoded.extend(pending.popleft().result())
+                if next_batch < len(batches):
+                    pending.append(pool.submit(decode, batches[next_batch]))
+                    next_batch += 1
+            samples = decoded.popleft()
             bounds = audio_io.speech_bounds(samples, threshold_db=settings.silence_threshold_db)
             if bounds is None:
                 raise AssemblyError(
@@ -400,10 +435,8 @@ def _first_pass(manifest: Manifest, audio: Sequence[ChunkAudio], pcm: BinaryIO) 
             _write_zeros(pcm, pause)
             pos += pause
             pcm.write(np.ascontiguousarray(kept).data)
-            for s in range(0, len(kept), 1 << 20):
-                part = kept[s:s + (1 << 20)].astype(np.float64)
-                sum_sq += float(np.dot(part, part))
-                levels.add(part, position=pos + s)
+            for s in range(0, len(kept), 1 << 20):  # bounded temporaries even for a very long clip
+                sum_sq += levels.add(kept[s:s + (1 << 20)], position=pos + s)
             spans.append(ChunkSpan(index=item.chunk.index, pause_before=pause, origin=pos - start,
                                    kept_start=pos, kept_end=pos + len(kept), decoded=len(samples)))
             pos += len(kept)
@@ -551,7 +584,7 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
     with temp_files(output) as made:
         pcm_path = new_temp_path(output, f"{stem}.pcm", made)
         with open(pcm_path, "w+b") as pcm:
-            first = _first_pass(manifest, items, pcm)
+            first = _first_pass(manifest, items, pcm, output)
             pcm.flush()
             rms = math.sqrt(first.sum_sq / first.samples) / audio_io.INT16_FULL_SCALE
             if rms <= 0:
