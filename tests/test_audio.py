@@ -212,3 +212,16 @@ def test_room_tone_is_deterministic_quiet_and_seamless() -> None:
     typical = np.abs(np.diff(a[:loop])).max()
     assert abs(a[loop] - a[loop - 1]) <= typical  # the wrap-around is no jump
     assert np.count_nonzero(np.round(a * 32768)) > 0.5 * len(a)  # survives 16-bit: not digital silence
+
+
+def test_batch_decode_matches_single_decodes_and_names_a_broken_file(tmp_path: Path) -> None:
+    files = [encode_mp3(0.2 * np.sin(np.arange(16_000 * (i + 1)) / (5 + i)), tmp_path / f"{i}.mp3")
+             for i in range(3)]
+    batch = audio.decode_pcm_batch(files, scratch_dir=tmp_path)
+    assert [len(b) for b in batch] == [round(44_100 * 0.5 * (i + 1)) for i in range(3)]
+    for path, samples in zip(files, batch, strict=True):
+        assert np.array_equal(samples, audio.decode_pcm(path))
+    files[1].write_bytes(b"garbage")
+    with pytest.raises(AssemblyError, match="chunk one: .*1.mp3"):
+        audio.decode_pcm_batch(files, labels=["chunk zero", "chunk one", "chunk two"], scratch_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.mp3", "1.mp3", "2.mp3"]  # scratch cleaned up
