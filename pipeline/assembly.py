@@ -41,6 +41,7 @@ is kept in ``.assembly/chapter-<id>.json``; an unchanged chapter is not rebuilt.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import math
@@ -181,10 +182,19 @@ def file_digest(path: Path) -> str:
     return f"{size}:{h.hexdigest()}"
 
 
+def cover_digest(manifest: Manifest) -> str | None:
+    cover = manifest.book.cover
+    if cover is None:
+        return None
+    if not Path(cover).is_file():
+        raise AssemblyError(f"cover image {cover} does not exist; fix book.cover in {manifest.path}")
+    return file_digest(cover)
+
+
 def _fingerprint(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[ChunkAudio], track: int,
                  total_tracks: int) -> str:
     book = asdict(manifest.book)
-    book["cover"] = file_digest(manifest.book.cover) if manifest.book.cover else None
+    book["cover"] = cover_digest(manifest)
     chapter = plan.chapter
     doc = {
         "format": ASSEMBLY_FORMAT,
@@ -266,6 +276,13 @@ def temp_files(folder: Path) -> Iterator[list[Path]]:
     finally:
         for path in made:
             _unlink(path)
+
+
+def _remove_stale_temps(folder: Path, names: Sequence[str]) -> None:
+    """Delete temporary files an earlier, killed build of these outputs left behind."""
+    for name in names:
+        for stale in folder.glob(f".{glob.escape(name)}.*.part"):
+            _unlink(stale)
 
 
 def new_temp_path(folder: Path, name: str, made: list[Path]) -> Path:
@@ -581,6 +598,7 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
         final["words.vtt"] = output / f"{stem}.words.vtt"
         final["words.json"] = output / f"{stem}.words.json"
 
+    _remove_stale_temps(output, [f"{stem}.pcm", *(p.name for p in final.values())])
     with temp_files(output) as made:
         pcm_path = new_temp_path(output, f"{stem}.pcm", made)
         with open(pcm_path, "w+b") as pcm:

@@ -24,6 +24,7 @@ from pipeline import audio as audio_io
 from pipeline.assembly import (
     STATE_DIR,
     ChapterOutput,
+    cover_digest,
     file_digest,
     new_temp_path,
     temp_files,
@@ -48,7 +49,7 @@ def book_path(manifest: Manifest) -> Path:
 
 def _fingerprint(manifest: Manifest, chapters: Sequence[ChapterOutput]) -> str:
     book = asdict(manifest.book)
-    book["cover"] = file_digest(manifest.book.cover) if manifest.book.cover else None
+    book["cover"] = cover_digest(manifest)
     doc = {
         "format": EXPORT_FORMAT,
         "book": book,

@@ -336,3 +336,26 @@ def test_output_folder_holds_only_outputs_and_state(built: tuple[Path, BuiltChap
     names = sorted(os.listdir(tmp / "out"))
     assert names == [".assembly", "03-ch1.mp3", "03-ch1.srt", "03-ch1.vtt", "03-ch1.words.json",
                      "03-ch1.words.vtt"]
+
+
+def test_leftovers_of_a_killed_build_are_cleaned_up(tmp_path: Path) -> None:
+    chapter = build_chapter(tmp_path / "cache")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    stale = [folder / ".01-ch1.mp3.abc123.part", folder / ".01-ch1.pcm.xyz.part"]
+    for path in stale:
+        path.write_bytes(b"half")
+    other = folder / ".02-ch2.mp3.abc.part"  # another chapter's build may be running: not ours to touch
+    other.write_bytes(b"busy")
+    assemble_chapter(manifest=make_manifest(tmp_path), plan=chapter.plan, audio=chapter.audio, track=1,
+                     total_tracks=1)
+    assert not any(p.exists() for p in stale) and other.exists()
+
+
+def test_missing_cover_names_the_manifest_field(tmp_path: Path) -> None:
+    from pipeline.models import BookInfo
+
+    chapter = build_chapter(tmp_path / "cache")
+    manifest = make_manifest(tmp_path, book=BookInfo(title="T", cover=tmp_path / "gone.jpg"))
+    with pytest.raises(AssemblyError, match=r"gone.jpg does not exist; fix book.cover"):
+        assemble_chapter(manifest=manifest, plan=chapter.plan, audio=chapter.audio, track=1, total_tracks=1)
