@@ -82,11 +82,39 @@ def _iso_code(language: str, text: str) -> str:
     return "en"
 
 
+# sentencex never ends a sentence inside brackets or double quotes; one stray "(" therefore hides every
+# sentence end up to the next ")" (2,700 characters in the syntok OSPL text). A "sentence" this long
+# is looked at again with its brackets and double quotes blanked (same length, so offsets hold).
+_LONG_PIECE = 300
+_ENCLOSURES = str.maketrans(dict.fromkeys('()[]{}"“”«»「」『』（）', " "))
+_OPENERS = "([{“«「『（"
+
+
+def _resplit_long_pieces(text: str, code: str, ends: list[int]) -> list[int]:
+    out: list[int] = []
+    start = 0
+    for end in ends:
+        if end - start > _LONG_PIECE:
+            piece = text[start:end].translate(_ENCLOSURES)
+            for b in sentencex.get_sentence_boundaries(code, piece)[:-1]:
+                cut = start + b["end_index"]
+                # a blanked opening bracket or quote belongs to the sentence it opens
+                while cut - 1 > start and (text[cut - 1] in _OPENERS
+                                           or (text[cut - 1] == '"' and text[cut - 2].isspace())):
+                    cut -= 1
+                if cut > (out[-1] if out else 0):
+                    out.append(cut)
+        out.append(end)
+        start = end
+    return out
+
+
 def _sentence_ends(text: str, language: str) -> list[int]:
     """Offsets in ``text`` where a new sentence starts (excluding 0, including len(text))."""
     markers = list(MARKER_RE.finditer(text))
     clean = MARKER_RE.sub("", text) if markers else text
-    ends = [b["end_index"] for b in sentencex.get_sentence_boundaries(_iso_code(language, clean), clean)]
+    code = _iso_code(language, clean)
+    ends = _resplit_long_pieces(clean, code, [b["end_index"] for b in sentencex.get_sentence_boundaries(code, clean)])
     if markers:
         # clean offset -> original offset: add the length of every marker removed before it. A
         # boundary lands on the first character after the markers, so a marker glued to a
@@ -121,7 +149,55 @@ def _sentence_ends(text: str, language: str) -> list[int]:
         cuts[-1] = len(text)  # trailing whitespace and markers join the last sentence
     elif not cuts or cuts[-1] != len(text):
         cuts.append(len(text))
-    return cuts
+    return _join_list_items(text, cuts)
+
+
+# A list item's label: "1." "12)" "a." with an optional bullet before it ("⁃9.").
+_ENUMERATOR = r"(?P<bullet>[\u2043\u2022\u2023\u25e6*-]?)(?P<label>\d{1,3}|[a-z])(?P<punct>[.)])"
+_ENUMERATOR_ONLY_RE = re.compile(rf"\s*{_ENUMERATOR}\s*")
+_ENUMERATOR_HEAD_RE = re.compile(rf"\s*{_ENUMERATOR}\s")
+
+
+def _join_list_items(text: str, cuts: list[int]) -> list[int]:
+    """Keep list items whole: sentencex reads the full stop of "1." as a sentence end.
+
+    A piece that is only a list label joins the item text after it, and inside a piece that starts
+    with a label, the next label of the same sequence ("2." after "1.", "b." after "a.") starts a new
+    piece. (The pySBD golden rules on lists; prose rarely has a lone label or a counted sequence.)
+    """
+    if not any(_ENUMERATOR_HEAD_RE.match(text, a, b) or _ENUMERATOR_ONLY_RE.fullmatch(text, a, b)
+               for a, b in zip([0, *cuts[:-1]], cuts, strict=True)):
+        return cuts
+    return _merge_lone_labels(text, _split_label_sequences(text, _merge_lone_labels(text, cuts)))
+
+
+def _merge_lone_labels(text: str, cuts: list[int]) -> list[int]:
+    merged: list[int] = []
+    piece_start = 0
+    for end in cuts:
+        if end < len(text) and _ENUMERATOR_ONLY_RE.fullmatch(text, piece_start, end):
+            continue  # a lone label joins the text after it
+        merged.append(end)
+        piece_start = end
+    return merged
+
+
+def _split_label_sequences(text: str, cuts: list[int]) -> list[int]:
+    split: list[int] = []
+    for start, end in zip([0, *cuts[:-1]], cuts, strict=True):
+        head = _ENUMERATOR_HEAD_RE.match(text, start, end)
+        while head:
+            label = head.group("label")
+            following = str(int(label) + 1) if label.isdigit() else chr(ord(label) + 1)
+            pattern = re.compile(rf"(?<=\s){re.escape(head.group('bullet'))}{re.escape(following)}"
+                                 rf"{re.escape(head.group('punct'))}(?=\s|\Z)")
+            found = pattern.search(text, head.end(), end)
+            if not found or not found.group().strip():
+                break
+            split.append(found.start())
+            head = _ENUMERATOR_HEAD_RE.match(text, found.start(), end)
+        split.append(end)
+    return split
 
 
 def _has_words(text: str, start: int, end: int) -> bool:

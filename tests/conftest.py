@@ -79,3 +79,22 @@ def make_manifest(tmp_path: Path) -> ManifestFactory:
         return path
 
     return factory
+
+
+# --- segmentation scores in the terminal summary (shown with or without -s) ---------------------
+
+_SCORES_KEY = pytest.StashKey[dict]()
+
+
+@pytest.fixture
+def segmentation_scores(request: pytest.FixtureRequest) -> dict[str, tuple[int, int]]:
+    """A dict the segmentation tests fill with ``name -> (matched, total)`` for the summary."""
+    return request.config.stash.setdefault(_SCORES_KEY, {})
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    scores = config.stash.get(_SCORES_KEY, {})
+    if scores:
+        terminalreporter.section("sentence segmentation scores")
+        for name, (matched, total) in sorted(scores.items()):
+            terminalreporter.write_line(f"{name:<28} {matched:>4}/{total}")

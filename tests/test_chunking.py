@@ -81,9 +81,11 @@ long_runs = st.one_of(
     st.integers(min_value=50, max_value=900).map(lambda n: "灯" * n),
     st.integers(min_value=10, max_value=200).map(lambda n: "e\u0301" * n),
 )
+# Brackets and quotes (sentencex will not end a sentence inside them) and list labels.
+enclosures = st.sampled_from(["(", ")", "[", "]", "“", "”", '"', "「", "」", "1. ", "2. ", "a. ", "b) ", "⁃9. "])
 tokens = st.one_of(
     latin_words, latin_words, latin_words, cjk_runs, clusters, sentence_ends, clause_marks, spacing,
-    spacing, markers.map(lambda m: m), markers.map(lambda m: " " + m + " "), long_runs,
+    spacing, markers.map(lambda m: m), markers.map(lambda m: " " + m + " "), long_runs, enclosures,
 )
 texts = st.lists(tokens, min_size=1, max_size=120).map("".join)
 limits = st.sampled_from([40, 64, 100, 200, 333, 1000])
