@@ -9,6 +9,7 @@ or ignore two markers in a row).
 
 from __future__ import annotations
 
+import codecs
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ PAUSE_MAX_S = 99.99
 _MARKER_ATTEMPT_RE = re.compile(r"<#(.*?)(#>|$|\n)")
 
 _SCENE_BREAK_RE = re.compile(r"^[ \t]*(?:(?:\*[ \t]*){3,}|(?:-[ \t]*){3,}|(?:_[ \t]*){3,}|(?:~[ \t]*){3,}|#)[ \t]*$")
-_BINARY_CONTROL = set(range(0, 9)) | {11, 12} | set(range(14, 32)) | {127}
+_BINARY_CONTROL = set(range(9)) | {11, 12} | set(range(14, 32)) | {127}
 
 
 @dataclass(frozen=True)
@@ -42,26 +43,30 @@ class SourceError(Exception):
 
 
 def format_pause(seconds: float) -> str:
-    """The marker for a pause, with at most two decimals as the API requires."""
-    text = f"{round(seconds, 2):.2f}".rstrip("0").rstrip(".")
+    """The marker for a pause, with at most two decimals, clamped to the API's 0.01-99.99 s."""
+    value = min(max(round(seconds, 2), PAUSE_MIN_S), PAUSE_MAX_S)
+    text = f"{value:.2f}".rstrip("0").rstrip(".")
     return f"<#{text}#>"
 
 
-def decode_source(data: bytes) -> str:
+def decode_source(data: bytes, *, allow_empty: bool = False) -> str:
     """Decode a source file: UTF-8 (a BOM is fine), CRLF and CR become LF.
 
-    Raises ``SourceError`` for binary data, invalid UTF-8 (naming the line and column of the first
-    bad byte) and text with nothing to read.
+    Raises ``SourceError`` for binary data, UTF-16, invalid UTF-8 (naming the line and column, in
+    characters, of the first bad byte) and, unless ``allow_empty``, text with nothing to read.
     """
-    if b"\x00" in data[:65536]:
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise SourceError([TextProblem(None, None, "is UTF-16 text; re-save it as UTF-8")])
+    if b"\x00" in data:
         raise SourceError([TextProblem(None, None, "looks like a binary file (it contains NUL bytes); "
                                        "give a UTF-8 plain text or Markdown file")])
+    data = data.removeprefix(codecs.BOM_UTF8)
     try:
-        text = data.decode("utf-8-sig")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        head = data[: exc.start]
+        head = data[: exc.start].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         line = head.count(b"\n") + 1
-        column = exc.start - (head.rfind(b"\n") + 1) + 1
+        column = len(head[head.rfind(b"\n") + 1:].decode("utf-8", errors="replace")) + 1
         raise SourceError([TextProblem(line, column, f"is not valid UTF-8 (byte 0x{data[exc.start]:02x}); "
                                        "re-save it as UTF-8")]) from exc
     sample = text[:65536]
@@ -70,7 +75,7 @@ def decode_source(data: bytes) -> str:
         raise SourceError([TextProblem(None, None, "looks like a binary file (many control characters); "
                                        "give a UTF-8 plain text or Markdown file")])
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if not text.strip():
+    if not text.strip() and not allow_empty:
         raise SourceError([TextProblem(None, None, "is empty; write the chapter text in it or remove the chapter")])
     return text
 
@@ -110,14 +115,20 @@ def check_markers(text: str) -> list[TextProblem]:
             continue
         value = float(inner)
         if not PAUSE_MIN_S <= value <= PAUSE_MAX_S:
-            problems.append(TextProblem(line, column, f"pause marker '<#{inner}#>' is out of range; a pause "
-                                        f"lasts {PAUSE_MIN_S} to {PAUSE_MAX_S} seconds"))
+            problems.append(TextProblem(line, column, f"pause marker '<#{inner}#>' is out of range (a pause "
+                                        f"lasts {PAUSE_MIN_S} to {PAUSE_MAX_S} seconds); write it as "
+                                        f"{format_pause(value)}"))
+            continue
+        if not MARKER_RE.fullmatch(match.group(0)):
+            # e.g. <#099#>: in range, but the API's form has at most two digits before the point
+            problems.append(TextProblem(line, column, f"pause marker '<#{inner}#>' has leading zeros; "
+                                        f"write it as {format_pause(value)}"))
     return problems
 
 
 # Markdown reduction: what a listener should hear of the syntax is its text.
 _MD_INLINE = [
-    (re.compile(r"<!--.*?-->", re.S), ""),
+    (re.compile(r"<!--.*?-->", re.DOTALL), ""),
     (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), ""),                       # images are not read
     (re.compile(r"\[([^\]]+)\]\([^)]*\)"), r"\1"),                     # [text](url)
     (re.compile(r"\[([^\]]+)\]\[[^\]]*\]"), r"\1"),                    # [text][ref]
@@ -127,12 +138,18 @@ _MD_INLINE = [
     (re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])"), r"\1"),
     (re.compile(r"(?<![\w_])_(?=\S)([^_\n]+?)(?<=\S)_(?![\w_])"), r"\1"),
     (re.compile(r"~~(?=\S)(.+?)(?<=\S)~~"), r"\1"),
-    (re.compile(r"\\([\\`*_{}\[\]()#+\-.!>~|])"), r"\1"),
 ]
+_MD_ESCAPABLE = "\\`*_{}[]()#+-.!>~|<"
+_MD_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!>~|<])")
+_ESCAPE_BASE = 0xF0000  # a private-use plane stands in for escaped characters while rules run
+_MD_ESCAPED = re.compile(f"[{chr(_ESCAPE_BASE)}-{chr(_ESCAPE_BASE + len(_MD_ESCAPABLE) - 1)}]")
 _MD_LINE_PREFIX = re.compile(r"^[ \t]*(?:>[ \t]?)*(?:#{1,6}[ \t]+|[-*+][ \t]+(?=\S))?")
 _MD_HEADING_TAIL = re.compile(r"[ \t]+#+[ \t]*$")
 _MD_LINK_DEF = re.compile(r"^[ \t]*\[[^\]]+\]:[ \t]+\S+.*$")
 _MD_FENCE = re.compile(r"^[ \t]*(```|~~~)")
+_MD_ATX_HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+\S")
+_MD_SETEXT_UNDERLINE = re.compile(r"^[ \t]{0,3}(?:=+|-+)[ \t]*$")
+_MD_LIST_ITEM = re.compile(r"^[ \t]{0,3}(?:[-*+]|\d{1,9}[.)])[ \t]+\S")
 
 
 def _is_cjk(ch: str) -> bool:
@@ -161,19 +178,23 @@ def _reduce_markdown_line(line: str) -> str:
     line = _MD_LINE_PREFIX.sub("", line, count=1)
     if is_heading:
         line = _MD_HEADING_TAIL.sub("", line)
+    # A backslash-escaped character is literal: hide it from the emphasis and link rules.
+    line = _MD_ESCAPE.sub(lambda m: chr(_ESCAPE_BASE + _MD_ESCAPABLE.index(m.group(1))), line)
     for pattern, repl in _MD_INLINE:
         line = pattern.sub(repl, line)
-    return line
+    return _MD_ESCAPED.sub(lambda m: _MD_ESCAPABLE[ord(m.group()) - _ESCAPE_BASE], line)
 
 
 def merge_markers(text: str) -> str:
     """Merge pause markers with nothing spoken between them into one marker at the first's place.
 
-    The sum is capped at the API's maximum pause.
+    The sum is capped at the API's maximum pause. A paragraph break the merged markers straddled is
+    kept after the merged marker (unless one is already beside it); every marker is written in its
+    shortest form.
     """
+    matches = list(MARKER_RE.finditer(text))
     out: list[str] = []
     pos = 0
-    matches = list(MARKER_RE.finditer(text))
     i = 0
     while i < len(matches):
         first = matches[i]
@@ -182,13 +203,17 @@ def merge_markers(text: str) -> str:
         while j + 1 < len(matches) and not text[matches[j].end(): matches[j + 1].start()].strip():
             j += 1
             total += float(matches[j].group(1))
-        out.append(text[pos: first.start()])
+        before = text[pos: first.start()]
+        out.append(before)
         out.append(format_pause(min(total, PAUSE_MAX_S)))
-        if j > i:
-            # keep the paragraph structure that separated the merged markers
-            between = text[first.end(): matches[j].start()]
-            out.append("\n\n" if "\n\n" in between else "")
         pos = matches[j].end()
+        if j > i and "\n\n" in text[first.end(): matches[j].start()]:
+            gap_before = before[len(before.rstrip()):]
+            after = text[pos:]
+            gap_after = after[: len(after) - len(after.lstrip())]
+            if "\n\n" not in gap_before and "\n\n" not in gap_after and after.strip():
+                out.append("\n\n")
+                pos += len(gap_after)
         i = j + 1
     out.append(text[pos:])
     return "".join(out)
@@ -212,6 +237,9 @@ def to_spoken_text(raw: str, *, markdown: bool, scene_break_s: float) -> str:
             in_fence = not in_fence
             flush()
             continue
+        if markdown and not in_fence and current and _MD_SETEXT_UNDERLINE.match(line):
+            flush()  # the lines above were a heading ("Title" over "=====" or "-----")
+            continue
         if not in_fence and _SCENE_BREAK_RE.match(line):
             flush()
             if scene_break_s > 0:
@@ -221,7 +249,13 @@ def to_spoken_text(raw: str, *, markdown: bool, scene_break_s: float) -> str:
             flush()
             continue
         if markdown and not in_fence:
-            line = _reduce_markdown_line(line)
+            heading = bool(_MD_ATX_HEADING.match(line))
+            if heading or _MD_LIST_ITEM.match(line):
+                flush()  # a heading or a list item is a block of its own, never run into the text
+            current.append(_reduce_markdown_line(line))
+            if heading:
+                flush()
+            continue
         current.append(line)
     flush()
     text = "\n\n".join(paragraphs)
