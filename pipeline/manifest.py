@@ -21,9 +21,23 @@ import yaml
 from pipeline import text as texts
 from pipeline.errors import ManifestError, Problem
 from pipeline.models import (
-    API_MAX_CHARS, DELIVERY_PROFILES, EMOTIONS, LANGUAGE_AUTO, LANGUAGES_V1, LANGUAGES_V2_ONLY,
-    SOUND_VERSIONS, SUBTITLE_MODES, ApiSettings, AudioSettings, BookInfo, ChapterSpec,
-    ChunkingSettings, Manifest, PauseSettings, Pricing, Voice,
+    API_MAX_CHARS,
+    DELIVERY_PROFILES,
+    EMOTIONS,
+    LANGUAGE_AUTO,
+    LANGUAGES_V1,
+    LANGUAGES_V2_ONLY,
+    SOUND_VERSIONS,
+    SUBTITLE_MODES,
+    ApiSettings,
+    AudioSettings,
+    BookInfo,
+    ChapterSpec,
+    ChunkingSettings,
+    Manifest,
+    PauseSettings,
+    Pricing,
+    Voice,
 )
 
 MANIFEST_MAX_BYTES = 5_000_000
@@ -126,6 +140,10 @@ SCHEMA: dict[str, Field] = {
         "true_peak_db": Field("number", "true-peak ceiling (dBTP)", _A.true_peak_db, minimum=-20, maximum=0),
         "profile": Field("choice", "delivery check profile", _A.profile, choices=DELIVERY_PROFILES),
         "m4b": Field("bool", "also write the whole book as a chaptered M4B", _A.m4b),
+        "m4b_bitrate_kbps": Field("choice", "AAC bit rate of the M4B", _A.m4b_bitrate_kbps,
+                                  choices=(64, 96, 128, 160, 192, 256)),
+        "room_tone_db": Field("number", "level of the room tone under pauses, head and tail (dBFS RMS)",
+                              _A.room_tone_db, minimum=-100, maximum=-50),
     }),
     "api": Field("section", "SoundClone API settings", children={
         "base_url": Field("url", "API base URL (env SOUNDCLONE_BASE_URL wins; default https://www.jimmyai.cn)"),
@@ -171,6 +189,10 @@ class _Reader:
         self.text_lines: dict[tuple[Any, ...], int] = {}
         self.nodes = 0
         self.constructor = yaml.SafeLoader("")
+        # The manifest's text and where each scalar sits in it (start, end offsets), to point at a
+        # problem inside an inline chapter text by the file's own line and column.
+        self.source = ""
+        self.spans: dict[tuple[Any, ...], tuple[int, int]] = {}
 
     def read(self, node: yaml.Node, path: tuple[Any, ...]) -> Any:
         self.nodes += 1
@@ -197,11 +219,53 @@ class _Reader:
             return [self.read(item, path + (i,)) for i, item in enumerate(node.value)]
         block = isinstance(node, yaml.ScalarNode) and node.style in ("|", ">")
         self.text_lines[path] = node.start_mark.line + 1 + (1 if block else 0)
+        self.spans[path] = (node.start_mark.index, node.end_mark.index)
         return self.constructor.construct_object(node)
 
 
 class _TooBig(Exception):
     pass
+
+
+class _SelfReference(Exception):
+    pass
+
+
+def _check_size(root: yaml.Node) -> None:
+    """Count the nodes the document expands to, aliases included, without expanding it.
+
+    Sizes are memoised per node, so a "billion laughs" alias bomb is measured in a few thousand steps
+    and rejected before the reader would walk it; an alias inside its own anchor is refused.
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in sizes:
+            continue
+        if isinstance(node, yaml.ScalarNode):
+            sizes[key] = 1
+            continue
+        children = [part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode) \
+            else list(node.value)
+        if children_done:
+            active.discard(key)
+            total = 1 + sum(sizes[id(child)] for child in children)
+            if total > MANIFEST_MAX_NODES:
+                raise _TooBig()
+            sizes[key] = total
+            continue
+        if key in active:
+            raise _SelfReference()
+        active.add(key)
+        stack.append((node, True))
+        for child in children:
+            if id(child) in active:
+                raise _SelfReference()
+            if id(child) not in sizes:
+                stack.append((child, False))
 
 
 def _dotted(path: tuple[Any, ...]) -> str:
@@ -348,23 +412,36 @@ def load_manifest(path: Path, *, voice_resolver: Any = None) -> Manifest:
         raise ManifestError([Problem(display, None, "", f"is {size:,} bytes, over the {MANIFEST_MAX_BYTES:,}-byte "
                                      "limit for a manifest; put chapter texts in source files")])
     try:
-        raw_text = texts.decode_source(path.read_bytes())
+        raw_text = texts.decode_source(path.read_bytes(), allow_empty=True)
     except texts.SourceError as exc:
-        raise ManifestError([Problem(display, p.line, "", p.message) for p in exc.problems]) from None
+        raise ManifestError([Problem(display, p.line, "", f"column {p.column}: {p.message}" if p.column
+                                     else p.message) for p in exc.problems]) from None
     reader = _Reader(display, problems)
+    reader.source = raw_text
     try:
         node = yaml.compose(raw_text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _check_size(node)
         data = reader.read(node, ()) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        raise ManifestError([Problem(display, line, "", f"is not valid YAML: {exc.problem or exc}; "
+        context = ""
+        if exc.context and exc.context_mark and exc.problem_mark and exc.context_mark.line != exc.problem_mark.line:
+            context = f" ({exc.context} on line {exc.context_mark.line + 1})"
+        raise ManifestError([Problem(display, line, "", f"is not valid YAML: {exc.problem or exc}{context}; "
                                      "check indentation, colons and quotes near this line")]) from None
     except yaml.YAMLError as exc:
         raise ManifestError([Problem(display, None, "", f"is not valid YAML: {exc}")]) from None
     except _TooBig:
         raise ManifestError([Problem(display, None, "", f"has more than {MANIFEST_MAX_NODES:,} YAML nodes; "
                                      "is it a manifest? (aliases that expand hugely count too)")]) from None
+    except _SelfReference:
+        raise ManifestError([Problem(display, None, "", "has an alias that refers to itself (*name inside "
+                                     "&name); write the value out")]) from None
+    except RecursionError:
+        raise ManifestError([Problem(display, None, "", "is nested too deeply to be a manifest; check the "
+                                     "brackets and indentation")]) from None
     v = _Validator(display, reader)
     if not isinstance(data, dict):
         what = "empty" if data is None else f"{_type_name(data)}"
@@ -489,9 +566,10 @@ def _chapter_text(v: _Validator, entry: dict[str, Any], path: tuple[Any, ...], *
     else:
         return None
     marker_problems = texts.check_markers(raw)
-    for p in marker_problems:
-        line = (p.line or 0) + line_offset
-        v.problems.append(Problem(where, line, _dotted(field_path), f"column {p.column}: {p.message}"))
+    located = _locate_in_manifest(v.reader, field_path, marker_problems) if "text" in entry else None
+    for i, p in enumerate(marker_problems):
+        line, column = located[i] if located else ((p.line or 0) + line_offset, p.column)
+        v.problems.append(Problem(where, line, _dotted(field_path), f"column {column}: {p.message}"))
     if marker_problems:
         return None
     spoken = texts.to_spoken_text(raw, markdown=markdown, scene_break_s=pauses.scene_break_s)
@@ -499,6 +577,23 @@ def _chapter_text(v: _Validator, entry: dict[str, Any], path: tuple[Any, ...], *
         v.add(field_path, "has no words to read (only pause markers or markup); add text")
         return None
     return spoken
+
+
+def _locate_in_manifest(reader: _Reader, path: tuple[Any, ...],
+                        problems: list[texts.TextProblem]) -> list[tuple[int, int]] | None:
+    """File line and column of each marker problem in an inline text, found in the manifest's own
+    text (quoting and folding move them within the value); None when the two do not line up."""
+    span = reader.spans.get(path)
+    if span is None or not problems:
+        return None
+    start, end = span
+    in_file = texts.check_markers(reader.source[start:end])
+    if [p.message for p in in_file] != [p.message for p in problems]:
+        return None
+    first_line = reader.source.count("\n", 0, start) + 1
+    first_column = start - (reader.source.rfind("\n", 0, start) + 1)
+    return [(first_line + (p.line or 1) - 1, (p.column or 1) + (first_column if p.line == 1 else 0))
+            for p in in_file]
 
 
 def json_schema() -> dict[str, Any]:
