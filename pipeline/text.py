@@ -268,7 +268,8 @@ def billed_chars(text: str) -> int:
 
 
 def marker_seconds(text: str) -> float:
-    return sum(float(m.group(1)) for m in MARKER_RE.finditer(text))
+    """The seconds of pause the markers in ``text`` add up to (a float, 0.0 without markers)."""
+    return sum((float(m.group(1)) for m in MARKER_RE.finditer(text)), 0.0)
 
 
 def spoken_only(text: str) -> str:
