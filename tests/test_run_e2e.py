@@ -7,8 +7,6 @@ Its ledger says what a real account would have been billed.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import signal
 import sqlite3
 import subprocess
@@ -19,12 +17,20 @@ from pathlib import Path
 
 import pytest
 import yaml
+from e2e_support import (
+    API_KEY,
+    MODEL,
+    REPO,
+    assert_no_unreported_duplicates,
+    audiobook,
+    chapter_digests,
+    command_env,
+    journal_states,
+    reported_ambiguous,
+    reported_ambiguous_keys,
+)
 
 from pipeline.simulator import FaultProfile, Simulator, SimulatorConfig
-
-API_KEY = "sk-e2e-secret-7f3a9c"
-MODEL = "model_e2e"
-REPO = Path(__file__).resolve().parent.parent
 
 CHAPTERS = {
     "one": ("The Jetty", "The ferry left at dawn. Elsie stood on the jetty with two cases. "
@@ -70,65 +76,6 @@ def simulator() -> Iterator[Simulator]:
                              preload_voices=(MODEL,))
     with Simulator(config, host="127.0.0.1", port=0, files_port=0) as sim:
         yield sim
-
-
-def command_env(sim: Simulator) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOUNDCLONE_")}
-    env.update(SOUNDCLONE_BASE_URL=sim.base_url, SOUNDCLONE_API_KEY=API_KEY, PYTHONUNBUFFERED="1")
-    return env
-
-
-def audiobook(sim: Simulator, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], env=command_env(sim), cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def chapter_digests(output: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(output.glob("*.mp3"))}
-
-
-def journal_states(output: Path) -> dict[str, int]:
-    path = output / "journal.sqlite"
-    if not path.exists():
-        return {}
-    conn = sqlite3.connect(path)
-    try:
-        return dict(conn.execute("SELECT state, COUNT(*) FROM chunks GROUP BY state").fetchall())
-    except sqlite3.OperationalError:
-        return {}
-    finally:
-        conn.close()
-
-
-def reported_ambiguous(output: Path) -> list[str]:
-    """The chunk key of every possible duplicate charge the journal reported (one per event)."""
-    conn = sqlite3.connect(output / "journal.sqlite")
-    try:
-        return [row[0] for row in conn.execute("SELECT key FROM events WHERE kind = 'possible-duplicate'")]
-    finally:
-        conn.close()
-
-
-def reported_ambiguous_keys(output: Path) -> set[str]:
-    return set(reported_ambiguous(output))
-
-
-def chunk_texts_by_key(output: Path) -> dict[str, str]:
-    conn = sqlite3.connect(output / "journal.sqlite")
-    try:
-        return dict(conn.execute("SELECT key, text FROM chunks").fetchall())
-    finally:
-        conn.close()
-
-
-def assert_no_unreported_duplicates(sim: Simulator, output: Path) -> None:
-    duplicates = sim.ledger()["duplicates"]
-    if not duplicates:
-        return
-    texts = chunk_texts_by_key(output)
-    reported_texts = {texts[k] for k in reported_ambiguous_keys(output) if k in texts}
-    for duplicate in duplicates:
-        assert duplicate["content_text"] in reported_texts, f"billed twice without a report: {duplicate}"
 
 
 def test_clean_run_renders_every_chapter_and_a_rerun_costs_nothing(simulator: Simulator, tmp_path: Path) -> None:

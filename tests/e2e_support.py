@@ -1,0 +1,77 @@
+"""Helpers for end-to-end tests: run the real command against a simulator and read its evidence."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from pipeline.simulator import Simulator
+
+API_KEY = "sk-e2e-secret-7f3a9c"
+MODEL = "model_e2e"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def command_env(sim: Simulator) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOUNDCLONE_")}
+    env.update(SOUNDCLONE_BASE_URL=sim.base_url, SOUNDCLONE_API_KEY=API_KEY, PYTHONUNBUFFERED="1")
+    return env
+
+
+def audiobook(sim: Simulator, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], env=command_env(sim), cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def chapter_digests(output: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(output.glob("*.mp3"))}
+
+
+def journal_states(output: Path) -> dict[str, int]:
+    path = output / "journal.sqlite"
+    if not path.exists():
+        return {}
+    conn = sqlite3.connect(path)
+    try:
+        return dict(conn.execute("SELECT state, COUNT(*) FROM chunks GROUP BY state").fetchall())
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        conn.close()
+
+
+def reported_ambiguous(output: Path) -> list[str]:
+    """The chunk key of every possible duplicate charge the journal reported (one per event)."""
+    conn = sqlite3.connect(output / "journal.sqlite")
+    try:
+        return [row[0] for row in conn.execute("SELECT key FROM events WHERE kind = 'possible-duplicate'")]
+    finally:
+        conn.close()
+
+
+def reported_ambiguous_keys(output: Path) -> set[str]:
+    return set(reported_ambiguous(output))
+
+
+def chunk_texts_by_key(output: Path) -> dict[str, str]:
+    conn = sqlite3.connect(output / "journal.sqlite")
+    try:
+        return dict(conn.execute("SELECT key, text FROM chunks").fetchall())
+    finally:
+        conn.close()
+
+
+def assert_no_unreported_duplicates(sim: Simulator, output: Path) -> None:
+    duplicates = sim.ledger()["duplicates"]
+    if not duplicates:
+        return
+    texts = chunk_texts_by_key(output)
+    reported_texts = {texts[k] for k in reported_ambiguous_keys(output) if k in texts}
+    for duplicate in duplicates:
+        assert duplicate["content_text"] in reported_texts, f"billed twice without a report: {duplicate}"
+
+
