@@ -285,7 +285,7 @@ def test_billed_excludes_failed_tasks_and_counts_each_task_once(journal: Journal
     assert journal.billed() == (3, sum(chars))
     journal.transition("key0001", S.PENDING)
     journal.begin_submit("key0001")
-    journal.record_task("key0001", "audio_1b")  # the same task id again is not a new charge
+    journal.record_task("key0001", "audio_1")  # a task id seen again is not a new charge, nor un-refunded
     assert journal.billed() == (3, sum(chars))
 
 
