@@ -47,8 +47,9 @@ _LANGUAGE_CODES = {
 }
 
 _EDGE_HEAD_RE = re.compile(r"(?:\s|<#\d{1,2}(?:\.\d{1,2})?#>)*")
-_SENTENCE_END_RE = re.compile(r"[.!?。！？．…‼⁇⁈⁉][\"'”’」』）)\]»›]*\Z")
-_CLAUSE_RE = re.compile(r"[,;:，、；：—–)）」』”’]+")
+# Sentence and clause punctuation of the API's languages (Latin, CJK, Devanagari danda, Arabic).
+_SENTENCE_END_RE = re.compile(r"[.!?。！？．…‼⁇⁈⁉।॥؟۔][\"'”’」』）)\]»›]*\Z")
+_CLAUSE_RE = re.compile(r"[,;:，、；：—–)）」』”’،؛]+")
 
 # How fast a narrator reads, for estimates only: about 150 words a minute in Latin scripts, and
 # about 4.5 characters a second in CJK scripts.
@@ -497,7 +498,8 @@ def _seam_pause(text: str, gap_start: int, gap_end: int, pauses: PauseSettings) 
     gap = text[gap_start:gap_end]
     structural = (pauses.paragraph_s if "\n\n" in gap
                   else pauses.sentence_s if _SENTENCE_END_RE.search(text, max(0, gap_start - 8), gap_start)
-                  else pauses.clause_s if gap.strip(" ") != gap or _CLAUSE_RE.search(text[gap_start - 1:gap_start])
+                  else pauses.clause_s if any(ch.isspace() for ch in gap)
+                  or _CLAUSE_RE.search(text[gap_start - 1:gap_start])
                   else 0.0)
     return round(structural + marker_seconds(gap), 3)
 

@@ -130,6 +130,8 @@ def check_chunks(text: str, chunks, max_chars: int, pauses: PauseSettings = PAUS
             structural = _seam_structural(gap, c.pause_before_s)
             if "\n\n" in gap:
                 assert structural == pytest.approx(pauses.paragraph_s)
+            elif any(ch.isspace() for ch in gap):  # a seam between words is at least a clause pause
+                assert structural in (pytest.approx(pauses.clause_s), pytest.approx(pauses.sentence_s)), gap
             else:
                 assert structural in (pytest.approx(0.0), pytest.approx(pauses.clause_s),
                                       pytest.approx(pauses.sentence_s)), (gap, c.pause_before_s)
@@ -297,6 +299,19 @@ def test_cjk_overlong_sentence_is_cut_at_a_comma() -> None:
     check_chunks(text, chunks, 100)
     assert all(c.text.endswith("，") for c in chunks[:-1])
     assert all(c.pause_before_s == PAUSES.clause_s for c in chunks[1:])
+
+
+@pytest.mark.parametrize("text, language, limit, structural", [
+    ("नमस्ते आप कैसे हैं। " * 20, "Hindi", 60, PAUSES.sentence_s),          # the danda ends a sentence
+    ("مرحبا كيف حالك؟ " * 20, "Arabic", 50, PAUSES.sentence_s),
+    ("灯塔\u3000" * 60, "Chinese", 50, PAUSES.clause_s),                     # an ideographic space
+    ("灯" * 300, "Chinese", 50, 0.0),                                       # between two characters
+    ("word, " * 60, "English", 50, PAUSES.clause_s),
+])
+def test_seam_pause_follows_the_kind_of_cut(text: str, language: str, limit: int, structural: float) -> None:
+    chunks = plan(text.strip(), max_chars=limit, language=language)
+    assert len(chunks) > 2
+    assert {c.pause_before_s for c in chunks[1:]} == {structural}
 
 
 @pytest.mark.parametrize("text", ["", "   \n\n ", "<#1#>", " <#2#> \n\n <#3#> "])
