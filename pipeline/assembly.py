@@ -247,10 +247,21 @@ def _outputs_intact(state: dict[str, Any], folder: Path) -> bool:
     return True
 
 
+def _file_mode() -> int:
+    """The mode an ordinary new file gets here (mkstemp makes 0600, which is wrong for deliverables)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+OUTPUT_FILE_MODE = _file_mode()
+
+
 def write_atomic(path: Path, data: bytes | str) -> None:
     """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
     payload = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.chmod(tmp, OUTPUT_FILE_MODE)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
@@ -288,6 +299,7 @@ def _remove_stale_temps(folder: Path, names: Sequence[str]) -> None:
 def new_temp_path(folder: Path, name: str, made: list[Path]) -> Path:
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
     os.close(fd)
+    os.chmod(tmp, OUTPUT_FILE_MODE)
     made.append(Path(tmp))
     return Path(tmp)
 

@@ -104,6 +104,11 @@ def render_plan(book: Any) -> str:
     return "\n".join(rows)
 
 
+def _rehearsal_option(func: Any) -> Any:
+    return click.option("--simulate", "simulate", is_flag=True,
+                        help="Work on the rehearsal output of `run --simulate` (<output>-simulated).")(func)
+
+
 def _manifest_args(func: Any) -> Any:
     return click.argument("manifests", nargs=-1, required=True, type=click.Path(path_type=Path))(func)
 
@@ -151,7 +156,8 @@ class _ProgressView:
               help="Seconds between polls of a task (default 5).")
 @click.option("--max-cost", type=click.FloatRange(0), metavar="X",
               help="Refuse to start when the estimated cost of what is left exceeds X.")
-@click.option("--simulate", is_flag=True, help="Render against a local SoundClone simulator: no key, no cost.")
+@click.option("--simulate", is_flag=True, help="Rehearse against a local SoundClone simulator: no key, no cost; "
+              "writes to <output>-simulated so simulated audio never mixes with paid audio.")
 @click.option("--base-url", metavar="URL", help="API base URL (default: $SOUNDCLONE_BASE_URL, the manifest, "
               "or https://www.jimmyai.cn).")
 @click.option("--api-key-file", type=click.Path(path_type=Path, dir_okay=False),
@@ -170,7 +176,7 @@ def run(manifests: tuple[Path, ...], chapters: tuple[str, ...], concurrency: int
     from pipeline import runner
 
     if dry_run:
-        books, rejected = runner.prepare(list(manifests), chapter_ids=chapters)
+        books, rejected = runner.prepare(list(manifests), chapter_ids=chapters, simulate=simulate)
         for path, error in rejected:
             click.echo(f"{path}: not runnable:\n{error}", err=True)
         for book in books:
@@ -232,14 +238,15 @@ def render_summary(report: Any) -> str:
 @main.command()
 @_manifest_args
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-def status(manifests: tuple[Path, ...], as_json: bool) -> None:
+@_rehearsal_option
+def status(manifests: tuple[Path, ...], as_json: bool, simulate: bool) -> None:
     """Show per chapter how many chunks are in each state, failures, and what has been billed.
 
     Reads the journal only (no network); safe while a run is in progress.
     """
     from pipeline import runner
 
-    books = runner.status(list(manifests))
+    books = runner.status(list(manifests), simulate=simulate)
     if as_json:
         click.echo(json.dumps([_status_json(b) for b in books], ensure_ascii=False, indent=2))
         return
@@ -276,14 +283,15 @@ def _status_json(book: Any) -> dict[str, Any]:
 @click.argument("manifest", type=click.Path(path_type=Path))
 @click.option("--chapter", "chapters", multiple=True, metavar="ID", help="Only these chapters (repeatable).")
 @click.option("--force", is_flag=True, help="Re-assemble even when nothing changed.")
-def stitch(manifest: Path, chapters: tuple[str, ...], force: bool) -> None:
+@_rehearsal_option
+def stitch(manifest: Path, chapters: tuple[str, ...], force: bool, simulate: bool) -> None:
     """Re-assemble chapters and the book from cached audio, without any API call.
 
     Use it after changing pause, loudness or tag settings. Unchanged chapters are skipped.
     """
     from pipeline import runner
 
-    for path in runner.stitch(manifest, chapter_ids=chapters, force=force):
+    for path in runner.stitch(manifest, chapter_ids=chapters, force=force, simulate=simulate):
         click.echo(f"wrote {path}")
 
 
@@ -325,17 +333,18 @@ def retake(manifest: Path, chapter: str, index: int | None, words: str | None, s
 @click.option("--chapter", "chapter", required=True, metavar="ID", help="The chapter.")
 @click.option("--chunk", "index", type=int, metavar="N", help="With --use: the chunk.")
 @click.option("--use", "take", type=int, metavar="T", help="Select take T of chunk N and re-assemble.")
-def takes(manifest: Path, chapter: str, index: int | None, take: int | None) -> None:
+@_rehearsal_option
+def takes(manifest: Path, chapter: str, index: int | None, take: int | None, simulate: bool) -> None:
     """List the takes of a chapter's chunks (* marks the one in use); --chunk N --use T picks one."""
     from pipeline import runner
 
     if take is not None:
         if index is None:
             raise click.UsageError("--use needs --chunk N")
-        for path in runner.use_take(manifest, chapter_id=chapter, index=index, take=take):
+        for path in runner.use_take(manifest, chapter_id=chapter, index=index, take=take, simulate=simulate):
             click.echo(f"wrote {path}")
         return
-    for info in runner.list_takes(manifest, chapter_id=chapter):
+    for info in runner.list_takes(manifest, chapter_id=chapter, simulate=simulate):
         if index is not None and info.chunk_index != index:
             continue
         mark = "*" if info.selected else " "
@@ -346,11 +355,12 @@ def takes(manifest: Path, chapter: str, index: int | None, take: int | None) -> 
 @main.command()
 @click.argument("manifest", type=click.Path(path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
-def clean(manifest: Path, dry_run: bool) -> None:
+@_rehearsal_option
+def clean(manifest: Path, dry_run: bool, simulate: bool) -> None:
     """Remove cached chunk audio that no chapter uses any more (never a selected take)."""
     from pipeline import runner
 
-    files, size = runner.clean(manifest, dry_run=dry_run)
+    files, size = runner.clean(manifest, dry_run=dry_run, simulate=simulate)
     for path in files:
         click.echo(f"{'would remove' if dry_run else 'removed'} {path}")
     click.echo(f"{len(files)} file(s), {size / 1e6:.1f} MB {'would be ' if dry_run else ''}freed")

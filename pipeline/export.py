@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pipeline import audio as audio_io
 from pipeline.assembly import (
+    OUTPUT_FILE_MODE,
     STATE_DIR,
     ChapterOutput,
     cover_digest,
@@ -107,6 +108,7 @@ def export_book(*, manifest: Manifest, chapters: Sequence[ChapterOutput], force:
             title=book.title, album=book.title, author=book.author,
             narrator=book.narrator or manifest.voice_name, year=book.year, description=book.description,
             cover=book.cover))
+        os.chmod(temp_book, OUTPUT_FILE_MODE)  # ffmpeg's muxer may have made it private
         os.replace(temp_book, target)
     chapter_rows = [{"id": c.chapter_id, "title": c.title, "start_s": m.start_sample / sr}
                     for c, m in zip(ordered, marks, strict=True)]

@@ -45,9 +45,23 @@ def _select(manifest: Manifest, chapter_ids: Sequence[str], origin: Path) -> tup
     return tuple(chapter_ids)
 
 
-def plan(manifest_path: Path, *, chapter_ids: Sequence[str] = ()) -> BookPlan:
-    """Validate a manifest and plan its chunks. No network."""
+def simulated_output(output: Path) -> Path:
+    """Where a ``--simulate`` rehearsal writes: beside the real output, never in it.
+
+    Simulated audio must never be taken for paid audio of the same text by a later real run.
+    """
+    return output.with_name(output.name + "-simulated")
+
+
+def load(manifest_path: Path, *, simulate: bool = False) -> Manifest:
+    """Load and validate a manifest; with ``simulate``, point it at the rehearsal output folder."""
     manifest = load_manifest(manifest_path, voice_resolver=_voice_resolver())
+    return dataclasses.replace(manifest, output=simulated_output(manifest.output)) if simulate else manifest
+
+
+def plan(manifest_path: Path, *, chapter_ids: Sequence[str] = (), simulate: bool = False) -> BookPlan:
+    """Validate a manifest and plan its chunks. No network."""
+    manifest = load(manifest_path, simulate=simulate)
     return plan_with_journal(manifest, chapter_ids=_select(manifest, chapter_ids, manifest_path))
 
 
@@ -112,14 +126,14 @@ class PreparedBook:
     pending_cost: float
 
 
-def prepare(manifest_paths: Sequence[Path], *, chapter_ids: Sequence[str] = ()
+def prepare(manifest_paths: Sequence[Path], *, chapter_ids: Sequence[str] = (), simulate: bool = False
             ) -> tuple[list[PreparedBook], list[tuple[Path, PipelineError]]]:
     """Validate and plan every manifest; a bad one is set aside, not fatal to the others."""
     books: list[PreparedBook] = []
     rejected: list[tuple[Path, PipelineError]] = []
     for path in expand_manifest_paths(manifest_paths):
         try:
-            book = plan(path, chapter_ids=chapter_ids)
+            book = plan(path, chapter_ids=chapter_ids, simulate=simulate)
         except (ManifestError, ConfigError) as error:
             rejected.append((path, error))
             continue
@@ -152,7 +166,7 @@ def run(manifest_paths: Sequence[Path], *, options: RunOptions = RunOptions(),
         on_ready: Callable[[list[PreparedBook], list[tuple[Path, PipelineError]]], None] = lambda b, r: None,
         env: Mapping[str, str] | None = None) -> RunReport:
     """Render the books: validate all, show the plan (``on_ready``), spend, stitch, report."""
-    books, rejected = prepare(manifest_paths, chapter_ids=options.chapter_ids)
+    books, rejected = prepare(manifest_paths, chapter_ids=options.chapter_ids, simulate=options.simulate)
     if not books:
         if rejected:
             raise rejected[0][1] if len(rejected) == 1 else ManifestError(
@@ -174,7 +188,7 @@ def run(manifest_paths: Sequence[Path], *, options: RunOptions = RunOptions(),
         if options.simulate:
             config = dataclasses.replace(config, requests_per_minute=SIMULATE_REQUESTS_PER_MINUTE)
         on_ready(books, rejected)
-        results = asyncio.run(_run_books(books, config, on_event))
+        results = asyncio.run(_run_books(books, config, on_event, simulated=options.simulate))
     if not options.simulate:
         used = {cp.chapter.voice.model_id for b in books for cp in b.plan.chapters
                 if chunk_audio(b.plan.manifest, cp) is not None}
@@ -209,11 +223,14 @@ def _api_endpoint(books: Sequence[PreparedBook], options: RunOptions, env: Mappi
         yield sim.base_url, ApiKey(SIMULATOR_KEY)
 
 
-async def _run_books(books: Sequence[PreparedBook], config: RunConfig,
-                     on_event: Callable[[Progress], None]) -> list[BookResult]:
+async def _run_books(books: Sequence[PreparedBook], config: RunConfig, on_event: Callable[[Progress], None],
+                     *, simulated: bool = False) -> list[BookResult]:
     from pipeline.client import SoundCloneClient
 
     journals = [Journal.open(b.plan.manifest.output) for b in books]
+    if simulated:
+        for journal in journals:  # the tasks of an earlier simulator died with it
+            journal.forget_tasks_in_flight()
     try:
         async with SoundCloneClient(base_url=config.base_url, api_key=config.api_key,
                                     timeout_s=config.request_timeout_s,
@@ -296,9 +313,10 @@ def finish_book(manifest: Manifest, *, force: bool = False) -> list[Path]:
     return files
 
 
-def stitch(manifest_path: Path, *, chapter_ids: Sequence[str] = (), force: bool = False) -> list[Path]:
+def stitch(manifest_path: Path, *, chapter_ids: Sequence[str] = (), force: bool = False,
+           simulate: bool = False) -> list[Path]:
     """Re-assemble chapters from the cache, without any API call."""
-    manifest = load_manifest(manifest_path, voice_resolver=_voice_resolver())
+    manifest = load(manifest_path, simulate=simulate)
     selected = _select(manifest, chapter_ids, manifest_path)
     book = plan_with_journal(manifest, chapter_ids=selected)
     missing = [cp.chapter.id for cp in book.chapters if chunk_audio(manifest, cp) is None]
@@ -342,12 +360,12 @@ class BookStatus:
         return out
 
 
-def status(manifest_paths: Sequence[Path]) -> list[BookStatus]:
+def status(manifest_paths: Sequence[Path], *, simulate: bool = False) -> list[BookStatus]:
     """Per book and chapter: chunks by state, failures, billing so far. Safe while a run is going."""
     out = []
     for path in expand_manifest_paths(manifest_paths):
         try:
-            book = plan(path)
+            book = plan(path, simulate=simulate)
         except (ManifestError, ConfigError) as error:
             out.append(BookStatus(path, path.stem, path.parent, [], 0, 0, 0, error=str(error)))
             continue
@@ -429,7 +447,7 @@ def retake(manifest_path: Path, *, chapter_id: str, index: int | None = None, wo
            base_url: str | None = None, key_file: Path | None = None, simulate: bool = False,
            env: Mapping[str, str] | None = None) -> tuple[Any, int, list[Path]]:
     """Render a new take of one chunk, select it, re-assemble the chapter and the book."""
-    book = plan(manifest_path, chapter_ids=(chapter_id,))
+    book = plan(manifest_path, chapter_ids=(chapter_id,), simulate=simulate)
     manifest = book.manifest
     chunk = find_chunk(book, chapter_id, index=index, words=words)
     if chunk_audio(manifest, book.chapter(chapter_id)) is None:
@@ -471,8 +489,8 @@ class TakeInfo:
     created_at: float | None
 
 
-def list_takes(manifest_path: Path, *, chapter_id: str) -> list[TakeInfo]:
-    book = plan(manifest_path, chapter_ids=(chapter_id,))
+def list_takes(manifest_path: Path, *, chapter_id: str, simulate: bool = False) -> list[TakeInfo]:
+    book = plan(manifest_path, chapter_ids=(chapter_id,), simulate=simulate)
     manifest = book.manifest
     out = []
     with Journal.open(manifest.output) as journal:
@@ -488,9 +506,9 @@ def list_takes(manifest_path: Path, *, chapter_id: str) -> list[TakeInfo]:
     return out
 
 
-def use_take(manifest_path: Path, *, chapter_id: str, index: int, take: int) -> list[Path]:
+def use_take(manifest_path: Path, *, chapter_id: str, index: int, take: int, simulate: bool = False) -> list[Path]:
     """Select take ``take`` of chunk ``index`` and re-assemble; the choice survives later runs."""
-    book = plan(manifest_path, chapter_ids=(chapter_id,))
+    book = plan(manifest_path, chapter_ids=(chapter_id,), simulate=simulate)
     manifest = book.manifest
     chunk = find_chunk(book, chapter_id, index=index)
     audio, _ = take_paths(manifest.output, chunk.key, take)
@@ -501,13 +519,13 @@ def use_take(manifest_path: Path, *, chapter_id: str, index: int, take: int) -> 
     return finish_book(manifest)
 
 
-def clean(manifest_path: Path, *, dry_run: bool = False) -> tuple[list[Path], int]:
+def clean(manifest_path: Path, *, dry_run: bool = False, simulate: bool = False) -> tuple[list[Path], int]:
     """Remove cached audio no chapter of the current plan uses (never a selected take).
 
     Returns the files removed (or that would be) and the bytes they hold. Their chunks go back to
     ``pending`` in the journal, so text that comes back is rendered again rather than looked for.
     """
-    book = plan(manifest_path)
+    book = plan(manifest_path, simulate=simulate)
     manifest = book.manifest
     cache = manifest.output / "cache"
     if not cache.is_dir():

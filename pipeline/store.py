@@ -271,6 +271,17 @@ class Journal:
         with self._tx() as conn:
             conn.execute("UPDATE tasks SET status = ?, error = ? WHERE task_id = ?", (status, error, task_id))
 
+    def forget_tasks_in_flight(self) -> int:
+        """Send every chunk whose task is unfinished or undownloaded back to ``pending``.
+
+        Only for a rehearsal on a fresh simulator, which cannot know an earlier one's tasks.
+        """
+        with self._tx() as conn:
+            cursor = conn.execute("UPDATE chunks SET state = 'pending', task_id = NULL, updated_at = ? "
+                                  "WHERE state IN ('submitting', 'submitted', 'completed')", (self._clock(),))
+            conn.execute("UPDATE takes SET state = 'abandoned' WHERE state IN ('submitting', 'submitted')")
+        return cursor.rowcount
+
     def note_ambiguous(self, key: str, detail: str) -> None:
         """A create for ``key`` may have been billed without us learning its task id."""
         with self._tx() as conn:
