@@ -363,6 +363,13 @@ class Engine:
                 await self._download_verified(item, task_id, info)
             except (AuthError, BalanceError) as error:
                 raise _StopBatch(error) from error
+            except RequestRejected as error:
+                # The API does not know the task any more (its links are gone too): only a new
+                # render can replace it. Say so; the next run resubmits it.
+                item.job.journal.transition(item.chunk.key, S.FAILED, error=f"task {task_id}: {error.msg or error}")
+                self._fail(item, f"task {task_id} can no longer be fetched ({error.msg or error}); a rerun "
+                                 "renders this chunk again, at a new charge")
+                return
             except PipelineError as error:
                 self._fail(item, f"task {task_id}: {error}; rerun to download it again (no new charge)")
                 return
