@@ -117,6 +117,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=120.0, help="chapter length (default 120)")
     parser.add_argument("--chunks", type=int, default=200, help="number of chunks (default 200)")
     parser.add_argument("--workdir", type=Path, help="reuse or keep the generated audio here")
+    parser.add_argument("--json", dest="json_out", type=Path, help="also write the figures here (for bench/run.py)")
     parser.add_argument("--child", choices=("assembly", "baseline"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -145,6 +146,14 @@ def main() -> None:
               f"CPU-time ratio {asm['cpu_s'] / base['cpu_s']:.2f}")
         print(f"machine load average during the run: {os.getloadavg()[0]:.1f} "
               f"on {os.cpu_count()} cores (other work on the machine inflates wall time)")
+        if args.json_out:
+            args.json_out.write_text(json.dumps({
+                "chunks": args.chunks, "audio_min": asm["audio_s"] / 60, "assembly_s": asm["seconds"],
+                "baseline_s": base["seconds"], "ratio": asm["seconds"] / base["seconds"],
+                "peak_rss_mb": max(asm["rss_self_mb"], asm["rss_children_mb"]),
+                "baseline_peak_rss_mb": max(base["rss_self_mb"], base["rss_children_mb"]),
+                "load_average": os.getloadavg()[0],
+            }), encoding="utf-8")
     finally:
         if temp is not None:
             temp.cleanup()

@@ -235,6 +235,7 @@ def main() -> None:
     parser.add_argument("--subtitles", choices=("off", "sentence", "word"), default="off",
                         help="subtitles requested and downloaded (default off)")
     parser.add_argument("--workdir", type=Path, help="keep the book, journal and cache here")
+    parser.add_argument("--json", dest="json_out", type=Path, help="also write the figures here (for bench/run.py)")
     args = parser.parse_args()
 
     from pipeline import runner
@@ -339,6 +340,12 @@ def main() -> None:
               "a chunk (serving, synthesis, MP3 encoding)")
         print(f"machine load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
               "(other work on the machine inflates wall time)")
+        if args.json_out:
+            args.json_out.write_text(json.dumps({
+                "chunks": n, "concurrency": args.concurrency, "wall_s": wall_s, "ideal_s": ideal_s,
+                "ratio": wall_s / ideal_s, "requests_per_chunk": api_requests / n,
+                "client_cpu_ms_per_chunk": 1000 * client_cpu_s / n, "load_average": os.getloadavg()[0],
+            }), encoding="utf-8")
         if downloaded != n or result.failures:
             sys.exit(1)
     finally:

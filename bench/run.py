@@ -1,0 +1,86 @@
+"""Run every benchmark and print one table of figures, each against a baseline measured in the same run.
+
+    python bench/run.py            # the full set (several minutes: a 2-hour chapter is assembled)
+    python bench/run.py --quick    # smaller cases, for a look in about a minute
+
+Each benchmark is its own script (``bench/chunking.py``, ``bench/engine.py``, ``bench/assembly.py``),
+run here as a child process with ``--json`` so that its peak memory is its own; their full printouts
+are kept above the table. See ``bench/README.md`` for how to read the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+
+
+def run_bench(script: str, args: list[str]) -> dict[str, float] | None:
+    with tempfile.TemporaryDirectory(prefix="bench-run-") as temp:
+        out = Path(temp) / "figures.json"
+        started = time.perf_counter()
+        print(f"\n=== {script} {' '.join(args)}", flush=True)
+        proc = subprocess.run([sys.executable, str(BENCH / script), *args, "--json", str(out)], check=False)
+        print(f"=== {script}: {time.perf_counter() - started:.0f} s, exit {proc.returncode}", flush=True)
+        if proc.returncode != 0 or not out.exists():
+            return None
+        figures: dict[str, float] = json.loads(out.read_text(encoding="utf-8"))
+        return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller cases (figures are less representative)")
+    args = parser.parse_args()
+    quick = args.quick
+
+    chunking = run_bench("chunking.py", ["--mb", "1"] if quick else [])
+    engine = run_bench("engine.py", ["--chunks", "60"] if quick else [])
+    assembly = run_bench("assembly.py", ["--minutes", "20", "--chunks", "40"] if quick else [])
+
+    rows: list[tuple[str, str, str, str]] = []
+
+    def row(name: str, value: str, baseline: str, aim: str) -> None:
+        rows.append((name, value, baseline, aim))
+
+    if chunking:
+        row("chunker throughput", f"{chunking['mb_per_s']:.1f} MB/s", f"{chunking['baseline_mb_per_s']:.1f} MB/s "
+            f"({chunking['baseline']})", "> 5 MB/s")
+        row("tasks / lower bound", f"{chunking['tasks_ratio']:.3f}", f"{chunking['lower_bound']:,} tasks", "<= 1.05")
+    else:
+        row("chunker", "FAILED", "", "")
+    if engine:
+        row("engine wall time / ideal", f"{engine['ratio']:.3f}", f"ideal {engine['ideal_s']:.1f} s "
+            f"({engine['chunks']} chunks, concurrency {engine['concurrency']})", "<= 1.10")
+        row("API requests per chunk", f"{engine['requests_per_chunk']:.2f}", "1 create + >= 1 query", "")
+        row("client CPU per chunk", f"{engine['client_cpu_ms_per_chunk']:.1f} ms", "", "")
+    else:
+        row("engine", "FAILED", "", "")
+    if assembly:
+        row("assembly time / plain ffmpeg", f"{assembly['ratio']:.2f}", f"ffmpeg {assembly['baseline_s']:.1f} s "
+            f"({assembly['audio_min']:.0f} min, {assembly['chunks']} chunks)", "<= 1.5")
+        row("peak memory, largest case", f"{assembly['peak_rss_mb']:.0f} MB",
+            f"ffmpeg {assembly['baseline_peak_rss_mb']:.0f} MB", "<< 1024 MB")
+    else:
+        row("assembly", "FAILED", "", "")
+
+    widths = [max(len(r[i]) for r in [("figure", "measured", "baseline (same run)", "aim"), *rows]) for i in range(4)]
+    print()
+    for line in [("figure", "measured", "baseline (same run)", "aim"), *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)))
+    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"load average now {os.getloadavg()[0]:.1f}")
+    if not (chunking and engine and assembly):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
