@@ -133,7 +133,9 @@ class _ProgressView:
         if event.kind in ("chunk-failed", "chapter-failed", "possible-duplicate", "warning"):
             line = f"{event.kind}: {where}: {event.message}"
         elif event.kind == "chapter-done":
-            line = f"chapter {event.chapter_id} assembled: {event.message}"
+            if self.quiet:
+                return
+            line = f"chapter {event.chapter_id} ready: {event.message}"
         elif self.quiet or self.tty:
             return
         else:

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from pipeline.config import ApiKey
+from pipeline.config import ApiKey, RunConfig
 from pipeline.errors import (
     AmbiguousError, ApiError, AuthError, BalanceError, DownloadError, RequestRejected, TransientError,
 )
@@ -161,6 +161,15 @@ class SoundCloneClient:
         self._backoff_base_s = backoff_base_s
         self._backoff_cap_s = backoff_cap_s
         self.requests_sent = 0
+
+    @classmethod
+    def from_config(cls, config: RunConfig, **overrides: Any) -> SoundCloneClient:
+        """A client with the timeouts, rate cap and backoff of a resolved run configuration."""
+        settings: dict[str, Any] = {
+            "base_url": config.base_url, "api_key": config.api_key, "timeout_s": config.request_timeout_s,
+            "requests_per_minute": config.requests_per_minute, "backoff_base_s": config.backoff_base_s,
+            "backoff_cap_s": config.backoff_cap_s, **overrides}
+        return cls(**settings)
 
     async def aclose(self) -> None:
         await self._api.aclose()

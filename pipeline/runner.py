@@ -32,7 +32,8 @@ SIMULATE_POLL_INTERVAL_S = 0.2
 # The embedded simulator renders fast and fails fast: short task times and retry backoff.
 SIMULATE_TASK_BASE_S = 0.2
 SIMULATE_TASK_S_PER_CHAR = 0.0005
-SIMULATE_BACKOFF = {"backoff_base_s": 0.05, "backoff_cap_s": 1.0}
+SIMULATE_BACKOFF_BASE_S = 0.05
+SIMULATE_BACKOFF_CAP_S = 1.0
 SIMULATE_REQUESTS_PER_MINUTE = 6000.0
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 
@@ -178,15 +179,8 @@ def run(manifest_paths: Sequence[Path], *, options: RunOptions = RunOptions(),
     if not options.simulate:  # the simulator's voices are not the account's
         for warning in check_voice_lifetimes(books, model_ids):
             on_event(Progress("warning", message=warning))
-    with _api_endpoint(books, options, env) as (base_url, api_key):
-        # Every book shares one API account: the first manifest's api: section sets the limits.
-        config = resolve_run_config(
-            books[0].plan.manifest.api, env=env, base_url=base_url, api_key=api_key, key_file=options.key_file,
-            concurrency=options.concurrency,
-            poll_interval_s=options.poll_interval_s or (SIMULATE_POLL_INTERVAL_S if options.simulate else None),
-            max_cost=options.max_cost, **(SIMULATE_BACKOFF if options.simulate else {}))
-        if options.simulate:
-            config = dataclasses.replace(config, requests_per_minute=SIMULATE_REQUESTS_PER_MINUTE)
+    # Every book shares one API account: the first manifest's api: section sets the limits.
+    with _api_connection(books, options, env) as config:
         on_ready(books, rejected)
         results = asyncio.run(_run_books(books, config, on_event, simulated=options.simulate))
     if not options.simulate:
@@ -207,11 +201,15 @@ def check_voice_lifetimes(books: Sequence[PreparedBook], model_ids: set[str]) ->
 
 
 @contextlib.contextmanager
-def _api_endpoint(books: Sequence[PreparedBook], options: RunOptions, env: Mapping[str, str]
-                  ) -> Iterator[tuple[str | None, ApiKey | None]]:
-    """The real API (from flags/env/manifest), or a simulator started here for ``--simulate``."""
+def _api_connection(books: Sequence[PreparedBook], options: RunOptions, env: Mapping[str, str]
+                    ) -> Iterator[RunConfig]:
+    """The run configuration for the real API (flags, env, manifest), or for a simulator started here
+    for ``--simulate``, with its fast timings."""
+    api = books[0].plan.manifest.api
     if not options.simulate:
-        yield options.base_url, None
+        yield resolve_run_config(api, env=env, base_url=options.base_url, key_file=options.key_file,
+                                 concurrency=options.concurrency, poll_interval_s=options.poll_interval_s,
+                                 max_cost=options.max_cost)
         return
     from pipeline.simulator import Simulator, SimulatorConfig
 
@@ -220,7 +218,12 @@ def _api_endpoint(books: Sequence[PreparedBook], options: RunOptions, env: Mappi
                 **options.simulator_options}
     sim_config = SimulatorConfig(api_key=SIMULATOR_KEY, preload_voices=tuple(voices), **settings)
     with Simulator(sim_config, host="127.0.0.1", port=0, files_port=0) as sim:
-        yield sim.base_url, ApiKey(SIMULATOR_KEY)
+        config = resolve_run_config(api, env=env, base_url=sim.base_url, api_key=ApiKey(SIMULATOR_KEY),
+                                    concurrency=options.concurrency,
+                                    poll_interval_s=options.poll_interval_s or SIMULATE_POLL_INTERVAL_S,
+                                    max_cost=options.max_cost, backoff_base_s=SIMULATE_BACKOFF_BASE_S,
+                                    backoff_cap_s=SIMULATE_BACKOFF_CAP_S)
+        yield dataclasses.replace(config, requests_per_minute=SIMULATE_REQUESTS_PER_MINUTE)
 
 
 async def _run_books(books: Sequence[PreparedBook], config: RunConfig, on_event: Callable[[Progress], None],
@@ -232,11 +235,7 @@ async def _run_books(books: Sequence[PreparedBook], config: RunConfig, on_event:
         for journal in journals:  # the tasks of an earlier simulator died with it
             journal.forget_tasks_in_flight()
     try:
-        async with SoundCloneClient(base_url=config.base_url, api_key=config.api_key,
-                                    timeout_s=config.request_timeout_s,
-                                    requests_per_minute=config.requests_per_minute,
-                                    backoff_base_s=config.backoff_base_s,
-                                    backoff_cap_s=config.backoff_cap_s) as client:
+        async with SoundCloneClient.from_config(config) as client:
             engine = Engine(client=client, config=config, on_event=on_event)
             jobs = [BookJob(manifest=b.plan.manifest, chapters=b.plan.chapters, journal=j,
                             on_chapter_ready=_stitcher(b.plan.manifest))
@@ -410,8 +409,7 @@ def create_voice(request: Any, *, base_url: str | None = None, key_file: Path | 
                                 key_file=key_file)
 
     async def go() -> Any:
-        async with SoundCloneClient(base_url=config.base_url, api_key=config.api_key,
-                                    timeout_s=config.request_timeout_s) as client:
+        async with SoundCloneClient.from_config(config) as client:
             return await clone(client, request, registry=VoiceRegistry.default(), poll_interval_s=poll_interval_s,
                                on_event=on_event)
 
@@ -456,20 +454,13 @@ def retake(manifest_path: Path, *, chapter_id: str, index: int | None = None, wo
     env = os.environ if env is None else env
     prepared = [_pending(book)]
     options = RunOptions(base_url=base_url, key_file=key_file, simulate=simulate)
-    with _api_endpoint(prepared, options, env) as (url, api_key):
-        config = resolve_run_config(manifest.api, env=env, base_url=url, api_key=api_key, key_file=key_file,
-                                    poll_interval_s=SIMULATE_POLL_INTERVAL_S if simulate else None,
-                                    **(SIMULATE_BACKOFF if simulate else {}))
+    with _api_connection(prepared, options, env) as config:
 
         async def go() -> int:
             from pipeline.client import SoundCloneClient
 
             with Journal.open(manifest.output) as journal:
-                async with SoundCloneClient(base_url=config.base_url, api_key=config.api_key,
-                                            timeout_s=config.request_timeout_s,
-                                            requests_per_minute=config.requests_per_minute,
-                                            backoff_base_s=config.backoff_base_s,
-                                            backoff_cap_s=config.backoff_cap_s) as client:
+                async with SoundCloneClient.from_config(config) as client:
                     engine = Engine(client=client, config=config)
                     job = BookJob(manifest=manifest, chapters=book.chapters, journal=journal,
                                   on_chapter_ready=_stitcher(manifest))
