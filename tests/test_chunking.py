@@ -212,6 +212,34 @@ def test_task_count_stays_near_the_lower_bound(text: str, max_chars: int) -> Non
     assert len(chunks) <= 1.05 * bound + 1
 
 
+def _outside_markers(text: str, pos: int) -> int:
+    """``pos``, or the start of the marker it falls inside (an edit never cuts a marker: the manifest
+    refuses broken markers before the chunker sees them)."""
+    for m in MARKER_RE.finditer(text):
+        if m.start() < pos < m.end():
+            return m.start()
+    return pos
+
+
+@PROPERTY_SETTINGS
+@given(text=words_text, edit=st.tuples(st.floats(0, 1), st.floats(0, 1), st.sampled_from(["", "New words. ", "x"])),
+       max_chars=st.sampled_from([200, 500]))
+def test_a_recut_after_an_edit_keeps_every_promise(text: str, edit: tuple[float, float, str], max_chars: int) -> None:
+    """plan_chapter(previous=...) (stable_spans) keeps unchanged chunks; the result obeys the same rules."""
+    if not _has_words(text):
+        return
+    before = plan(text, max_chars=max_chars)
+    a, b = sorted(_outside_markers(text, int(f * len(text))) for f in edit[:2])
+    edited = text[:a] + edit[2] + text[b:]
+    if not _has_words(edited):
+        return
+    after = plan_chapter(make_chapter(edited), chunking=ChunkingSettings(max_chars=max_chars), pauses=PAUSES,
+                         subtitles="sentence", previous=[c.text for c in before])
+    check_chunks(edited, after, max_chars)
+    untouched = [c for c in before if c.end < a]
+    assert [c.key for c in after[:len(untouched)]] == [c.key for c in untouched]
+
+
 # --- deterministic behaviour ---------------------------------------------------------------------
 
 def test_short_chapter_is_one_chunk_with_edge_markers_as_pauses() -> None:
