@@ -8,6 +8,7 @@ Every :class:`~pipeline.errors.PipelineError` is shown as its message with the e
 from __future__ import annotations
 
 import json
+import math
 import sys
 import traceback
 from pathlib import Path
@@ -19,6 +20,16 @@ from pipeline import __version__
 from pipeline.errors import PipelineError
 
 EXIT_INTERRUPTED = 130
+
+
+class _FiniteFloat(click.FloatRange):
+    """A float range that also refuses nan and infinities (FloatRange lets nan through)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 class _Cli(click.Group):
@@ -154,9 +165,9 @@ class _ProgressView:
 @_manifest_args
 @click.option("--chapter", "chapters", multiple=True, metavar="ID", help="Only these chapters (repeatable).")
 @click.option("--concurrency", type=click.IntRange(1, 64), help="Tasks in flight at once (default 4).")
-@click.option("--poll-interval", type=click.FloatRange(0.01, 600), metavar="S",
+@click.option("--poll-interval", type=_FiniteFloat(0.01, 600), metavar="S",
               help="Seconds between polls of a task (default 5).")
-@click.option("--max-cost", type=click.FloatRange(0), metavar="X",
+@click.option("--max-cost", type=_FiniteFloat(0), metavar="X",
               help="Refuse to start when the estimated cost of what is left exceeds X.")
 @click.option("--simulate", is_flag=True, help="Rehearse against a local SoundClone simulator: no key, no cost; "
               "writes to <output>-simulated so simulated audio never mixes with paid audio.")
@@ -388,7 +399,7 @@ def voice() -> None:
 @click.option("--base-url", metavar="URL", help="API base URL (default: $SOUNDCLONE_BASE_URL or the public API).")
 @click.option("--api-key-file", type=click.Path(path_type=Path, dir_okay=False),
               help="Read the API key from this file instead of $SOUNDCLONE_API_KEY.")
-@click.option("--poll-interval", type=click.FloatRange(0.01, 600), default=5.0, show_default=True, metavar="S",
+@click.option("--poll-interval", type=_FiniteFloat(0.01, 600), default=5.0, show_default=True, metavar="S",
               help="Seconds between polls of the preview task.")
 def voice_create(file_url: str | None, file: Path | None, text: str | None, language: str | None,
                  sound_version: str | None, name: str, base_url: str | None, api_key_file: Path | None,

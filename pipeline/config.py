@@ -73,8 +73,13 @@ def is_loopback(host: str) -> bool:
 
 def check_base_url(url: str, *, origin: str) -> str:
     """Accept an https URL, or plain http only for a loopback host (a local simulator)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise ConfigError(f"{origin}: '{url}' is not an http(s) URL ({str(exc).lower()}); "
+                          f"use e.g. {API_BASE_URL}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url.strip()):
         raise ConfigError(f"{origin}: '{url}' is not an http(s) URL; use e.g. {API_BASE_URL}")
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ConfigError(f"{origin}: plain http to {parts.hostname} would send the API key unencrypted; "
@@ -86,7 +91,7 @@ def read_api_key(*, env: Mapping[str, str], key_file: Path | None = None) -> Api
     """The key from ``key_file`` (flag), else ``SOUNDCLONE_API_KEY``, else ``SOUNDCLONE_API_KEY_FILE``."""
     path = key_file
     if path is None and env.get(ENV_API_KEY, "").strip():
-        return ApiKey(env[ENV_API_KEY].strip())
+        return _checked_key(env[ENV_API_KEY].strip(), origin=ENV_API_KEY)
     if path is None and env.get(ENV_API_KEY_FILE):
         path = Path(env[ENV_API_KEY_FILE]).expanduser()
     if path is None:
@@ -95,9 +100,20 @@ def read_api_key(*, env: Mapping[str, str], key_file: Path | None = None) -> Api
     try:
         value = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ConfigError(f"cannot read the API key file {path}: {exc.strerror}") from exc
+        raise ConfigError(f"cannot read the API key file {path}: {exc.strerror}; check the path, or set "
+                          f"{ENV_API_KEY}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"the API key file {path} is not text (not UTF-8); put only the key in it") from None
     if not value:
-        raise ConfigError(f"the API key file {path} is empty")
+        raise ConfigError(f"the API key file {path} is empty; put the key in it")
+    return _checked_key(value, origin=f"the API key file {path}")
+
+
+def _checked_key(value: str, *, origin: str) -> ApiKey:
+    """A key must fit in an HTTP header: printable ASCII, no spaces (never echo it back)."""
+    if not all(33 <= ord(ch) <= 126 for ch in value):
+        raise ConfigError(f"{origin}: the API key holds spaces, a newline or non-ASCII characters; "
+                          "copy the key again exactly as the console shows it")
     return ApiKey(value)
 
 

@@ -19,7 +19,8 @@ from typing import Any
 import yaml
 
 from pipeline import text as texts
-from pipeline.errors import ManifestError, Problem
+from pipeline.config import check_base_url
+from pipeline.errors import ConfigError, ManifestError, Problem
 from pipeline.models import (
     API_MAX_CHARS,
     DELIVERY_PROFILES,
@@ -328,11 +329,14 @@ class _Validator:
                 self.add(path, f"must be text, not {_type_name(value)}; quote it")
                 return _INVALID
             if not value.strip():
-                self.add(path, "is blank; give a value or remove the key")
+                self.add(path, "is blank; give a value" + ("" if spec.required else " or remove the key"))
                 return _INVALID
-            if kind == "url" and not re.match(r"^https?://[^\s/]+", value):
-                self.add(path, f"'{value}' is not an http(s) URL; write it like https://www.jimmyai.cn")
-                return _INVALID
+            if kind == "url":
+                try:
+                    check_base_url(value, origin="")
+                except ConfigError as error:
+                    self.add(path, str(error).lstrip(": "))
+                    return _INVALID
             return value
         if kind == "bool":
             if not isinstance(value, bool):
@@ -371,6 +375,16 @@ _INVALID = object()
 def _type_name(value: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "text", bool: "true/false", int: "a number",
             float: "a number", type(None): "empty"}.get(type(value), type(value).__name__)
+
+
+def _is_image(path: Path) -> bool:
+    """JPEG or PNG by content, not only by name: a bad cover would otherwise fail after paying."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return False
+    return head.startswith(b"\xff\xd8\xff") or head == b"\x89PNG\r\n\x1a\n"
 
 
 def _resolve(base: Path, value: str) -> Path:
@@ -429,8 +443,10 @@ def load_manifest(path: Path, *, voice_resolver: Any = None) -> Manifest:
         context = ""
         if exc.context and exc.context_mark and exc.problem_mark and exc.context_mark.line != exc.problem_mark.line:
             context = f" ({exc.context} on line {exc.context_mark.line + 1})"
+        hint = ("YAML does not allow tabs for indentation; indent with spaces" if "\t" in str(exc.problem or "")
+                or "tab" in str(exc.problem or "") else "check indentation, colons and quotes near this line")
         raise ManifestError([Problem(display, line, "", f"is not valid YAML: {exc.problem or exc}{context}; "
-                                     "check indentation, colons and quotes near this line")]) from None
+                                     f"{hint}")]) from None
     except yaml.YAMLError as exc:
         raise ManifestError([Problem(display, None, "", f"is not valid YAML: {exc}")]) from None
     except _TooBig:
@@ -468,9 +484,13 @@ def load_manifest(path: Path, *, voice_resolver: Any = None) -> Manifest:
             v.add(("cover",), f"file '{cover}' does not exist; fix the path (relative to the manifest)")
         elif cover.suffix.lower() not in COVER_SUFFIXES:
             v.add(("cover",), "must be a .jpg or .png image")
+        elif not _is_image(cover):
+            v.add(("cover",), f"'{cover}' is neither JPEG nor PNG inside; export the cover again as .jpg or .png")
     output = (_resolve(base, top["output"]) if "output" in top else base / "build" / path.stem).resolve()
-    if output.exists() and not output.is_dir():
-        v.add(("output",), f"'{output}' is a file, not a folder; choose another output path")
+    blocking = next((p for p in (output, *output.parents) if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        v.add(("output",), f"'{blocking}' is a file, not a folder, so the output folder '{output}' cannot be "
+                           "made there; choose another output path")
 
     pauses = PauseSettings(**top.get("pauses", {}))
     subtitles = top.get("subtitles", "sentence")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -84,7 +85,8 @@ def expand_manifest_paths(paths: Sequence[Path]) -> list[Path]:
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.suffix in MANIFEST_SUFFIXES and p.is_file())
             if not found:
-                raise ConfigError(f"{path}: the folder holds no .yaml manifests")
+                raise ConfigError(f"{path}: the folder holds no .yaml manifests; give a manifest file, or a "
+                                  "folder of *.yaml manifests")
             out.extend(found)
         else:
             out.append(path)
@@ -155,6 +157,9 @@ def _pending(book: BookPlan) -> PreparedBook:
 def check_cost(books: Sequence[PreparedBook], max_cost: float | None) -> None:
     if max_cost is None:
         return
+    if not math.isfinite(max_cost) or max_cost < 0:
+        raise CostLimitError(f"--max-cost {max_cost}: give a number of {books[0].plan.manifest.pricing.currency if books else 'money'} "
+                             "of at least 0")
     total = sum(b.pending_cost for b in books)
     if total > max_cost:
         currency = books[0].plan.manifest.pricing.currency if books else ""

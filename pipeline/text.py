@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,15 +81,33 @@ def decode_source(data: bytes, *, allow_empty: bool = False) -> str:
     return text
 
 
+SOURCE_MAX_BYTES = 50_000_000  # a whole book is a few MB; more is not a chapter
+
+
 def read_source(path: Path) -> str:
-    """Read and decode a chapter source file (see :func:`decode_source`)."""
+    """Read and decode a chapter source file (see :func:`decode_source`).
+
+    Only a regular file of at most :data:`SOURCE_MAX_BYTES` is read: a pipe or a device would hang
+    or never end.
+    """
     try:
-        data = path.read_bytes()
+        info = path.stat()
     except FileNotFoundError as exc:
         raise SourceError([TextProblem(None, None, "does not exist; check the path (it is relative to "
                                        "the manifest file)")]) from exc
-    except IsADirectoryError as exc:
-        raise SourceError([TextProblem(None, None, "is a folder, not a text file")]) from exc
+    except OSError as exc:
+        raise SourceError([TextProblem(None, None, f"cannot be read ({exc.strerror})")]) from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise SourceError([TextProblem(None, None, "is a folder, not a text file; give the chapter's .txt or "
+                                       ".md file")])
+    if not stat.S_ISREG(info.st_mode):
+        raise SourceError([TextProblem(None, None, "is not a regular file (a pipe or a device?); give the "
+                                       "chapter's .txt or .md file")])
+    if info.st_size > SOURCE_MAX_BYTES:
+        raise SourceError([TextProblem(None, None, f"is {info.st_size:,} bytes, over the {SOURCE_MAX_BYTES:,}-byte "
+                                       "limit for one chapter; split it into chapters")])
+    try:
+        data = path.read_bytes()
     except OSError as exc:
         raise SourceError([TextProblem(None, None, f"cannot be read ({exc.strerror})")]) from exc
     return decode_source(data)

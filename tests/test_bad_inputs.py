@@ -328,59 +328,35 @@ CASES: list[Case] = [
          env={"SOUNDCLONE_BASE_URL": "http://example.com"}, subprocess=True),
     Case("no-api-key", book(), ("no API key", "SOUNDCLONE_API_KEY", "--simulate"),
          env={"SOUNDCLONE_API_KEY": None}, subprocess=True),
-    # --- product bugs found by this corpus (strict xfail; see each reason) -----------------------
-    Case("max-cost-nan", book(PRICED), ("'--max-cost'", "nan"), args=("--max-cost", "nan"), subprocess=True,
-         xfail="cli.py `--max-cost` FloatRange(0) lets nan through and runner.check_cost compares "
-               "`total > nan` (always False): the limit is silently off, the book renders and bills"),
+    # --- cases that found product bugs (fixed; they stay as regression cases) -------------------
+    Case("max-cost-nan", book(PRICED), ("'--max-cost'", "nan"), args=("--max-cost", "nan"), subprocess=True),
     Case("poll-interval-nan", book(), ("'--poll-interval'", "nan"), args=("--poll-interval", "nan"),
-         subprocess=True,
-         xfail="cli.py `--poll-interval` FloatRange(0.01, 600) lets nan through; asyncio sleeps 0 for nan, "
-               "so every task is polled in a busy loop (~15x the GETs)"),
+         subprocess=True),
     Case("api-key-not-ascii", book(), ("SOUNDCLONE_API_KEY", "ASCII"),
-         env={"SOUNDCLONE_API_KEY": "k\u2019"}, subprocess=True,
-         xfail="config.read_api_key accepts any text; httpx.AsyncClient(headers=...) in client.py raises "
-               "UnicodeEncodeError: a traceback, exit 1"),
+         env={"SOUNDCLONE_API_KEY": "k\u2019"}, subprocess=True),
     Case("api-key-with-newline", book(), ("SOUNDCLONE_API_KEY", "newline"),
-         env={"SOUNDCLONE_API_KEY": "k\nx"}, subprocess=True,
-         xfail="a key with a line break passes config.read_api_key; h11 refuses the header on every create, "
-               "which the client reports as possible duplicate charges (exit 1, journal written)"),
+         env={"SOUNDCLONE_API_KEY": "k\nx"}, subprocess=True),
     Case("api-key-file-not-utf8", book(extra=key_file(b"k\xe9y\n")),
          ("api.key", "UTF-8"), args=("--api-key-file", "{tmp}/api.key"), env={"SOUNDCLONE_API_KEY": None},
-         subprocess=True,
-         xfail="config.read_api_key catches only OSError around read_text: UnicodeDecodeError is a traceback"),
+         subprocess=True),
     Case("base-url-invalid-ipv6", book(), ("SOUNDCLONE_BASE_URL", "is not an http(s) URL"),
-         env={"SOUNDCLONE_BASE_URL": "http://[::1"}, subprocess=True,
-         xfail="config.check_base_url calls urlsplit unguarded: ValueError('Invalid IPv6 URL') is a traceback"),
+         env={"SOUNDCLONE_BASE_URL": "http://[::1"}, subprocess=True),
     Case("base-url-port-out-of-range", book(), ("SOUNDCLONE_BASE_URL", "port"),
-         env={"SOUNDCLONE_BASE_URL": "http://127.0.0.1:99999"}, subprocess=True,
-         xfail="config.check_base_url never reads parts.port: port 99999 passes, the journal is created and "
-               "connect() raises OverflowError: a traceback, exit 1"),
+         env={"SOUNDCLONE_BASE_URL": "http://127.0.0.1:99999"}, subprocess=True),
     Case("api-base-url-http-in-manifest", book(("api: {", "api: {base_url: 'http://example.com', ")),
-         ("book.yaml:8: api.base_url:", "use https"), env={"SOUNDCLONE_BASE_URL": None}, subprocess=True,
-         xfail="the manifest's api.base_url is checked only in config.resolve_run_config: the message says "
-               "'manifest api.base_url' without the manifest's path and line"),
+         ("book.yaml:8: api.base_url:", "use https"), env={"SOUNDCLONE_BASE_URL": None}, subprocess=True),
     Case("output-inside-a-file", book(("output: out", "output: ch01.txt/sub")),
-         ("book.yaml:3: output:", "choose another output path"), subprocess=True,
-         xfail="manifest.py checks `output.exists() and not output.is_dir()`, False under a file (ENOTDIR): "
-               "the plan is shown, then 'cannot create the output folder ...: Not a directory' with no "
-               "manifest line, field or fix"),
+         ("book.yaml:3: output:", "choose another output path"), subprocess=True),
     Case("cover-png-that-is-not-an-image", book(("title: Test Book", "title: Test Book\ncover: cover.png"),
                                                 sources={"cover.png": "not an image at all\n"}),
-         ("book.yaml:2: cover:", "is neither JPEG nor PNG"), subprocess=True,
-         xfail="manifest.py checks only the cover's suffix; the content is checked at assembly, after every "
-               "chunk was paid for (exit 1, chapters failed)"),
+         ("book.yaml:2: cover:", "is neither JPEG nor PNG"), subprocess=True),
     Case("source-is-a-folder-fix-hint", book(("source: ch02.txt", "source: texts"),
                                              extra=lambda d: (d / "texts").mkdir()),
-         ("book.yaml:14: chapters[1].source:", "is a folder, not a text file;"),
-         xfail="text.read_source: \"is a folder, not a text file\" says what but not how to fix (every other "
-               "source problem does); add e.g. \"; give the chapter's .txt or .md file\""),
+         ("book.yaml:14: chapters[1].source:", "is a folder, not a text file;")),
     Case("manifest-is-a-folder-fix-hint", folder_as_manifest,
-         ("manuscript: the folder holds no .yaml manifests;",),
-         xfail="runner.expand_manifest_paths: \"the folder holds no .yaml manifests\" has no fix; add e.g. "
-               "\"; give a manifest .yaml file, or a folder of them\""),
+         ("manuscript: the folder holds no .yaml manifests;",)),
     Case("source-is-a-fifo", book(extra=fifo_source, sources={"ch02.txt": None}),
-         ("book.yaml:14: chapters[1].source:", "not a regular file"), subprocess=True, timeout_s=5,
-         xfail="text.read_source reads any path: a named pipe blocks forever (and /dev/zero exhausts memory)"),
+         ("book.yaml:14: chapters[1].source:", "not a regular file"), subprocess=True, timeout_s=5),
 ]
 
 
