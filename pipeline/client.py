@@ -7,7 +7,7 @@ Failures become the :mod:`pipeline.errors` tree:
 * 401/403 -> :class:`AuthError` (stops the batch); insufficient balance (402, or a message that says
   so) -> :class:`BalanceError` (stops the batch); any other 4xx or non-success envelope ->
   :class:`RequestRejected` (fails that chunk, with the server's ``msg``).
-* 429, 5xx and network errors are retried here with capped exponential backoff and full jitter,
+* 429, 5xx and network errors are retried here with capped exponential backoff and equal jitter,
   honouring ``Retry-After``. A create request (which is billed) is retried after an error that may
   have reached the server only with ``on_ambiguous`` called first, so the engine can record a
   possible duplicate charge; errors where the request surely never left (connection refused,
@@ -142,6 +142,7 @@ class SoundCloneClient:
                  rng: random.Random | None = None, max_tries: int = MAX_REQUEST_TRIES,
                  backoff_base_s: float = BACKOFF_BASE_S, backoff_cap_s: float = BACKOFF_CAP_S) -> None:
         self.base_url = base_url.rstrip("/")
+        self._key = api_key
         self._api_host = urlsplit(self.base_url).netloc
         timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 15.0))
         limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
@@ -151,9 +152,10 @@ class SoundCloneClient:
             follow_redirects=False,
         )
         # No credentials, ever: these URLs point at a storage host (soundclone-api.md, "Unknowns").
+        # Audio is compressed already; asking for identity also keeps Content-Length comparable.
         self._files = httpx.AsyncClient(timeout=timeout, limits=limits, transport=download_transport or transport,
-                                        headers={"User-Agent": "soundclone-audiobook"}, follow_redirects=True,
-                                        max_redirects=5)
+                                        headers={"User-Agent": "soundclone-audiobook", "Accept-Encoding": "identity"},
+                                        follow_redirects=True, max_redirects=5)
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._limiter = RateLimiter(requests_per_minute, sleep=sleep)
@@ -237,7 +239,7 @@ class SoundCloneClient:
         check_download_url(url)
         if urlsplit(url).netloc == self._api_host:
             log.debug("download from the API host; sent without credentials")
-        await self._limiter.acquire()
+        # Not rate-limited: the files host is not the API (soundclone-api.md, "Unknowns").
         self.requests_sent += 1
         written = 0
         try:
@@ -259,7 +261,10 @@ class SoundCloneClient:
                         fh.write(block)
                     fh.flush()
                     os.fsync(fh.fileno())
-                if declared and declared.isdigit() and written != int(declared):
+                # Content-Length counts the bytes on the wire, so it is compared only when nothing was
+                # decoded (we ask for identity; a compressed body that is cut short fails to decode).
+                encoded = response.headers.get("content-encoding", "identity").lower() not in ("", "identity")
+                if not encoded and declared and declared.isdigit() and written != int(declared):
                     raise TransientError(f"download ended after {written} of {declared} bytes")
         except httpx.HTTPError as exc:
             raise TransientError(f"download failed: {type(exc).__name__}") from exc
@@ -324,6 +329,9 @@ class SoundCloneClient:
         envelope = body if isinstance(body, dict) else {}
         code = envelope.get("code")
         msg = str(envelope.get("msg") or envelope.get("message") or "").strip()
+        secret = self._key.reveal()
+        if secret and secret in msg:  # a server that echoes the key must not make us print it
+            msg = msg.replace(secret, "***")
         detail = f"HTTP {status}" + (f", code {code}" if code is not None else "") + (f": {msg}" if msg else "")
         kw: dict[str, Any] = {"status": status, "code": code, "msg": msg or None}
         if status == 429:

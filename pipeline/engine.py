@@ -47,6 +47,7 @@ DOWNLOAD_CONCURRENCY = 4
 MIN_PLAUSIBLE_SHARE = 0.2
 MAX_PLAUSIBLE_FACTOR = 6.0
 Sleep = Callable[[float], Awaitable[None]]
+MAX_BACKOFF_STEP = 16  # backoff_s(step) at this step is the capped delay
 
 
 def cache_paths(output: Path, key: str) -> tuple[Path, Path]:
@@ -288,9 +289,9 @@ class Engine:
             self._emit(Progress("possible-duplicate", chunk.chapter_id, chunk.index, str(error)))
 
         try:
-            task_id = await self.client.create_audio(text=chunk.text, fields=fields, on_ambiguous=on_ambiguous)
+            task_id = await self._create(item, fields, on_ambiguous)
         except (AuthError, BalanceError):
-            journal.transition(chunk.key, S.PENDING)  # nothing was created
+            journal.abandon_submit(chunk.key)  # nothing was created
             raise
         except RequestRejected as error:
             journal.transition(chunk.key, S.FAILED, error=error.msg or str(error))
@@ -303,7 +304,7 @@ class Engine:
             self._fail(item, f"{error} (a rerun resubmits it and reports a possible duplicate charge)")
             return None
         except TransientError as error:
-            journal.transition(chunk.key, S.PENDING, error=str(error))
+            journal.abandon_submit(chunk.key, error=str(error))
             self._fail(item, f"could not submit: {error}; rerun to retry")
             return None
         journal.record_task(chunk.key, task_id)
@@ -312,6 +313,27 @@ class Engine:
         item.job.result.chars_billed += chunk.billed_chars
         self._emit(Progress("submitted", chunk.chapter_id, chunk.index, task_id))
         return task_id
+
+    async def _create(self, item: _Item, fields: dict[str, Any],
+                      on_ambiguous: Callable[[ApiError], None]) -> str:
+        """Create the task, waiting out a long run of 429s (too many active tasks on the account).
+
+        A 429 created nothing, so waiting costs nothing; failing the chunk would (soundclone-api.md,
+        "Unknowns": back off, don't fail the batch). Bounded by ``task_timeout_s``.
+        """
+        journal, chunk = item.job.journal, item.chunk
+        started = self._clock()
+        while True:
+            try:
+                return await self.client.create_audio(text=chunk.text, fields=fields, on_ambiguous=on_ambiguous)
+            except TransientError as error:
+                if (error.status != 429 or isinstance(error, AmbiguousError)
+                        or self._clock() - started > self.config.task_timeout_s):
+                    raise
+                delay = self.client.backoff_s(MAX_BACKOFF_STEP, error)
+            journal.abandon_submit(chunk.key)
+            await self._sleep(delay)
+            journal.begin_submit(chunk.key)
 
     async def _poll(self, item: _Item, task_id: str) -> TaskInfo | None:
         """Poll until the task is final; None when it cannot be followed any further this run."""

@@ -158,16 +158,21 @@ class Journal:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"the journal {path} cannot be opened ({exc})") from exc
+        except OSError as exc:
+            raise StateError(f"cannot create the output folder {folder}: {exc.strerror}") from exc
+        try:
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             journal = cls(conn, path, clock)
             journal._migrate()
-        except sqlite3.DatabaseError as exc:
+        except BaseException as exc:
+            conn.close()
+            if not isinstance(exc, sqlite3.DatabaseError):
+                raise
             raise StateError(f"the journal {path} cannot be opened ({exc}); if it is damaged, move it "
                              "aside and rerun (finished audio in cache/ is kept)") from exc
-        except OSError as exc:
-            raise StateError(f"cannot create the output folder {folder}: {exc.strerror}") from exc
         return journal
 
     def close(self) -> None:
@@ -180,8 +185,13 @@ class Journal:
         self.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One transaction. ``durable`` commits are fsynced (they must survive a power cut: the intent to
+        create a billed task, and its id); the others survive a crash or ``kill -9`` (WAL), and on a
+        power cut fall back to a state the engine resumes from at no cost (e.g. download again).
+        """
         try:
+            self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
@@ -236,13 +246,13 @@ class Journal:
                 out[row.key] = row
         return out
 
-    def transition(self, key: str, to: ChunkState, **fields: object) -> ChunkRow:
+    def transition(self, key: str, to: ChunkState, *, durable: bool = False, **fields: object) -> ChunkRow:
         """Move ``key`` to ``to`` (checked against :data:`TRANSITIONS`) and set ``fields``."""
         allowed = {"task_id", "attempts", "audio_path", "subtitle_path", "duration_s", "error"}
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"unknown chunk fields {sorted(unknown)}")
-        with self._tx() as conn:
+        with self._tx(durable=durable) as conn:
             found = conn.execute("SELECT state FROM chunks WHERE key = ?", (key,)).fetchone()
             if found is None:
                 raise KeyError(key)
@@ -257,15 +267,24 @@ class Journal:
     def begin_submit(self, key: str) -> ChunkRow:
         """Record the intent to create a task (before the request is sent)."""
         row = self.get(key)
-        return self.transition(key, S.SUBMITTING, attempts=row.attempts + 1, error=None, task_id=None)
+        return self.transition(key, S.SUBMITTING, durable=True, attempts=row.attempts + 1, error=None, task_id=None)
+
+    def abandon_submit(self, key: str, error: str | None = None) -> ChunkRow:
+        """The create surely created nothing (refused, or never sent): back to ``pending``, attempt not counted."""
+        row = self.get(key)
+        return self.transition(key, S.PENDING, attempts=max(0, row.attempts - 1), error=error)
 
     def record_task(self, key: str, task_id: str) -> ChunkRow:
         """Record a task id the moment the API returns it."""
-        with self._tx() as conn:
-            row = conn.execute("SELECT billed_chars FROM chunks WHERE key = ?", (key,)).fetchone()
+        with self._tx(durable=True) as conn:
+            row = conn.execute("SELECT billed_chars, state FROM chunks WHERE key = ?", (key,)).fetchone()
+            if ChunkState(row[1]) not in (S.SUBMITTING, S.SUBMITTED):
+                raise RuntimeError(f"chunk {key}: a task id arrived in state {row[1]}")
             conn.execute("INSERT OR IGNORE INTO tasks (task_id, key, billed_chars, created_at) VALUES (?, ?, ?, ?)",
                          (task_id, key, row[0], self._clock()))
-        return self.transition(key, S.SUBMITTED, task_id=task_id)
+            conn.execute("UPDATE chunks SET state = 'submitted', task_id = ?, updated_at = ? WHERE key = ?",
+                         (task_id, self._clock(), key))
+        return self.get(key)
 
     def record_task_status(self, task_id: str, status: str, error: str | None = None) -> None:
         with self._tx() as conn:
@@ -334,7 +353,7 @@ class Journal:
 
     def begin_take(self, key: str) -> int:
         """Record the intent to render a new take of ``key``; returns its take number (2, 3, ...)."""
-        with self._tx() as conn:
+        with self._tx(durable=True) as conn:
             (last,) = conn.execute("SELECT COALESCE(MAX(take), 1) FROM takes WHERE key = ?", (key,)).fetchone()
             take = int(last) + 1
             conn.execute("INSERT INTO takes (key, take, state, created_at) VALUES (?, ?, 'submitting', ?)",
@@ -346,7 +365,7 @@ class Journal:
         if set(fields) - allowed:
             raise ValueError(f"unknown take fields {sorted(set(fields) - allowed)}")
         sets = "".join(f", {name} = ?" for name in fields)
-        with self._tx() as conn:
+        with self._tx(durable=state == "submitted") as conn:
             conn.execute(f"UPDATE takes SET state = ?{sets} WHERE key = ? AND take = ?",
                          (state, *fields.values(), key, take))
 

@@ -307,9 +307,6 @@ def test_a_rerun_with_everything_cached_sends_nothing(sim: Simulator, book: Call
 
 # --- a sustained active-task limit ----------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="engine.py _submit: a create still refused with 429 after the client's "
-                                       "max_tries is reported as a failed chunk ('could not submit ... rerun'); "
-                                       "an active-task limit must be waited out, not fail the batch")
 def test_a_long_run_of_429_on_create_is_waited_out_not_failed(book: Callable[..., Path]) -> None:
     """soundclone-api.md, "Unknowns": a 429 when too many tasks are active means back off, don't fail the batch.
     Nothing was created by a 429, so waiting costs nothing; here the server refuses 12 creates in a row

@@ -144,8 +144,6 @@ def test_an_output_path_that_is_a_file_is_a_state_error(tmp_path: Path) -> None:
         Journal.open(tmp_path / "book")
 
 
-@pytest.mark.xfail(strict=True, reason="store.py Journal.open: the sqlite3 connection is not closed when "
-                                       "PRAGMA/_migrate raises (damaged or newer journal), so it leaks")
 def test_a_refused_journal_leaves_no_connection_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     opened: list[sqlite3.Connection] = []
     real_connect = sqlite3.connect
