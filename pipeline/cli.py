@@ -60,6 +60,9 @@ def main(verbose: bool) -> None:
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    # httpx logs every URL at INFO: signed download links are credentials of a kind; keep them out.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _format_seconds(seconds: float) -> str:
