@@ -130,14 +130,17 @@ def _manifest_args(func: Any) -> Any:
 class _ProgressView:
     """Draws the engine's progress events: a tqdm bar on a terminal, plain log lines otherwise."""
 
-    def __init__(self, *, total: int, quiet: bool) -> None:
+    def __init__(self, *, total: int, chapters: int, quiet: bool) -> None:
         self.tty = sys.stderr.isatty() and not quiet
         self.quiet = quiet
         self.bar: Any = None
+        self.chapter_bar: Any = None
         if self.tty:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="chunk", desc="chunks", file=sys.stderr, dynamic_ncols=True)
+            self.bar = tqdm(total=total, unit="chunk", desc="chunks  ", file=sys.stderr, dynamic_ncols=True)
+            self.chapter_bar = tqdm(total=chapters, unit="chapter", desc="chapters", file=sys.stderr,
+                                    dynamic_ncols=True, position=1)
 
     def __call__(self, event: Any) -> None:
         where = event.chapter_id if event.chunk_index is None else f"{event.chapter_id}#{event.chunk_index}"
@@ -147,6 +150,8 @@ class _ProgressView:
         if event.kind in ("chunk-failed", "chapter-failed", "possible-duplicate", "warning"):
             line = f"{event.kind}: {where}: {event.message}"
         elif event.kind == "chapter-done":
+            if self.chapter_bar is not None:
+                self.chapter_bar.update(1)
             if self.quiet:
                 return
             line = f"chapter {event.chapter_id} ready: {event.message}"
@@ -160,8 +165,9 @@ class _ProgressView:
             click.echo(line, err=True)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        for bar in (self.chapter_bar, self.bar):
+            if bar is not None:
+                bar.close()
 
 
 @main.command()
@@ -213,7 +219,8 @@ def run(manifests: tuple[Path, ...], chapters: tuple[str, ...], concurrency: int
             click.echo(f"to render: {book.pending_chunks} task(s), {book.pending_chars:,} billed characters, "
                        f"about {book.pending_cost:.2f} {book.plan.manifest.pricing.currency}"
                        + (" (simulated: nothing is charged)" if simulate else ""))
-        view.append(_ProgressView(total=sum(b.pending_chunks for b in books), quiet=quiet))
+        view.append(_ProgressView(total=sum(b.pending_chunks for b in books),
+                                  chapters=sum(len(b.plan.chapters) for b in books), quiet=quiet))
 
     try:
         def on_event(event: Any) -> None:
