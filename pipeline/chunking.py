@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import sentencex
 
 from pipeline.errors import ChunkingError
-from pipeline.models import ChapterSpec, Chunk, ChunkingSettings, PauseSettings, Voice
+from pipeline.models import API_MAX_CHARS, ChapterSpec, Chunk, ChunkingSettings, PauseSettings, Voice
 from pipeline.text import MARKER_RE, billed_chars, marker_seconds
 
 # API language names (soundclone-api.md, "Languages") -> the ISO codes sentencex knows.
@@ -50,6 +50,10 @@ _EDGE_HEAD_RE = re.compile(r"(?:\s|<#\d{1,2}(?:\.\d{1,2})?#>)*")
 # Sentence and clause punctuation of the API's languages (Latin, CJK, Devanagari danda, Arabic).
 _SENTENCE_END_RE = re.compile(r"[.!?。！？．…‼⁇⁈⁉।॥؟۔][\"'”’」』）)\]»›]*\Z")
 _CLAUSE_RE = re.compile(r"[,;:，、；：—–)）」』”’،؛]+")
+
+# The smallest chunk limit the packer accepts: room for the longest marker (<#99.99#>) and a few
+# grapheme clusters beside it.
+MIN_CHUNK_CHARS = 16
 
 # How fast a narrator reads, for estimates only: about 150 words a minute in Latin scripts, and
 # about 4.5 characters a second in CJK scripts.
@@ -514,6 +518,9 @@ def chunk_key(text: str, *, voice: Voice, language: str, subtitles: str) -> str:
 def split_spans(text: str, *, language: str, chunking: ChunkingSettings) -> list[tuple[int, int]]:
     """Content spans ``[(start, end)]`` of the chunks ``text`` is cut into (see the module docstring)."""
     limit = chunking.max_chars
+    if not MIN_CHUNK_CHARS <= limit <= API_MAX_CHARS:
+        # the manifest refuses these; a caller building settings by hand must not exceed the API
+        raise ValueError(f"max_chars must be {MIN_CHUNK_CHARS} to {API_MAX_CHARS}, not {limit}")
     ends = _sentence_ends(text, language)
     kinds = [_PARAGRAPH if _is_paragraph_end(text, e) else _SENTENCE for e in ends]
     return _pack(text, limit, ends, kinds, paragraph_min_fill=chunking.paragraph_min_fill)

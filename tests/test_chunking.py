@@ -348,6 +348,12 @@ def test_chapter_without_words_is_a_chunking_error(text: str) -> None:
         plan(text)
 
 
+@pytest.mark.parametrize("limit", [API_MAX_CHARS + 1, 10_000, 0, 15])
+def test_a_limit_above_the_api_or_too_small_for_a_marker_is_refused(limit: int) -> None:
+    with pytest.raises(ValueError, match="max_chars"):
+        split_spans("Some words.", language="English", chunking=ChunkingSettings(max_chars=limit))
+
+
 def test_limit_is_respected_at_the_api_maximum_exactly() -> None:
     text = ("a" * 9998 + ". ") * 3
     chunks = plan(text.strip())
