@@ -72,7 +72,7 @@ class Pricing:
 class ChunkingSettings:
     max_chars: int = API_MAX_CHARS
     # A chunk may end at a paragraph end instead of a later sentence end when it is at least this
-    # full; the task count never rises for it (see chunking.pack_chunks).
+    # full; the task count never rises for it (see chunking._choose_cut).
     paragraph_min_fill: float = 0.8
 
 
