@@ -1,9 +1,16 @@
 """The library entry points: each composes the stages for one command. Usable without click.
 
-    plan(manifest)            manifest -> chunks -> estimate                      (no network)
+    plan(manifest)            manifest -> chunks -> estimate and changes          (no network)
     run(manifests, ...)       manifest -> chunks -> tasks -> downloads -> chapters -> book
     stitch(manifest, ...)     cached downloads -> chapters -> book                (no network)
     status(manifests)         journal -> per-chapter counts                       (no network)
+    retake / use_take         one chunk -> a new take -> its chapter -> book
+    list_takes / clean        journal and cache housekeeping                      (no network)
+    create_voice              sample -> preview task -> voice registry
+
+Every function that talks to the API gets its connection from ``_api_connection``: the real API
+(flags, environment, manifest), or a simulator started in-process for ``--simulate``, whose outputs
+go to ``<output>-simulated``.
 """
 
 from __future__ import annotations
