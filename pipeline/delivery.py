@@ -29,6 +29,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline import audio as audio_io
 from pipeline.assembly import write_atomic
@@ -196,12 +197,12 @@ def check_delivery(*, manifest: Manifest, files: Sequence[Path]) -> DeliveryRepo
         raise AssemblyError(f"unknown delivery profile {profile!r}; use one of acx, google-play, none "
                             "(audio.profile in the manifest)")
     reports: list[FileReport] = []
+    cache_path = manifest.output / ".assembly" / MEASUREMENT_CACHE
+    cache = _load_cache(cache_path)
     for path in files:
         path = Path(path)
         try:
-            info = audio_io.stream_info(path)
-            measurement = audio_io.measure_file(path, sample_rate_hz=settings.sample_rate_hz,
-                                                silence_threshold_db=settings.silence_threshold_db)
+            info, measurement = _measure(path, manifest, cache)
         except AudioToolError:
             raise
         except AssemblyError as exc:
@@ -210,7 +211,40 @@ def check_delivery(*, manifest: Manifest, files: Sequence[Path]) -> DeliveryRepo
         # Measured at the file's own rate would be the same; the decoder resamples to the settings'
         # rate, and the container tells the real one.
         reports.append(FileReport(path, info, measurement, tuple(profile_checks(profile, info, measurement))))
+    if cache_path.parent.is_dir():
+        write_atomic(cache_path, json.dumps(cache))
     return DeliveryReport(profile=profile, files=tuple(reports))
+
+
+MEASUREMENT_CACHE = "delivery-measurements.json"
+
+
+def _load_cache(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _measure(path: Path, manifest: Manifest, cache: dict[str, Any]
+             ) -> tuple[audio_io.StreamInfo, audio_io.Measurement]:
+    """Measure a file, or reuse the measurement of the same bytes: a rerun of a long book would
+    otherwise decode every file again just to report the same figures."""
+    settings = manifest.audio
+    stat = path.stat()
+    key = f"{stat.st_size}:{stat.st_mtime_ns}:{settings.sample_rate_hz}:{settings.silence_threshold_db}"
+    hit = cache.get(path.name)
+    if isinstance(hit, dict) and hit.get("key") == key:
+        try:
+            return audio_io.StreamInfo(**hit["info"]), audio_io.Measurement(**hit["measurement"])
+        except (KeyError, TypeError):
+            pass
+    info = audio_io.stream_info(path)
+    measurement = audio_io.measure_file(path, sample_rate_hz=settings.sample_rate_hz,
+                                        silence_threshold_db=settings.silence_threshold_db)
+    cache[path.name] = {"key": key, "info": asdict(info), "measurement": asdict(measurement)}
+    return info, measurement
 
 
 def write_delivery_report(report: DeliveryReport, path: Path) -> Path:
