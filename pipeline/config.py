@@ -6,6 +6,7 @@ calls :meth:`ApiKey.reveal`, to build the Authorization header for the API host.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -44,22 +45,14 @@ class ApiKey:
         return hash(self._value)
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything the engine needs to talk to the API, resolved."""
+@dataclass(frozen=True, kw_only=True)
+class RunConfig(ApiSettings):
+    """The manifest's ``api:`` settings with flags and environment applied, plus what only a run has:
+    the resolved base URL, the key and the cost limit."""
 
     base_url: str
     api_key: ApiKey
-    concurrency: int = 4
-    poll_interval_s: float = 5.0
-    requests_per_minute: float = 60.0
-    max_attempts: int = 3
-    request_timeout_s: float = 60.0
-    task_timeout_s: float = 3600.0
     max_cost: float | None = None
-    # Retry backoff (capped exponential with jitter); the simulator run shortens it.
-    backoff_base_s: float = 1.0
-    backoff_cap_s: float = 60.0
 
 
 def is_loopback(host: str) -> bool:
@@ -136,16 +129,9 @@ def resolve_run_config(api: ApiSettings, *, env: Mapping[str, str] | None = None
         raise ConfigError("--concurrency must be at least 1")
     if poll_interval_s is not None and poll_interval_s <= 0:
         raise ConfigError("--poll-interval must be a positive number of seconds")
-    return RunConfig(
-        base_url=url,
-        api_key=api_key if api_key is not None else read_api_key(env=env, key_file=key_file),
-        concurrency=concurrency or api.concurrency,
-        poll_interval_s=poll_interval_s or api.poll_interval_s,
-        requests_per_minute=api.requests_per_minute,
-        max_attempts=api.max_attempts,
-        request_timeout_s=api.request_timeout_s,
-        task_timeout_s=api.task_timeout_s,
-        max_cost=max_cost,
-        backoff_base_s=api.backoff_base_s if backoff_base_s is None else backoff_base_s,
-        backoff_cap_s=api.backoff_cap_s if backoff_cap_s is None else backoff_cap_s,
-    )
+    flags = {"concurrency": concurrency, "poll_interval_s": poll_interval_s, "backoff_base_s": backoff_base_s,
+             "backoff_cap_s": backoff_cap_s}
+    settings = {**dataclasses.asdict(api), **{k: v for k, v in flags.items() if v is not None}, "base_url": url}
+    return RunConfig(**settings,
+                     api_key=api_key if api_key is not None else read_api_key(env=env, key_file=key_file),
+                     max_cost=max_cost)
