@@ -247,6 +247,15 @@ def _outputs_intact(state: dict[str, Any], folder: Path) -> bool:
     return True
 
 
+def existing_chapter(manifest: Manifest, chapter_id: str) -> ChapterOutput | None:
+    """The outputs of a chapter's last build, if they are intact (without checking its inputs)."""
+    output = Path(manifest.output)
+    state = _read_state(_state_path(output, chapter_id))
+    if state is None or not _outputs_intact(state, output) or "output" not in state:
+        return None
+    return ChapterOutput.from_json(state["output"], folder=output, rebuilt=False)
+
+
 def _file_mode() -> int:
     """The mode an ordinary new file gets here (mkstemp makes 0600, which is wrong for deliverables)."""
     umask = os.umask(0o022)

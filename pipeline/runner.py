@@ -255,7 +255,10 @@ async def _run_books(books: Sequence[PreparedBook], config: RunConfig, on_event:
             results = await engine.run(jobs)
         for book, result in zip(books, results):
             try:
-                result.outputs = await asyncio.to_thread(finish_book, book.plan.manifest)
+                selected = tuple(cp.chapter.id for cp in book.plan.chapters)
+                every = len(selected) == len(book.plan.manifest.chapters)
+                result.outputs = await asyncio.to_thread(finish_book, book.plan.manifest,
+                                                         chapter_ids=() if every else selected)
             except PipelineError as error:
                 result.failures.append(Failure(book.plan.manifest.book.title, "-", None, str(error)))
         return results
@@ -303,19 +306,30 @@ def assemble(manifest: Manifest, chapter_plan: ChapterPlan, *, force: bool = Fal
                             total_tracks=len(manifest.chapters), force=force)
 
 
-def finish_book(manifest: Manifest, *, force: bool = False) -> list[Path]:
-    """Assemble (or confirm) every chapter whose audio is in; when all are, the M4B and the report."""
+def finish_book(manifest: Manifest, *, force: bool = False, chapter_ids: Sequence[str] = ()) -> list[Path]:
+    """Assemble (or confirm) every chapter whose audio is in; when all are, the M4B and the report.
+
+    With ``chapter_ids`` only those chapters are assembled; the others are taken as they were last
+    built (never rebuilt), so a one-chapter run leaves the rest of the book alone.
+    """
+    from pipeline.assembly import existing_chapter
     from pipeline.delivery import check_delivery, write_delivery_report
     from pipeline.export import export_book
 
     book = plan_with_journal(manifest)
     outputs = []
     for chapter_plan in book.chapters:
-        if chunk_audio(manifest, chapter_plan) is not None:
+        if chapter_ids and chapter_plan.chapter.id not in chapter_ids:
+            previous = existing_chapter(manifest, chapter_plan.chapter.id)
+            if previous is not None:
+                outputs.append(previous)
+        elif chunk_audio(manifest, chapter_plan) is not None:
             outputs.append(assemble(manifest, chapter_plan, force=force))
     files = [o.audio_path for o in outputs]
     if len(outputs) == len(book.chapters) and manifest.audio.m4b:
-        files.append(export_book(manifest=manifest, chapters=outputs, force=force))
+        book_file = export_book(manifest=manifest, chapters=outputs, force=force)
+        if book_file is not None:
+            files.append(book_file)
     if files:
         report = check_delivery(manifest=manifest, files=files)
         report_path = manifest.output / "delivery-report.json"
@@ -334,9 +348,7 @@ def stitch(manifest_path: Path, *, chapter_ids: Sequence[str] = (), force: bool 
     if missing:
         raise PipelineError(f"chapters {', '.join(missing)} are not fully downloaded; run `audiobook run "
                             f"{manifest_path}` first (stitch never calls the API)")
-    for chapter_plan in book.chapters:
-        assemble(manifest, chapter_plan, force=force)
-    return finish_book(manifest)
+    return finish_book(manifest, force=force, chapter_ids=selected)
 
 
 # --- status --------------------------------------------------------------------------------------
@@ -479,7 +491,7 @@ def retake(manifest_path: Path, *, chapter_id: str, index: int | None = None, wo
                     return await engine.render_take(job, chunk)
 
         take = asyncio.run(go())
-    return chunk, take, finish_book(manifest)
+    return chunk, take, finish_book(manifest, chapter_ids=(chapter_id,))
 
 
 @dataclass(frozen=True)
@@ -519,7 +531,7 @@ def use_take(manifest_path: Path, *, chapter_id: str, index: int, take: int, sim
         raise ConfigError(f"chunk {index} of {chapter_id} has no downloaded take {take}; see `audiobook takes`")
     with Journal.open(manifest.output) as journal:
         journal.select_take(chunk.key, take)
-    return finish_book(manifest)
+    return finish_book(manifest, chapter_ids=(chapter_id,))
 
 
 def clean(manifest_path: Path, *, dry_run: bool = False, simulate: bool = False) -> tuple[list[Path], int]:

@@ -187,3 +187,20 @@ def test_retake_by_words_that_match_nothing_is_a_clear_error(sim: Simulator, tmp
     with pytest.raises(runner.ConfigError, match="no chunk"):
         runner.retake(manifest, chapter_id="one", words="nowhere to be found", base_url=sim.base_url,
                       env={"SOUNDCLONE_API_KEY": API_KEY})
+
+
+def test_a_chapter_run_leaves_other_chapters_alone_even_after_a_book_wide_change(
+        sim: Simulator, tmp_path: Path) -> None:
+    manifest = write_book(tmp_path, paragraphs(SENTENCES[:10]))
+    render(sim, manifest)
+    output = tmp_path / "build" / "book"
+    one, two = output / "01-one.mp3", output / "02-two.mp3"
+    stamps = one.stat().st_mtime_ns, two.stat().st_mtime_ns
+    data = yaml.safe_load(manifest.read_text(encoding="utf-8"))
+    data["audio"]["head_s"] = 1.0  # a stitch-only change that concerns every chapter
+    manifest.write_text(yaml.safe_dump(data), encoding="utf-8")
+    before = audio_tasks(sim)
+    render(sim, manifest, "two")
+    assert audio_tasks(sim) == before
+    assert one.stat().st_mtime_ns == stamps[0], "chapter one was rebuilt by a run of chapter two"
+    assert two.stat().st_mtime_ns != stamps[1], "chapter two was not re-stitched with the new head"
