@@ -278,7 +278,17 @@ def to_spoken_text(raw: str, *, markdown: bool, scene_break_s: float) -> str:
         current.append(line)
     flush()
     text = "\n\n".join(paragraphs)
-    return merge_markers(text)
+    return merge_markers(_markers_after_punctuation(text))
+
+
+# A marker glued before closing punctuation ("said<#1#>.") has nothing spoken after it in its
+# sentence; the API may reject or ignore it (soundclone-api.md, "Pause markers"). The pause belongs
+# after the punctuation.
+_MARKER_BEFORE_PUNCTUATION_RE = re.compile(r"(<#\d{1,2}(?:\.\d{1,2})?#>)([^\w\s<]+)(?=\s|$)")
+
+
+def _markers_after_punctuation(text: str) -> str:
+    return _MARKER_BEFORE_PUNCTUATION_RE.sub(r"\2\1", text)
 
 
 def billed_chars(text: str) -> int:

@@ -234,3 +234,11 @@ def test_spoken_text_is_well_formed(raw: str, markdown: bool, scene_break_s: flo
 def test_plain_text_keeps_every_word_in_order(words: list[str], seps: list[str]) -> None:
     raw = "".join(w + s for w, s in zip(words, seps, strict=False))
     assert spoken(raw, markdown=False).split() == words
+
+
+def test_a_marker_before_closing_punctuation_moves_after_it() -> None:
+    """`said<#1#>."` leaves nothing spoken after the marker in its sentence: the pause goes after."""
+    assert to_spoken_text('He said<#1#>." Then we left.', markdown=False, scene_break_s=2.0) == \
+        'He said."<#1#> Then we left.'
+    assert to_spoken_text("a <#1#> b", markdown=False, scene_break_s=2.0) == "a <#1#> b"
+    assert to_spoken_text("a<#1#>, b", markdown=False, scene_break_s=2.0) == "a,<#1#> b"
