@@ -303,12 +303,41 @@ def _group_sentences(tokens: list[Token], text: str) -> list[tuple[SentenceTimin
             while index < len(tokens) and tokens[index].kind in (TokenKind.STOP, TokenKind.OTHER):
                 current.append(tokens[index])
                 index += 1
-            close()
+            if _ends_sentence(tokens, index, current, text):
+                close()
         elif token.kind is TokenKind.SPACE and "\n" in text[token.start : token.end]:
             close()
     if current:
         close()
     return groups
+
+
+# Words whose period is not a sentence end, as a TTS front end would know them.
+_ABBREVIATIONS = frozenset({"mr", "mrs", "ms", "dr", "st", "prof", "jr", "sr", "vs", "etc", "e.g", "i.e",
+                            "a.m", "p.m", "no", "fig", "mt", "capt", "col", "gen", "lt", "sgt", "rev"})
+
+
+def _ends_sentence(tokens: list[Token], after: int, sentence: list[Token], text: str) -> bool:
+    """Whether the stop run just read ends the sentence: not after an abbreviation or an initial,
+    and not when the text goes on in lower case, with a digit or with a comma."""
+    words = [t for t in sentence if t.kind is TokenKind.WORD]
+    stop = next(t for t in reversed(sentence) if t.kind is TokenKind.STOP)
+    if text[stop.start] == "." and words and words[-1].end == stop.start:
+        word = text[words[-1].start:words[-1].end].lower()
+        if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
+            return False
+    for token in tokens[after:]:
+        if token.kind in (TokenKind.SPACE, TokenKind.OTHER, TokenKind.PAUSE):
+            if token.kind is TokenKind.SPACE and "\n" in text[token.start:token.end]:
+                return True
+            continue
+        if token.kind is TokenKind.COMMA:
+            return False
+        if token.kind is TokenKind.WORD:
+            first = text[token.start]
+            return not (first.islower() or first.isdigit())
+        return True
+    return True
 
 
 def _frame_aligned_samples(seconds: float) -> int:
