@@ -32,7 +32,7 @@ from pipeline.errors import ConfigError, CostLimitError, ManifestError, Pipeline
 from pipeline.manifest import load_manifest
 from pipeline.models import ChapterPlan, ChunkAudio, ChunkState, Manifest, Progress
 from pipeline.planning import BookPlan, plan_book
-from pipeline.store import JOURNAL_NAME, Journal
+from pipeline.store import JOURNAL_NAME, Journal, run_lock
 from pipeline.voices import VoiceRegistry, check_voices, resolve_voice_name
 
 SIMULATOR_KEY = "sk-simulated-local"
@@ -192,7 +192,10 @@ def run(manifest_paths: Sequence[Path], *, options: RunOptions = RunOptions(),
         for warning in check_voice_lifetimes(books, model_ids):
             on_event(Progress("warning", message=warning))
     # Every book shares one API account: the first manifest's api: section sets the limits.
-    with _api_connection(books, options, env) as config:
+    with contextlib.ExitStack() as stack:
+        config = stack.enter_context(_api_connection(books, options, env))
+        for book in books:  # before anything is shown or spent: one run per book at a time
+            stack.enter_context(run_lock(book.plan.manifest.output))
         on_ready(books, rejected)
         results = asyncio.run(_run_books(books, config, on_event, simulated=options.simulate))
     if not options.simulate:
@@ -349,7 +352,8 @@ def stitch(manifest_path: Path, *, chapter_ids: Sequence[str] = (), force: bool 
     if missing:
         raise PipelineError(f"chapters {', '.join(missing)} are not fully downloaded; run `audiobook run "
                             f"{manifest_path}` first (stitch never calls the API)")
-    return finish_book(manifest, force=force, chapter_ids=selected)
+    with run_lock(manifest.output):
+        return finish_book(manifest, force=force, chapter_ids=selected)
 
 
 # --- status --------------------------------------------------------------------------------------
@@ -484,7 +488,7 @@ def retake(manifest_path: Path, *, chapter_id: str, index: int | None = None, wo
         async def go() -> int:
             from pipeline.client import SoundCloneClient
 
-            with Journal.open(manifest.output) as journal:
+            with run_lock(manifest.output), Journal.open(manifest.output) as journal:
                 async with SoundCloneClient.from_config(config) as client:
                     engine = Engine(client=client, config=config)
                     job = BookJob(manifest=manifest, chapters=book.chapters, journal=journal,
@@ -530,9 +534,10 @@ def use_take(manifest_path: Path, *, chapter_id: str, index: int, take: int, sim
     audio, _ = take_paths(manifest.output, chunk.key, take)
     if not audio.is_file():
         raise ConfigError(f"chunk {index} of {chapter_id} has no downloaded take {take}; see `audiobook takes`")
-    with Journal.open(manifest.output) as journal:
-        journal.select_take(chunk.key, take)
-    return finish_book(manifest, chapter_ids=(chapter_id,))
+    with run_lock(manifest.output):
+        with Journal.open(manifest.output) as journal:
+            journal.select_take(chunk.key, take)
+        return finish_book(manifest, chapter_ids=(chapter_id,))
 
 
 def clean(manifest_path: Path, *, dry_run: bool = False, simulate: bool = False) -> tuple[list[Path], int]:
@@ -547,7 +552,7 @@ def clean(manifest_path: Path, *, dry_run: bool = False, simulate: bool = False)
     if not cache.is_dir():
         return [], 0
     used = {c.key for cp in book.chapters for c in cp.chunks}
-    with Journal.open(manifest.output) as journal:
+    with run_lock(manifest.output), Journal.open(manifest.output) as journal:
         selected = journal.selected_takes()
         doomed: list[Path] = []
         for path in sorted(cache.glob("*/*")):

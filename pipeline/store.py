@@ -21,6 +21,7 @@ Schema changes go through :data:`MIGRATIONS`, numbered by ``PRAGMA user_version`
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -112,6 +113,43 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
 )
+
+
+LOCK_NAME = ".run.lock"
+
+
+@contextmanager
+def run_lock(folder: Path) -> Iterator[None]:
+    """Hold the book's run lock: two runs of one book at once would each submit the same chunks.
+
+    An OS lock (``flock``) on ``<output>/.run.lock``: it is released when the process ends, however it
+    ends, so a ``kill -9`` never leaves a stale lock. Reading (``status``) needs no lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX: no lock, as before
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise StateError(f"another audiobook command ({holder}) is working on {folder}; wait for it to "
+                             "finish (see `audiobook status`) or stop it, then rerun") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)

@@ -246,3 +246,26 @@ def test_several_books_share_one_batch_and_a_bad_manifest_does_not_stop_the_othe
         assert len(list((shelf / f"out-{name}").glob("*.mp3"))) == 3
     status = audiobook(simulator, "status", str(shelf))
     assert "Book a" in status.stdout and "Book b" in status.stdout and "broken.yaml" in status.stdout
+
+
+def test_a_second_run_of_the_same_book_is_refused_while_the_first_works(tmp_path: Path) -> None:
+    """Two runs of one book at once would each submit the same chunks: the second must refuse."""
+    with Simulator(SimulatorConfig(api_key=API_KEY, task_base_s=1.0, preload_voices=(MODEL,)),
+                   host="127.0.0.1", port=0, files_port=0) as sim:
+        manifest = write_book(tmp_path)
+        first = subprocess.Popen([sys.executable, "-m", "pipeline", "run", str(manifest)], cwd=REPO,
+                                 env=command_env(sim), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            output = tmp_path / "build" / "book"
+            deadline = time.monotonic() + 60
+            while not journal_states(output).get("submitted") and time.monotonic() < deadline:
+                time.sleep(0.02)
+            second = audiobook(sim, "run", str(manifest))
+            assert second.returncode == 2, second.stdout + second.stderr
+            assert "another audiobook command (pid" in second.stderr and "Traceback" not in second.stderr
+            status = audiobook(sim, "status", str(manifest))
+            assert status.returncode == 0, "status reads without the lock"
+        finally:
+            first.wait(timeout=120)
+        assert first.returncode == 0
+        assert sim.ledger()["duplicates"] == []
