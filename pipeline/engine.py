@@ -339,38 +339,27 @@ class Engine:
         """Poll until the task is final; None when it cannot be followed any further this run."""
         chunk, journal = item.chunk, item.job.journal
         started = self._clock()
-        interval = self.config.poll_interval_s
-        first_wait = interval
+        first_wait = None
         if self._render_s_per_char is not None:
             # Later tasks: wait for most of the expected render time before the first poll.
-            first_wait = max(interval, 0.8 * self._render_s_per_char * chunk.billed_chars)
-        await self._sleep(first_wait)
-        while True:
-            try:
-                info = await self.client.query(task_id)
-            except RequestRejected as error:
-                journal.transition(chunk.key, S.FAILED, error=f"task {task_id}: {error.msg or error}")
-                self._fail(item, f"task {task_id} cannot be queried: {error.msg or error}")
-                return None
-            except TransientError as error:
-                if self._clock() - started > self.config.task_timeout_s:
-                    self._fail(item, f"task {task_id}: {error}; rerun to keep polling it")
-                    return None
-                await self._sleep(interval)
-                continue
-            if info.final:
-                journal.record_task_status(task_id, info.status, info.error)
-                if info.status == "completed":
-                    took = self._clock() - started
-                    rate = took / max(chunk.billed_chars, 1)
-                    self._render_s_per_char = rate if self._render_s_per_char is None else \
-                        0.7 * self._render_s_per_char + 0.3 * rate
-                return info
-            if self._clock() - started > self.config.task_timeout_s:
-                self._fail(item, f"task {task_id} still {info.status} after {self.config.task_timeout_s:.0f}s; "
-                                 "rerun to keep polling it (it will not be resubmitted)")
-                return None
-            await self._sleep(interval)
+            first_wait = 0.8 * self._render_s_per_char * chunk.billed_chars
+        try:
+            info = await wait_until_final(self.client, task_id, interval_s=self.config.poll_interval_s,
+                                          timeout_s=self.config.task_timeout_s, first_wait_s=first_wait,
+                                          sleep=self._sleep, clock=self._clock)
+        except RequestRejected as error:
+            journal.transition(chunk.key, S.FAILED, error=f"task {task_id}: {error.msg or error}")
+            self._fail(item, f"task {task_id} cannot be queried: {error.msg or error}")
+            return None
+        except TransientError as error:
+            self._fail(item, f"{error}; rerun to keep polling it (it will not be resubmitted)")
+            return None
+        journal.record_task_status(task_id, info.status, info.error)
+        if info.status == "completed":
+            rate = (self._clock() - started) / max(chunk.billed_chars, 1)
+            self._render_s_per_char = rate if self._render_s_per_char is None else \
+                0.7 * self._render_s_per_char + 0.3 * rate
+        return info
 
     # --- downloads ------------------------------------------------------------------------------
 
@@ -473,11 +462,8 @@ class Engine:
             journal.update_take(chunk.key, take, state="submitted", task_id=task_id)
             job.result.tasks_created += 1
             job.result.chars_billed += chunk.billed_chars
-        while True:
-            await self._sleep(self.config.poll_interval_s)
-            info = await self.client.query(task_id)
-            if info.final:
-                break
+        info = await wait_until_final(self.client, task_id, interval_s=self.config.poll_interval_s,
+                                      timeout_s=self.config.task_timeout_s, sleep=self._sleep, clock=self._clock)
         if info.status == "failed":
             journal.update_take(chunk.key, take, state="failed")
             raise DownloadError(f"the retake task {task_id} failed: {info.error or 'no reason given'}; try again")
@@ -536,6 +522,31 @@ class Engine:
         chunk = item.chunk
         item.job.result.failures.append(Failure(item.job.manifest.book.title, chunk.chapter_id, chunk.index, reason))
         self._emit(Progress("chunk-failed", chunk.chapter_id, chunk.index, reason))
+
+
+async def wait_until_final(client: SoundCloneClient, task_id: str, *, interval_s: float, timeout_s: float,
+                           sleep: Sleep = asyncio.sleep, clock: Callable[[], float] = time.monotonic,
+                           first_wait_s: float | None = None) -> TaskInfo:
+    """Poll a task every ``interval_s`` (the first time after ``first_wait_s``, if longer) until it is
+    completed or failed.
+
+    A query that fails transiently is tried again; after ``timeout_s`` a :class:`TransientError` says
+    how far the task got. :class:`RequestRejected` (the API does not know the task) propagates.
+    """
+    started = clock()
+    await sleep(max(interval_s, first_wait_s or 0.0))
+    while True:
+        try:
+            info = await client.query(task_id)
+        except TransientError as error:
+            if clock() - started > timeout_s:
+                raise TransientError(f"task {task_id}: {error}", task_id=task_id) from error
+        else:
+            if info.final:
+                return info
+            if clock() - started > timeout_s:
+                raise TransientError(f"task {task_id} still {info.status} after {timeout_s:.0f}s", task_id=task_id)
+        await sleep(interval_s)
 
 
 def _check_subtitles(path: Path, duration_s: float) -> None:

@@ -12,7 +12,6 @@ audio is kept in a ``previews/`` folder beside it. It is written atomically.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -215,7 +214,8 @@ async def create_voice(client: Any, request: VoiceRequest, *, registry: VoiceReg
                        poll_interval_s: float = PREVIEW_POLL_INTERVAL_S, clock: Callable[[], float] = time.time,
                        on_event: Callable[[str], None] = lambda message: None) -> VoiceRecord:
     """Upload (if local), create the preview task, poll it, download the preview, register the voice."""
-    from pipeline.errors import RequestRejected
+    from pipeline.engine import wait_until_final
+    from pipeline.errors import RequestRejected, TransientError
 
     if request.name in registry.load():
         raise ConfigError(f"a voice named '{request.name}' already exists in {registry.path}; choose another --name")
@@ -228,17 +228,13 @@ async def create_voice(client: Any, request: VoiceRequest, *, registry: VoiceReg
     task_id = await client.create_preview(file_url=file_url, text=request.text, language=request.language,
                                           sound_version=request.sound_version)
     on_event(f"preview task {task_id} created; waiting for it")
-    deadline = created + PREVIEW_TIMEOUT_S
-    while True:
-        await asyncio.sleep(poll_interval_s)
-        info = await client.query(task_id)
-        if info.status == "failed":
-            raise RequestRejected(f"the preview task {task_id} failed: {info.error or 'no reason given'}; "
-                                  "check the sample (15-60 s of clear speech)")
-        if info.status == "completed":
-            break
-        if clock() > deadline:
-            raise VoiceError(f"the preview task {task_id} is still {info.status}; query it later")
+    try:
+        info = await wait_until_final(client, task_id, interval_s=poll_interval_s, timeout_s=PREVIEW_TIMEOUT_S)
+    except TransientError as error:
+        raise VoiceError(f"{error}; query the preview task later") from error
+    if info.status == "failed":
+        raise RequestRejected(f"the preview task {task_id} failed: {info.error or 'no reason given'}; "
+                              "check the sample (15-60 s of clear speech)")
     if not info.model_id:
         raise VoiceError(f"the preview task {task_id} completed without a modelId")
     preview_file = None
