@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from e2e_support import write_files
+
 ENV_PREFIX = "SOUNDCLONE_"
 
 DEFAULT_SOURCES: dict[str, str] = {
@@ -54,16 +56,7 @@ def make_manifest(tmp_path: Path) -> ManifestFactory:
 
     def factory(*, sources: Mapping[str, str | bytes | None] | None = None, raw: str | bytes | None = None,
                 name: str = "book.yaml", **overrides: Any) -> Path:
-        all_sources: dict[str, str | bytes | None] = {**DEFAULT_SOURCES, **(sources or {})}
-        for relative, content in all_sources.items():
-            if content is None:
-                continue  # a source the test wants missing
-            target = tmp_path / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, bytes):
-                target.write_bytes(content)
-            else:
-                target.write_text(content, encoding="utf-8", newline="")
+        write_files(tmp_path, {**DEFAULT_SOURCES, **(sources or {})})
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         if raw is not None:

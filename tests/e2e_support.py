@@ -75,3 +75,17 @@ def assert_no_unreported_duplicates(sim: Simulator, output: Path) -> None:
         assert duplicate["content_text"] in reported_texts, f"billed twice without a report: {duplicate}"
 
 
+
+
+def write_files(folder: Path, files: dict[str, str | bytes | None]) -> None:
+    """Write test files under ``folder``: text as UTF-8 as given (no newline translation), bytes as is,
+    ``None`` skipped (a file the test wants missing)."""
+    for name, content in files.items():
+        if content is None:
+            continue
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(content, encoding="utf-8", newline="")

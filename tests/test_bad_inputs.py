@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from e2e_support import write_files
 from pipeline.cli import main
 from pipeline.simulator import Simulator, SimulatorConfig
 
@@ -76,15 +77,7 @@ def book(*edits: tuple[str, str], text: str | None = None,
         for old, new in edits:
             assert old in manifest, f"edit target {old!r} not in the manifest"
             manifest = manifest.replace(old, new, 1)
-        for name, content in {**SOURCES, **(sources or {})}.items():
-            if content is None:
-                continue
-            target = tmp_path / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, bytes):
-                target.write_bytes(content)
-            else:
-                target.write_text(content, encoding="utf-8", newline="")
+        write_files(tmp_path, {**SOURCES, **(sources or {})})
         if extra is not None:
             extra(tmp_path)
         path = tmp_path / "book.yaml"
