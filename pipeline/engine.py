@@ -64,6 +64,12 @@ def take_paths(output: Path, key: str, take: int) -> tuple[Path, Path]:
     return audio.with_name(f"{key}.take{take}.mp3"), subtitles.with_name(f"{key}.take{take}.json")
 
 
+def parse_cache_name(name: str) -> tuple[str, int]:
+    """(chunk key, take) of a cache file name written by :func:`take_paths`."""
+    key, _, rest = name.partition(".")
+    return key, int(rest.split(".")[0][4:]) if rest.startswith("take") else 1
+
+
 def subtitle_fields(mode: str) -> dict[str, Any]:
     if mode == "off":
         return {"subtitleEnable": False}

@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import ApiKey, RunConfig, resolve_run_config
-from pipeline.engine import BookJob, BookResult, Engine, Failure, cache_paths, take_paths
+from pipeline.engine import BookJob, BookResult, Engine, Failure, cache_paths, parse_cache_name, take_paths
 from pipeline.errors import ConfigError, CostLimitError, ManifestError, PipelineError
 from pipeline.manifest import load_manifest
 from pipeline.models import ChapterPlan, ChunkAudio, ChunkState, Manifest, Progress
 from pipeline.planning import BookPlan, plan_book
-from pipeline.store import JOURNAL_NAME, Journal, run_lock
+from pipeline.store import Journal, existing_journal, run_lock
 from pipeline.voices import VoiceRegistry, check_voices, resolve_voice_name
 
 SIMULATOR_KEY = "sk-simulated-local"
@@ -78,8 +78,8 @@ def plan_with_journal(manifest: Manifest, *, chapter_ids: Sequence[str] = ()) ->
     """Plan against the book's journal: unchanged text keeps its chunks; changes are counted."""
     previous: dict[str, list[tuple[str, str]]] = {}
     rendered: set[str] = set()
-    if (manifest.output / JOURNAL_NAME).exists():
-        with Journal.open(manifest.output) as journal:
+    with existing_journal(manifest.output) as journal:
+        if journal is not None:
             previous = journal.chapter_plans()
             rendered = journal.rendered_keys()
     return plan_book(manifest, chapter_ids=chapter_ids, previous=previous, rendered=rendered)
@@ -209,8 +209,8 @@ def check_voice_lifetimes(books: Sequence[PreparedBook], model_ids: set[str]) ->
     """Stop before spending on a voice known to be expired; warnings for those about to expire."""
     activated: set[str] = set()
     for book in books:
-        if (book.plan.manifest.output / JOURNAL_NAME).exists():
-            with Journal.open(book.plan.manifest.output) as journal:
+        with existing_journal(book.plan.manifest.output) as journal:
+            if journal is not None:
                 activated |= {m for m in model_ids if journal.voice_activated(m)}
     return check_voices(model_ids, now=time.time(), activated=lambda m: m in activated)
 
@@ -281,10 +281,8 @@ def _stitcher(manifest: Manifest) -> Callable[[ChapterPlan], Any]:
 # --- stitch --------------------------------------------------------------------------------------
 
 def _selected_takes(manifest: Manifest) -> dict[str, int]:
-    if not (manifest.output / JOURNAL_NAME).exists():
-        return {}
-    with Journal.open(manifest.output) as journal:
-        return journal.selected_takes()
+    with existing_journal(manifest.output) as journal:
+        return journal.selected_takes() if journal is not None else {}
 
 
 def chunk_audio(manifest: Manifest, chapter_plan: ChapterPlan) -> list[ChunkAudio] | None:
@@ -390,6 +388,8 @@ class BookStatus:
 
 def status(manifest_paths: Sequence[Path], *, simulate: bool = False) -> list[BookStatus]:
     """Per book and chapter: chunks by state, failures, billing so far. Safe while a run is going."""
+    from pipeline.assembly import chapter_stem
+
     out = []
     for path in expand_manifest_paths(manifest_paths):
         try:
@@ -400,8 +400,8 @@ def status(manifest_paths: Sequence[Path], *, simulate: bool = False) -> list[Bo
         manifest = book.manifest
         rows = {}
         tasks = chars = duplicates = 0
-        if (manifest.output / JOURNAL_NAME).exists():
-            with Journal.open(manifest.output) as journal:
+        with existing_journal(manifest.output) as journal:
+            if journal is not None:
                 rows = journal.rows(c.key for cp in book.chapters for c in cp.chunks)
                 tasks, chars = journal.billed()
                 duplicates = len(journal.events("possible-duplicate"))
@@ -415,7 +415,7 @@ def status(manifest_paths: Sequence[Path], *, simulate: bool = False) -> list[Bo
                 by_state[state] = by_state.get(state, 0) + 1
                 if row and row.error and row.state in (ChunkState.FAILED, ChunkState.PENDING):
                     failures.append((chunk.index, row.error))
-            audio = manifest.output / f"{cp.chapter.number:02d}-{cp.chapter.id}.mp3"
+            audio = manifest.output / f"{chapter_stem(cp.chapter.number, cp.chapter.id)}.mp3"
             chapters.append(ChapterStatus(cp.chapter.id, cp.chapter.title, len(cp.chunks), by_state, failures,
                                           audio if audio.exists() else None))
         out.append(BookStatus(path, manifest.book.title, manifest.output, chapters, tasks, chars, duplicates))
@@ -556,14 +556,13 @@ def clean(manifest_path: Path, *, dry_run: bool = False, simulate: bool = False)
         selected = journal.selected_takes()
         doomed: list[Path] = []
         for path in sorted(cache.glob("*/*")):
-            key, _, rest = path.name.partition(".")
-            take = int(rest.split(".")[0][4:]) if rest.startswith("take") else 1
+            key, take = parse_cache_name(path.name)
             if key in used or selected.get(key) == take:
                 continue
             doomed.append(path)
         size = sum(p.stat().st_size for p in doomed)
         if not dry_run:
-            rows = journal.rows({p.name.partition(".")[0] for p in doomed})
+            rows = journal.rows({parse_cache_name(p.name)[0] for p in doomed})
             for path in doomed:
                 path.unlink()
             for key, row in rows.items():

@@ -119,6 +119,16 @@ LOCK_NAME = ".run.lock"
 
 
 @contextmanager
+def existing_journal(folder: Path) -> Iterator[Journal | None]:
+    """The book's journal if it has one (never creates it: reading must not write), else None."""
+    if not (folder / JOURNAL_NAME).exists():
+        yield None
+        return
+    with Journal.open(folder) as journal:
+        yield journal
+
+
+@contextmanager
 def run_lock(folder: Path) -> Iterator[None]:
     """Hold the book's run lock: two runs of one book at once would each submit the same chunks.
 
