@@ -226,7 +226,7 @@ def _state_path(output: Path, chapter_id: str) -> Path:
     return output / STATE_DIR / f"chapter-{chapter_id}.json"
 
 
-def _read_state(path: Path) -> dict[str, Any] | None:
+def read_state(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -250,7 +250,7 @@ def _outputs_intact(state: dict[str, Any], folder: Path) -> bool:
 def existing_chapter(manifest: Manifest, chapter_id: str) -> ChapterOutput | None:
     """The outputs of a chapter's last build, if they are intact (without checking its inputs)."""
     output = Path(manifest.output)
-    state = _read_state(_state_path(output, chapter_id))
+    state = read_state(_state_path(output, chapter_id))
     if state is None or not _outputs_intact(state, output) or "output" not in state:
         return None
     return ChapterOutput.from_json(state["output"], folder=output, rebuilt=False)
@@ -603,7 +603,7 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
         raise AssemblyError(f"cannot create the output folder {output}: {exc}; fix `output` in the manifest") from exc
     state_path = _state_path(output, chapter.id)
     fingerprint = _fingerprint(manifest=manifest, plan=plan, audio=items, track=track, total_tracks=total_tracks)
-    old_state = _read_state(state_path)
+    old_state = read_state(state_path)
     if (not force and old_state is not None and old_state.get("fingerprint") == fingerprint
             and _outputs_intact(old_state, output)):
         return ChapterOutput.from_json(old_state["output"], folder=output, rebuilt=False)

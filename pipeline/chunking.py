@@ -32,7 +32,7 @@ import sentencex
 
 from pipeline.errors import ChunkingError
 from pipeline.models import API_MAX_CHARS, ChapterSpec, Chunk, ChunkingSettings, PauseSettings, Voice
-from pipeline.text import MARKER_RE, billed_chars, marker_seconds
+from pipeline.text import MARKER_BODY, MARKER_RE, billed_chars, marker_seconds
 
 # API language names (soundclone-api.md, "Languages") -> the ISO codes sentencex knows.
 _LANGUAGE_CODES = {
@@ -46,7 +46,7 @@ _LANGUAGE_CODES = {
     "Catalan": "ca", "Nynorsk": "nn", "Tamil": "ta", "Afrikaans": "af",
 }
 
-_EDGE_HEAD_RE = re.compile(r"(?:\s|<#\d{1,2}(?:\.\d{1,2})?#>)*")
+_EDGE_HEAD_RE = re.compile(rf"(?:\s|<#{MARKER_BODY}#>)*")
 # Sentence and clause punctuation of the API's languages (Latin, CJK, Devanagari danda, Arabic).
 _SENTENCE_END_RE = re.compile(r"[.!?。！？．…‼⁇⁈⁉।॥؟۔][\"'”’」』）)\]»›]*\Z")
 _CLAUSE_RE = re.compile(r"[,;:，、；：—–)）」』”’،؛]+")

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import audio as audio_io
-from pipeline.assembly import write_atomic
+from pipeline.assembly import STATE_DIR, read_state, write_atomic
 from pipeline.errors import AssemblyError, AudioToolError
 from pipeline.models import Manifest
 
@@ -197,8 +197,8 @@ def check_delivery(*, manifest: Manifest, files: Sequence[Path]) -> DeliveryRepo
         raise AssemblyError(f"unknown delivery profile {profile!r}; use one of acx, google-play, none "
                             "(audio.profile in the manifest)")
     reports: list[FileReport] = []
-    cache_path = manifest.output / ".assembly" / MEASUREMENT_CACHE
-    cache = _load_cache(cache_path)
+    cache_path = manifest.output / STATE_DIR / MEASUREMENT_CACHE
+    cache = read_state(cache_path) or {}
     for path in files:
         path = Path(path)
         try:
@@ -217,14 +217,6 @@ def check_delivery(*, manifest: Manifest, files: Sequence[Path]) -> DeliveryRepo
 
 
 MEASUREMENT_CACHE = "delivery-measurements.json"
-
-
-def _load_cache(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _measure(path: Path, manifest: Manifest, cache: dict[str, Any]

@@ -28,6 +28,7 @@ from pipeline.assembly import (
     cover_digest,
     file_digest,
     new_temp_path,
+    read_state,
     temp_files,
     write_atomic,
 )
@@ -79,11 +80,8 @@ def export_book(*, manifest: Manifest, chapters: Sequence[ChapterOutput], force:
     state_path = output / STATE_DIR / "book.json"
     (output / STATE_DIR).mkdir(parents=True, exist_ok=True)
     fingerprint = _fingerprint(manifest, ordered)
-    try:
-        state = json.loads(state_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        state = None
-    if (not force and isinstance(state, dict) and state.get("fingerprint") == fingerprint
+    state = read_state(state_path)
+    if (not force and state is not None and state.get("fingerprint") == fingerprint
             and target.is_file() and target.stat().st_size == state.get("size")):
         return target
 

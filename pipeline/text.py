@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # soundclone-api.md: <#x#>, 0.01 <= x <= 99.99, at most two decimals.
-MARKER_RE = re.compile(r"<#(\d{1,2}(?:\.\d{1,2})?)#>")
+MARKER_BODY = r"\d{1,2}(?:\.\d{1,2})?"  # the seconds inside <#...#>, as the API accepts them
+MARKER_RE = re.compile(rf"<#({MARKER_BODY})#>")
 PAUSE_MIN_S = 0.01
 PAUSE_MAX_S = 99.99
 # Anything that looks like an attempt at a marker, valid or not (used to report malformed ones).
@@ -284,7 +285,7 @@ def to_spoken_text(raw: str, *, markdown: bool, scene_break_s: float) -> str:
 # A marker glued before closing punctuation ("said<#1#>.") has nothing spoken after it in its
 # sentence; the API may reject or ignore it (soundclone-api.md, "Pause markers"). The pause belongs
 # after the punctuation.
-_MARKER_BEFORE_PUNCTUATION_RE = re.compile(r"(<#\d{1,2}(?:\.\d{1,2})?#>)([^\w\s<]+)(?=\s|$)")
+_MARKER_BEFORE_PUNCTUATION_RE = re.compile(rf"(<#{MARKER_BODY}#>)([^\w\s<]+)(?=\s|$)")
 
 
 def _markers_after_punctuation(text: str) -> str:
