@@ -556,18 +556,18 @@ async def wait_until_final(client: SoundCloneClient, task_id: str, *, interval_s
 
 
 def _check_subtitles(path: Path, duration_s: float) -> None:
-    """The subtitle file must be JSON with a list of entries whose times fit the audio."""
+    """The subtitle file must be one the stitcher can read, with times that fit the audio."""
+    from pipeline.subtitles import parse_subtitle_json
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        sentences = parse_subtitle_json(json.loads(path.read_text(encoding="utf-8")), source="the subtitle file")
     except (ValueError, UnicodeDecodeError) as exc:
         raise DownloadError(f"the subtitle file is not valid JSON ({exc})") from exc
-    entries = data.get("subtitles") if isinstance(data, dict) else data
-    if not isinstance(entries, list):
-        raise DownloadError("the subtitle file holds no list of entries")
-    ends = [e.get("time_end") for e in entries if isinstance(e, dict)]
-    last = max((float(t) for t in ends if isinstance(t, (int, float))), default=0.0)
-    if last / 1000.0 > duration_s + 1.0:
-        raise DownloadError(f"the subtitles run to {last / 1000:.1f}s but the audio lasts {duration_s:.1f}s; "
+    except AssemblyError as exc:
+        raise DownloadError(str(exc)) from exc
+    last_s = max((s.end_ms for s in sentences), default=0.0) / 1000.0
+    if last_s > duration_s + 1.0:
+        raise DownloadError(f"the subtitles run to {last_s:.1f}s but the audio lasts {duration_s:.1f}s; "
                             "the audio may be truncated")
 
 
