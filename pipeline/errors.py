@@ -9,18 +9,30 @@ the message and exits non-zero; a traceback is shown only with ``--verbose``. Pr
     ├── ManifestError          the manifest or a source text is invalid (carries every problem found)
     ├── ChunkingError          text that cannot be cut into valid API chunks
     ├── ConfigError            missing API key, bad base URL, unusable flag or environment value
+    │   └── EndpointError      the base URL answers, but not as the API (a redirect, a page that is
+    │                          not JSON); stops the batch
     ├── VoiceError             unknown, expired or unusable voice
     ├── CostLimitError         the estimate exceeds --max-cost
     ├── ApiError               the API answered with an error (status, code, msg kept)
     │   ├── AuthError          401/403: the key is wrong; stops the batch
     │   ├── BalanceError       insufficient balance; stops the batch
     │   ├── RequestRejected    a validation error: fails that chunk only
+    │   ├── UnknownTaskStatus  a task reports a status the client does not know: fails that chunk
+    │   ├── ApiUnreachable     the API cannot be reached at all (repeated connection failures); stops
+    │   ├── ApiUnhealthy       several creates in a row got no usable answer; stops (retries cost money)
     │   └── TransientError     429, 5xx, network: retried with backoff
     │       └── AmbiguousError the request may have reached the server (a create may have been billed)
     ├── DownloadError          an audio or subtitle download failed or did not verify
+    │   └── LinkExpired        a completed task's audio is gone at the API (its links stay dead)
     ├── AssemblyError          stitching, encoding or tagging a chapter failed
     ├── AudioToolError         ffmpeg is missing or failed
-    └── StateError             the journal is unreadable, locked or from a newer version
+    ├── StorageError           the file system refused a write or read (read-only, full, a file where a
+    │                          folder should be); names the path and the fix; stops the batch
+    └── StateError             the journal is unreadable, locked, from a newer version, or the output
+                               folder belongs to another book
+
+Errors that stop a batch (every later chunk would meet them too) are listed in
+:data:`STOPS_BATCH`; the others fail one chunk or chapter and the batch goes on.
 """
 
 from __future__ import annotations
@@ -127,3 +139,49 @@ class AudioToolError(PipelineError):
 
 class StateError(PipelineError):
     exit_code = 2
+
+
+class EndpointError(ConfigError):
+    """The base URL answers, but not as the SoundClone API: a redirect (never followed for the API: the
+    key may not go to the redirect's target) or a body that is not the API's JSON envelope.
+
+    ``may_have_processed`` is True when the answer came with a success status to a create request:
+    something behind the URL accepted it, so a task may exist.
+    """
+
+    def __init__(self, message: str, *, url: str, may_have_processed: bool = False) -> None:
+        super().__init__(message)
+        self.url = url
+        self.may_have_processed = may_have_processed
+
+
+class UnknownTaskStatus(ApiError):
+    """A task reports a status that is neither a known final one nor a known in-progress one."""
+
+
+class ApiUnreachable(ApiError):
+    """Repeated connection failures with no answer in between: the API (or the network) is down."""
+
+
+class ApiUnhealthy(ApiError):
+    """Several create requests in a row got no usable answer: retrying them could pay for each."""
+
+
+class LinkExpired(DownloadError):
+    """A completed task's audio cannot be fetched any more: its link is refused and a fresh query
+    gives no working one. Only a new (paid) task replaces it."""
+
+
+class StorageError(PipelineError):
+    """The file system refused an operation on ``path``; the message says what and how to fix it."""
+
+    def __init__(self, message: str, *, path: object = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+# Errors after which every later chunk would fail the same way: the engine stops the batch (nothing
+# finished is lost; a rerun resumes).
+STOPS_BATCH: tuple[type[PipelineError], ...] = (
+    AuthError, BalanceError, EndpointError, ApiUnreachable, ApiUnhealthy, StorageError, StateError,
+)
