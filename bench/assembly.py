@@ -83,7 +83,7 @@ def run_assembly(workdir: Path) -> dict[str, float]:
 
 
 def run_baseline(workdir: Path) -> dict[str, float]:
-    from pipeline.audio import find_ffmpeg
+    from pipeline.audio.ffmpeg import find_ffmpeg
 
     files = sorted(workdir.glob("chunk-*.mp3"))
     listing = workdir / "concat.txt"

@@ -57,7 +57,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from pipeline import audio as audio_io
+from pipeline.audio import dsp, ffmpeg, tags
 from pipeline import subtitles as subs
 from pipeline.errors import AssemblyError
 from pipeline.models import ChapterPlan, Chunk, ChunkAudio, Manifest
@@ -69,7 +69,7 @@ DECODE_AHEAD = 2       # batches of clips decoded concurrently in pass 1
 DECODE_BATCH_FILES = 8
 DECODE_BATCH_BYTES = 4 << 20
 PASS2_BLOCK = 1 << 18  # samples per pass-2 block (multiple of the limiter block)
-_ZEROS = np.zeros(1 << 16, dtype=audio_io.PCM_DTYPE)
+_ZEROS = np.zeros(1 << 16, dtype=dsp.PCM_DTYPE)
 
 
 @dataclass(frozen=True)
@@ -352,20 +352,20 @@ class LevelHistogram:
         """Account for int16 ``samples`` starting at chapter sample ``position``; returns their
         energy (sum of squares, int16 units). Works on int16 and float32 copies only: this runs on
         every sample of the chapter."""
-        block = audio_io.LIMITER_BLOCK
+        block = dsp.LIMITER_BLOCK
         lead = position % block
         n = lead + len(samples)
-        padded = np.zeros(-(-n // block) * block, dtype=audio_io.PCM_DTYPE)
+        padded = np.zeros(-(-n // block) * block, dtype=dsp.PCM_DTYPE)
         padded[lead:n] = samples
         blocks = padded.reshape(-1, block)
         peaks = np.maximum(blocks.max(axis=1).astype(np.float64), -blocks.min(axis=1).astype(np.float64))
         spread = peaks.copy()
-        for shift in range(1, audio_io.LIMITER_SPREAD + 1):
+        for shift in range(1, dsp.LIMITER_SPREAD + 1):
             spread[shift:] = np.maximum(spread[shift:], peaks[:-shift])
             spread[:-shift] = np.maximum(spread[:-shift], peaks[shift:])
         as_float = blocks.astype(np.float32)
         energy = np.einsum("ij,ij->i", as_float, as_float).astype(np.float64)
-        scale = 1 / audio_io.INT16_FULL_SCALE
+        scale = 1 / dsp.INT16_FULL_SCALE
         level = 20 * np.log10(np.maximum(spread * scale, 10 ** (PEAK_FLOOR_DB / 20)))
         bins = np.clip(np.round((level - PEAK_FLOOR_DB) / PEAK_BIN_DB).astype(np.int64), 0, PEAK_BINS - 1)
         self.energy += np.bincount(bins, weights=energy * scale * scale, minlength=PEAK_BINS)
@@ -436,7 +436,7 @@ def _first_pass(manifest: Manifest, audio: Sequence[ChunkAudio], pcm: BinaryIO, 
     pause_after = max(0, round(audio[-1].chunk.pause_after_s * sr))
 
     def decode(batch: list[ChunkAudio]) -> list[np.ndarray]:
-        return audio_io.decode_pcm_batch([a.audio_path for a in batch], sample_rate_hz=sr,
+        return ffmpeg.decode_pcm_batch([a.audio_path for a in batch], sample_rate_hz=sr,
                                          labels=[_chunk_label(a.chunk) for a in batch],
                                          scratch_dir=pcm_folder)
 
@@ -460,7 +460,7 @@ def _first_pass(manifest: Manifest, audio: Sequence[ChunkAudio], pcm: BinaryIO, 
                     pending.append(pool.submit(decode, batches[next_batch]))
                     next_batch += 1
             samples = decoded.popleft()
-            bounds = audio_io.speech_bounds(samples, threshold_db=settings.silence_threshold_db)
+            bounds = dsp.speech_bounds(samples, threshold_db=settings.silence_threshold_db)
             if bounds is None:
                 raise AssemblyError(
                     f"{_chunk_label(item.chunk)}: {item.audio_path} holds no sound above "
@@ -468,7 +468,7 @@ def _first_pass(manifest: Manifest, audio: Sequence[ChunkAudio], pcm: BinaryIO, 
                     "file so `audiobook run` synthesizes it again, or lower audio.silence_threshold_db")
             first, end = bounds
             start, stop = max(0, first - keep), min(len(samples), end + keep)
-            kept = audio_io.apply_fades(samples[start:stop], fade)
+            kept = dsp.apply_fades(samples[start:stop], fade)
             pause = max(0, round(item.chunk.pause_before_s * sr))
             _write_zeros(pcm, pause)
             pos += pause
@@ -490,28 +490,28 @@ def _first_pass(manifest: Manifest, audio: Sequence[ChunkAudio], pcm: BinaryIO, 
 
 
 def _read_samples(f: BinaryIO, start: int, stop: int) -> np.ndarray:
-    f.seek(start * audio_io.BYTES_PER_SAMPLE)
-    data = f.read((stop - start) * audio_io.BYTES_PER_SAMPLE)
-    return np.frombuffer(data, dtype=audio_io.PCM_DTYPE)
+    f.seek(start * dsp.BYTES_PER_SAMPLE)
+    data = f.read((stop - start) * dsp.BYTES_PER_SAMPLE)
+    return np.frombuffer(data, dtype=dsp.PCM_DTYPE)
 
 
 def render_chapter_pcm(pcm: BinaryIO, *, total: int, gain: float, ceiling: float, sample_rate_hz: int,
                        room_tone_db: float) -> Iterator[np.ndarray]:
     """Blocks of the finished chapter (int16): ``pcm`` times ``gain``, true-peak limited to ``ceiling``
     (full scale 1.0), plus room tone. Reads at most one block plus context at a time."""
-    ctx = audio_io.LIMITER_CONTEXT
-    scale = gain / audio_io.INT16_FULL_SCALE
+    ctx = dsp.LIMITER_CONTEXT
+    scale = gain / dsp.INT16_FULL_SCALE
     for start in range(0, total, PASS2_BLOCK):
         stop = min(total, start + PASS2_BLOCK)
         lo, hi = max(0, start - ctx), min(total, stop + ctx)
         x = _read_samples(pcm, lo, hi).astype(np.float64) * scale
-        x *= audio_io.limiter_gains(x, ceiling=ceiling)
+        x *= dsp.limiter_gains(x, ceiling=ceiling)
         y = x[start - lo:stop - lo]
-        y += audio_io.room_tone(start, stop - start, sample_rate_hz=sample_rate_hz, level_db=room_tone_db)
-        y *= audio_io.INT16_FULL_SCALE
+        y += dsp.room_tone(start, stop - start, sample_rate_hz=sample_rate_hz, level_db=room_tone_db)
+        y *= dsp.INT16_FULL_SCALE
         np.round(y, out=y)
-        np.clip(y, -audio_io.INT16_FULL_SCALE, audio_io.INT16_FULL_SCALE - 1, out=y)
-        yield y.astype(audio_io.PCM_DTYPE)
+        np.clip(y, -dsp.INT16_FULL_SCALE, dsp.INT16_FULL_SCALE - 1, out=y)
+        yield y.astype(dsp.PCM_DTYPE)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -576,9 +576,9 @@ def _check_inputs(plan: ChapterPlan, audio: Sequence[ChunkAudio]) -> list[ChunkA
     return ordered
 
 
-def _tags(manifest: Manifest, plan: ChapterPlan, track: int, total_tracks: int) -> audio_io.Tags:
+def _tags(manifest: Manifest, plan: ChapterPlan, track: int, total_tracks: int) -> tags.Tags:
     book = manifest.book
-    return audio_io.Tags(title=plan.chapter.title, album=book.title, author=book.author,
+    return tags.Tags(title=plan.chapter.title, album=book.title, author=book.author,
                          narrator=book.narrator or manifest.voice_name, year=book.year,
                          description=book.description, track=track, total_tracks=total_tracks,
                          cover=book.cover)
@@ -625,20 +625,20 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
         with open(pcm_path, "w+b") as pcm:
             first = _first_pass(manifest, items, pcm, output)
             pcm.flush()
-            rms = math.sqrt(first.sum_sq / first.samples) / audio_io.INT16_FULL_SCALE
+            rms = math.sqrt(first.sum_sq / first.samples) / dsp.INT16_FULL_SCALE
             if rms <= 0:
                 raise AssemblyError(f"chapter {chapter.id!r} is silent after trimming; check its chunk audio")
             gain = 10 ** (first.levels.gain_for(settings.target_rms_db, ceiling_db=settings.true_peak_db,
                                                 samples=first.samples) / 20)
             ceiling = 10 ** (settings.true_peak_db / 20)
             temp_mp3 = new_temp_path(output, final["mp3"].name, made)
-            with audio_io.mp3_encoder(temp_mp3, sample_rate_hz=sr, bitrate_kbps=settings.bitrate_kbps,
+            with ffmpeg.mp3_encoder(temp_mp3, sample_rate_hz=sr, bitrate_kbps=settings.bitrate_kbps,
                                       what=f"chapter {chapter.id!r}") as encoder:
                 for block in render_chapter_pcm(pcm, total=first.samples, gain=gain, ceiling=ceiling,
                                                 sample_rate_hz=sr, room_tone_db=settings.room_tone_db):
                     encoder.write(block)
         _unlink(pcm_path)
-        audio_io.tag_mp3(temp_mp3, _tags(manifest, plan, track, total_tracks))
+        tags.tag_mp3(temp_mp3, _tags(manifest, plan, track, total_tracks))
 
         temps = {"mp3": temp_mp3}
         warnings: list[str] = []

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import audio as audio_io
+from pipeline.audio import dsp, ffmpeg, tags
 from pipeline.assembly import STATE_DIR, read_state, write_atomic
 from pipeline.errors import AssemblyError, AudioToolError
 from pipeline.models import Manifest
@@ -55,8 +55,8 @@ class Check:
 @dataclass(frozen=True)
 class FileReport:
     path: Path
-    info: audio_io.StreamInfo | None
-    measurement: audio_io.Measurement | None
+    info: tags.StreamInfo | None
+    measurement: dsp.Measurement | None
     checks: tuple[Check, ...]
     error: str | None = None
 
@@ -138,7 +138,7 @@ def _range(name: str, value: float, low: float | None, high: float | None, unit:
     return Check(name, f"{value:.2f} {unit}", limit, ok, severity)
 
 
-def _loudness_checks(m: audio_io.Measurement, severity: str) -> list[Check]:
+def _loudness_checks(m: dsp.Measurement, severity: str) -> list[Check]:
     return [
         _range("RMS", m.rms_db, -23.0, -18.0, "dB", severity),
         _range("peak", m.peak_db, None, -3.0, "dB", severity),
@@ -146,7 +146,7 @@ def _loudness_checks(m: audio_io.Measurement, severity: str) -> list[Check]:
     ]
 
 
-def profile_checks(profile: str, info: audio_io.StreamInfo, m: audio_io.Measurement) -> list[Check]:
+def profile_checks(profile: str, info: tags.StreamInfo, m: dsp.Measurement) -> list[Check]:
     """The checks of ``profile`` for one file (see the module docstring for their sources)."""
     if profile == "none":
         return []
@@ -220,7 +220,7 @@ MEASUREMENT_CACHE = "delivery-measurements.json"
 
 
 def _measure(path: Path, manifest: Manifest, cache: dict[str, Any]
-             ) -> tuple[audio_io.StreamInfo, audio_io.Measurement]:
+             ) -> tuple[tags.StreamInfo, dsp.Measurement]:
     """Measure a file, or reuse the measurement of the same bytes: a rerun of a long book would
     otherwise decode every file again just to report the same figures."""
     settings = manifest.audio
@@ -229,12 +229,13 @@ def _measure(path: Path, manifest: Manifest, cache: dict[str, Any]
     hit = cache.get(path.name)
     if isinstance(hit, dict) and hit.get("key") == key:
         try:
-            return audio_io.StreamInfo(**hit["info"]), audio_io.Measurement(**hit["measurement"])
+            return tags.StreamInfo(**hit["info"]), dsp.Measurement(**hit["measurement"])
         except (KeyError, TypeError):
             pass
-    info = audio_io.stream_info(path)
-    measurement = audio_io.measure_file(path, sample_rate_hz=settings.sample_rate_hz,
-                                        silence_threshold_db=settings.silence_threshold_db)
+    info = tags.stream_info(path)
+    with ffmpeg.stream_pcm(path, sample_rate_hz=settings.sample_rate_hz) as blocks:
+        measurement = dsp.measure_pcm(blocks, sample_rate_hz=settings.sample_rate_hz,
+                                      silence_threshold_db=settings.silence_threshold_db, label=str(path))
     cache[path.name] = {"key": key, "info": asdict(info), "measurement": asdict(measurement)}
     return info, measurement
 

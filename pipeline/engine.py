@@ -482,7 +482,7 @@ class Engine:
 
     def _verify(self, path: Path, chunk: Chunk, item: _Item) -> float:
         if self._verify_audio is None:
-            from pipeline.audio import decoded_duration_s
+            from pipeline.audio.ffmpeg import decoded_duration_s
             self._verify_audio = decoded_duration_s
         try:
             duration = self._verify_audio(path)

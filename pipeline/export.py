@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from pipeline import audio as audio_io
+from pipeline.audio import ffmpeg, tags
 from pipeline.assembly import (
     OUTPUT_FILE_MODE,
     STATE_DIR,
@@ -86,23 +86,23 @@ def export_book(*, manifest: Manifest, chapters: Sequence[ChapterOutput], force:
         return target
 
     sr = manifest.audio.sample_rate_hz
-    marks: list[audio_io.ChapterMark] = []
+    marks: list[ffmpeg.ChapterMark] = []
     with temp_files(output) as made:
         aac = new_temp_path(output, f"{target.stem}.aac.m4a", made)
-        with audio_io.aac_encoder(aac, sample_rate_hz=sr, bitrate_kbps=manifest.audio.m4b_bitrate_kbps,
+        with ffmpeg.aac_encoder(aac, sample_rate_hz=sr, bitrate_kbps=manifest.audio.m4b_bitrate_kbps,
                                   what=f"the book {target.name}") as encoder:
             for chapter in ordered:
                 start = encoder.samples_written
                 label = f"chapter {chapter.chapter_id!r}"
-                with audio_io.stream_pcm(chapter.audio_path, sample_rate_hz=sr, label=label) as blocks:
+                with ffmpeg.stream_pcm(chapter.audio_path, sample_rate_hz=sr, label=label) as blocks:
                     for block in blocks:
                         encoder.write(block)
-                marks.append(audio_io.ChapterMark(start, encoder.samples_written, chapter.title))
+                marks.append(ffmpeg.ChapterMark(start, encoder.samples_written, chapter.title))
         temp_book = new_temp_path(output, target.name, made)
-        audio_io.mux_chapters(aac, temp_book, chapters=marks, sample_rate_hz=sr,
+        ffmpeg.mux_chapters(aac, temp_book, chapters=marks, sample_rate_hz=sr,
                               what=f"add chapter marks to {target.name}")
         book = manifest.book
-        audio_io.tag_mp4(temp_book, audio_io.Tags(
+        tags.tag_mp4(temp_book, tags.Tags(
             title=book.title, album=book.title, author=book.author,
             narrator=book.narrator or manifest.voice_name, year=book.year, description=book.description,
             cover=book.cover))

@@ -199,7 +199,7 @@ def check_request(request: VoiceRequest, *, measure: Callable[[Path], float] | N
         raise ConfigError(f"--file {request.file}: '{suffix}' is not a sample format the API takes "
                           f"({', '.join(SAMPLE_SUFFIXES)}); convert it, e.g. to .wav or .mp3")
     if measure is None:
-        from pipeline.audio import decoded_duration_s
+        from pipeline.audio.ffmpeg import decoded_duration_s
         measure = decoded_duration_s
     try:
         seconds = measure(request.file)

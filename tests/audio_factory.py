@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.audio import find_ffmpeg
+from pipeline.audio.ffmpeg import find_ffmpeg
 from pipeline.models import (
     ApiSettings,
     AudioSettings,

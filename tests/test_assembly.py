@@ -248,7 +248,7 @@ def test_a_failure_leaves_no_half_written_output(tmp_path: Path, monkeypatch: py
     def broken(path: Path, tags: object) -> None:
         raise AssemblyError("simulated crash while tagging")
 
-    monkeypatch.setattr(assembly.audio_io, "tag_mp3", broken)
+    monkeypatch.setattr(assembly.tags, "tag_mp3", broken)
     with pytest.raises(AssemblyError, match="simulated"):
         assemble_chapter(manifest=manifest, plan=chapter.plan, audio=chapter.audio, track=1, total_tracks=1,
                          force=True)

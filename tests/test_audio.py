@@ -10,23 +10,29 @@ import numpy as np
 import pytest
 from audio_factory import decode, encode_mp3, write_cover
 
-from pipeline import audio
+from pipeline.audio import dsp, ffmpeg, tags
 from pipeline.errors import AssemblyError, AudioToolError
 
 SR = 44_100
 
 
+def measure_file(path: Path, *, sample_rate_hz: int, silence_threshold_db: float) -> dsp.Measurement:
+    with ffmpeg.stream_pcm(path, sample_rate_hz=sample_rate_hz) as blocks:
+        return dsp.measure_pcm(blocks, sample_rate_hz=sample_rate_hz, silence_threshold_db=silence_threshold_db,
+                               label=str(path))
+
+
 @pytest.fixture
 def fresh_ffmpeg_lookup():
-    audio._locate_ffmpeg.cache_clear()
+    ffmpeg._locate_ffmpeg.cache_clear()
     yield
-    audio._locate_ffmpeg.cache_clear()
+    ffmpeg._locate_ffmpeg.cache_clear()
 
 
 def test_ffmpeg_from_path_first(fresh_ffmpeg_lookup: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     fake = tmp_path / "ffmpeg"
     monkeypatch.setattr(shutil, "which", lambda name: str(fake) if name == "ffmpeg" else None)
-    assert audio.find_ffmpeg() == str(fake)
+    assert ffmpeg.find_ffmpeg() == str(fake)
     from pydub import AudioSegment
 
     assert AudioSegment.converter == str(fake)
@@ -36,7 +42,7 @@ def test_ffmpeg_falls_back_to_imageio(fresh_ffmpeg_lookup: None, monkeypatch: py
     import imageio_ffmpeg
 
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    assert audio.find_ffmpeg() == imageio_ffmpeg.get_ffmpeg_exe()
+    assert ffmpeg.find_ffmpeg() == imageio_ffmpeg.get_ffmpeg_exe()
 
 
 def test_missing_ffmpeg_says_how_to_install(fresh_ffmpeg_lookup: None, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,7 +54,7 @@ def test_missing_ffmpeg_says_how_to_install(fresh_ffmpeg_lookup: None, monkeypat
     monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", no_binary)
     with pytest.raises(AudioToolError, match=r"install ffmpeg.*imageio-ffmpeg"):
-        audio.find_ffmpeg()
+        ffmpeg.find_ffmpeg()
 
 
 def test_missing_imageio_package_says_how_to_install(fresh_ffmpeg_lookup: None,
@@ -56,14 +62,14 @@ def test_missing_imageio_package_says_how_to_install(fresh_ffmpeg_lookup: None,
     monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # import fails
     with pytest.raises(AudioToolError, match="soundclone-audiobook\\[ffmpeg\\]"):
-        audio.find_ffmpeg()
+        ffmpeg.find_ffmpeg()
 
 
 def test_decoded_duration_needs_no_ffprobe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     mp3 = encode_mp3(np.zeros(48_000) + 0.01, tmp_path / "a.mp3")  # 1.5 s at 32 kHz
     real_which = shutil.which
     monkeypatch.setattr(shutil, "which", lambda name: None if name == "ffprobe" else real_which(name))
-    assert audio.decoded_duration_s(mp3) == pytest.approx(1.5, abs=0.001)
+    assert ffmpeg.decoded_duration_s(mp3) == pytest.approx(1.5, abs=0.001)
 
 
 @pytest.mark.parametrize("content", [b"", b"<html>Access denied</html>", b"\xff\xfb" * 10])
@@ -71,17 +77,17 @@ def test_undecodable_files_raise_assembly_error_naming_the_file(tmp_path: Path, 
     bad = tmp_path / "bad.mp3"
     bad.write_bytes(content)
     with pytest.raises(AssemblyError, match="bad.mp3"):
-        audio.decoded_duration_s(bad)
+        ffmpeg.decoded_duration_s(bad)
 
 
 def test_missing_file_raises_assembly_error(tmp_path: Path) -> None:
     with pytest.raises(AssemblyError, match="nope.mp3.*does not exist"):
-        audio.decoded_duration_s(tmp_path / "nope.mp3")
+        ffmpeg.decoded_duration_s(tmp_path / "nope.mp3")
 
 
 def test_decode_resamples_to_44k_mono(tmp_path: Path) -> None:
     mp3 = encode_mp3(0.5 * np.sin(2 * np.pi * 440 * np.arange(32_000) / 32_000), tmp_path / "s.mp3")
-    pcm = audio.decode_pcm(mp3, sample_rate_hz=SR)
+    pcm = ffmpeg.decode_pcm(mp3, sample_rate_hz=SR)
     assert pcm.dtype == np.int16 and len(pcm) == SR
     spectrum = np.abs(np.fft.rfft(pcm.astype(float)))
     assert np.argmax(spectrum) == pytest.approx(440, abs=2)  # 1 s long: bin == Hz
@@ -90,21 +96,21 @@ def test_decode_resamples_to_44k_mono(tmp_path: Path) -> None:
 def test_encoded_mp3_is_cbr_192_and_sample_exact(tmp_path: Path) -> None:
     out = tmp_path / "o.mp3"
     samples = (np.sin(np.arange(SR * 2) / 10) * 8000).astype(np.int16)
-    with audio.mp3_encoder(out, sample_rate_hz=SR, bitrate_kbps=192, what="test") as enc:
+    with ffmpeg.mp3_encoder(out, sample_rate_hz=SR, bitrate_kbps=192, what="test") as enc:
         enc.write(samples[:30_000])
         enc.write(samples[30_000:])
     assert enc.samples_written == len(samples)
-    info = audio.stream_info(out)
+    info = tags.stream_info(out)
     assert (info.codec, info.sample_rate_hz, info.channels, info.bitrate_mode) == ("mp3", SR, 1, "CBR")
     assert info.bitrate_kbps == pytest.approx(192, abs=0.5)
-    assert audio.scan_mp3_bitrates(out) == {192}
+    assert tags.scan_mp3_bitrates(out) == {192}
     assert len(decode(out)) == len(samples)
 
 
 def test_encoder_failure_is_an_audio_tool_error(tmp_path: Path) -> None:
     target = tmp_path / "no-such-dir" / "o.mp3"
     with pytest.raises(AudioToolError, match="ffmpeg"), \
-            audio.mp3_encoder(target, sample_rate_hz=SR, bitrate_kbps=192, what="test") as enc:
+            ffmpeg.mp3_encoder(target, sample_rate_hz=SR, bitrate_kbps=192, what="test") as enc:
         enc.write(np.zeros(SR, dtype=np.int16))
 
 
@@ -113,15 +119,15 @@ def test_mp3_tags_round_trip(tmp_path: Path) -> None:
 
     mp3 = encode_mp3(np.zeros(3200) + 0.01, tmp_path / "t.mp3")
     cover = write_cover(tmp_path / "cover.png")
-    audio.tag_mp3(mp3, audio.Tags(title="Chapter 2", album="Book", author="Au Thor", narrator="Nar Rator",
+    tags.tag_mp3(mp3, tags.Tags(title="Chapter 2", album="Book", author="Au Thor", narrator="Nar Rator",
                                   year=1999, track=2, total_tracks=9, cover=cover, description="About"))
-    tags = ID3(mp3)
-    assert str(tags["TIT2"]) == "Chapter 2" and str(tags["TALB"]) == "Book"
-    assert str(tags["TPE1"]) == "Au Thor" and str(tags["TCOM"]) == "Nar Rator"
-    assert str(tags["TXXX:NARRATOR"]) == "Nar Rator"
-    assert str(tags["TRCK"]) == "2/9" and str(tags["TDRC"]) == "1999"
-    assert tags.getall("APIC")[0].data == cover.read_bytes()
-    assert tags.version[:2] == (2, 3)
+    id3 = ID3(mp3)
+    assert str(id3["TIT2"]) == "Chapter 2" and str(id3["TALB"]) == "Book"
+    assert str(id3["TPE1"]) == "Au Thor" and str(id3["TCOM"]) == "Nar Rator"
+    assert str(id3["TXXX:NARRATOR"]) == "Nar Rator"
+    assert str(id3["TRCK"]) == "2/9" and str(id3["TDRC"]) == "1999"
+    assert id3.getall("APIC")[0].data == cover.read_bytes()
+    assert id3.version[:2] == (2, 3)
 
 
 def test_cover_must_be_jpeg_or_png(tmp_path: Path) -> None:
@@ -129,18 +135,18 @@ def test_cover_must_be_jpeg_or_png(tmp_path: Path) -> None:
     cover = tmp_path / "cover.gif"
     cover.write_bytes(b"GIF89a....")
     with pytest.raises(AssemblyError, match="cover.gif.*JPEG nor PNG"):
-        audio.tag_mp3(mp3, audio.Tags(title="x", album="y", cover=cover))
+        tags.tag_mp3(mp3, tags.Tags(title="x", album="y", cover=cover))
 
 
 def test_measure_file(tmp_path: Path) -> None:
     # 1 s room tone, 1 s of a -6 dBFS-peak sine, 2 s room tone
     n = 4 * SR
-    x = audio.room_tone(0, n, sample_rate_hz=SR, level_db=-70)
+    x = dsp.room_tone(0, n, sample_rate_hz=SR, level_db=-70)
     x[SR:2 * SR] += 0.5 * np.sin(2 * np.pi * 300 * np.arange(SR) / SR)
     out = tmp_path / "m.mp3"
-    with audio.mp3_encoder(out, sample_rate_hz=SR, bitrate_kbps=192, what="test") as enc:
+    with ffmpeg.mp3_encoder(out, sample_rate_hz=SR, bitrate_kbps=192, what="test") as enc:
         enc.write(np.round(x * 32768).astype(np.int16))
-    m = audio.measure_file(out, sample_rate_hz=SR, silence_threshold_db=-50)
+    m = measure_file(out, sample_rate_hz=SR, silence_threshold_db=-50)
     assert m.duration_s == pytest.approx(4.0)
     y = decode(out)
     assert m.rms_db == pytest.approx(10 * np.log10(np.mean(y * y)), abs=0.01)
@@ -155,19 +161,19 @@ def test_measure_file(tmp_path: Path) -> None:
 
 def test_measure_digital_silence_reads_as_floor(tmp_path: Path) -> None:
     out = tmp_path / "z.mp3"
-    with audio.mp3_encoder(out, sample_rate_hz=SR, bitrate_kbps=192, what="test") as enc:
+    with ffmpeg.mp3_encoder(out, sample_rate_hz=SR, bitrate_kbps=192, what="test") as enc:
         enc.write(np.zeros(SR, dtype=np.int16))
-    m = audio.measure_file(out, sample_rate_hz=SR, silence_threshold_db=-50)
-    assert m.noise_floor_db == audio.SILENCE_DB and m.rms_db == audio.SILENCE_DB
+    m = measure_file(out, sample_rate_hz=SR, silence_threshold_db=-50)
+    assert m.noise_floor_db == dsp.SILENCE_DB and m.rms_db == dsp.SILENCE_DB
     assert m.head_silence_s == m.tail_silence_s == pytest.approx(1.0)
 
 
 def test_speech_bounds_and_fades() -> None:
     x = np.zeros(1000, dtype=np.int16)
     x[300:600] = 10_000
-    assert audio.speech_bounds(x, threshold_db=-50) == (300, 600)
-    assert audio.speech_bounds(np.full(100, 50, dtype=np.int16), threshold_db=-50) is None
-    faded = audio.apply_fades(np.full(1000, 20_000, dtype=np.int16), 100)
+    assert dsp.speech_bounds(x, threshold_db=-50) == (300, 600)
+    assert dsp.speech_bounds(np.full(100, 50, dtype=np.int16), threshold_db=-50) is None
+    faded = dsp.apply_fades(np.full(1000, 20_000, dtype=np.int16), 100)
     assert abs(int(faded[0])) < 200 and abs(int(faded[-1])) < 200
     assert np.abs(np.diff(faded.astype(int))).max() < 700  # no step anywhere
     assert faded[500] == 20_000
@@ -177,7 +183,7 @@ def test_true_peak_sees_between_samples() -> None:
     n = np.arange(4000)
     x = np.sin(2 * np.pi * 0.25 * n + np.pi / 4)  # samples at +-0.707, the wave reaches 1.0
     assert np.abs(x).max() == pytest.approx(0.7071, abs=1e-3)
-    assert audio.true_peak_abs(x) == pytest.approx(1.0, abs=0.02)
+    assert dsp.true_peak_abs(x) == pytest.approx(1.0, abs=0.02)
 
 
 def test_limiter_keeps_true_peak_under_the_ceiling_without_steps() -> None:
@@ -187,10 +193,10 @@ def test_limiter_keeps_true_peak_under_the_ceiling_without_steps() -> None:
     for s in spikes:
         x[s:s + 4] = rng.uniform(0.8, 1.5)
     ceiling = 10 ** (-3.5 / 20)
-    gains = audio.limiter_gains(x, ceiling=ceiling)
+    gains = dsp.limiter_gains(x, ceiling=ceiling)
     assert gains.max() <= 1.0 and gains.min() > 0
     y = x * gains
-    assert audio.true_peak_abs(y) <= ceiling * 1.001
+    assert dsp.true_peak_abs(y) <= ceiling * 1.001
     assert np.abs(np.diff(gains)).max() < 0.02  # ramps, never a jump
     untouched = np.ones(len(x), dtype=bool)
     for s in spikes:
@@ -200,13 +206,13 @@ def test_limiter_keeps_true_peak_under_the_ceiling_without_steps() -> None:
 
 def test_limiter_leaves_quiet_audio_alone() -> None:
     x = 0.1 * np.sin(np.arange(10_000) / 7)
-    assert np.array_equal(audio.limiter_gains(x, ceiling=0.5), np.ones(len(x)))
+    assert np.array_equal(dsp.limiter_gains(x, ceiling=0.5), np.ones(len(x)))
 
 
 def test_room_tone_is_deterministic_quiet_and_seamless() -> None:
-    loop = audio.ROOM_TONE_LOOP
-    a = audio.room_tone(0, loop + 1000, sample_rate_hz=SR, level_db=-75)
-    b = audio.room_tone(loop - 500, 1000, sample_rate_hz=SR, level_db=-75)
+    loop = dsp.ROOM_TONE_LOOP
+    a = dsp.room_tone(0, loop + 1000, sample_rate_hz=SR, level_db=-75)
+    b = dsp.room_tone(loop - 500, 1000, sample_rate_hz=SR, level_db=-75)
     assert np.array_equal(a[loop - 500: loop + 500], b)
     assert 20 * np.log10(np.sqrt(np.mean(a * a))) == pytest.approx(-75, abs=0.1)
     typical = np.abs(np.diff(a[:loop])).max()
@@ -217,11 +223,11 @@ def test_room_tone_is_deterministic_quiet_and_seamless() -> None:
 def test_batch_decode_matches_single_decodes_and_names_a_broken_file(tmp_path: Path) -> None:
     files = [encode_mp3(0.2 * np.sin(np.arange(16_000 * (i + 1)) / (5 + i)), tmp_path / f"{i}.mp3")
              for i in range(3)]
-    batch = audio.decode_pcm_batch(files, scratch_dir=tmp_path)
+    batch = ffmpeg.decode_pcm_batch(files, scratch_dir=tmp_path)
     assert [len(b) for b in batch] == [round(44_100 * 0.5 * (i + 1)) for i in range(3)]
     for path, samples in zip(files, batch, strict=True):
-        assert np.array_equal(samples, audio.decode_pcm(path))
+        assert np.array_equal(samples, ffmpeg.decode_pcm(path))
     files[1].write_bytes(b"garbage")
     with pytest.raises(AssemblyError, match="chunk one: .*1.mp3"):
-        audio.decode_pcm_batch(files, labels=["chunk zero", "chunk one", "chunk two"], scratch_dir=tmp_path)
+        ffmpeg.decode_pcm_batch(files, labels=["chunk zero", "chunk one", "chunk two"], scratch_dir=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0.mp3", "1.mp3", "2.mp3"]  # scratch cleaned up

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from pipeline import runner
-from pipeline.audio import decode_pcm
+from pipeline.audio.ffmpeg import decode_pcm
 from pipeline.simulator import Simulator, SimulatorConfig
 
 API_KEY = "sk-editorial"

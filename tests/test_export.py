@@ -9,7 +9,7 @@ import pytest
 from audio_factory import build_chapter, decode, make_manifest, write_cover
 
 from pipeline.assembly import ChapterOutput, assemble_chapter
-from pipeline.audio import read_mp4_chapters, stream_info
+from pipeline.audio.tags import read_mp4_chapters, stream_info
 from pipeline.export import book_path, export_book, slugify
 from pipeline.models import AudioSettings, BookInfo, Manifest
 

@@ -1,0 +1,388 @@
+"""ffmpeg processes: the only code that runs ffmpeg (or points pydub at it).
+
+Finding ffmpeg, decoding a file to mono 16-bit PCM (whole, in batches, or streamed in blocks),
+encoding PCM written to a pipe into MP3 or AAC, and muxing chapter marks without re-encoding.
+
+Decoding never needs ffprobe: ffmpeg decodes to raw mono 16-bit PCM at a fixed rate
+(``-f s16le -ac 1 -ar 44100 -``) and the sample count is the duration. ffmpeg is
+``$SOUNDCLONE_FFMPEG`` when set, else ``shutil.which("ffmpeg")``, else the binary the
+``imageio-ffmpeg`` package ships, else :class:`AudioToolError` says how to install one.
+
+Foreign errors (``OSError`` from a subprocess, a failing ffmpeg) are translated here into
+:class:`AssemblyError` (a file that will not decode) or :class:`AudioToolError` (ffmpeg missing or
+failing on our own PCM).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Self
+
+import numpy as np
+
+from pipeline.audio.dsp import BYTES_PER_SAMPLE, PCM_DTYPE
+from pipeline.errors import AssemblyError, AudioToolError
+
+DECODE_BLOCK_SAMPLES = 1 << 18  # ~6 s at 44.1 kHz: the unit of every streaming read
+STDERR_TAIL_CHARS = 1500
+ENV_FFMPEG = "SOUNDCLONE_FFMPEG"
+
+FFMPEG_INSTALL_HINT = (
+    "install ffmpeg (e.g. `apt install ffmpeg`, `brew install ffmpeg`) or the bundled build with "
+    "`pip install 'soundclone-audiobook[ffmpeg]'` (imageio-ffmpeg)"
+)
+
+_ffmpeg_lock = threading.Lock()
+
+
+# --------------------------------------------------------------------------------------------------
+# Finding ffmpeg
+
+
+@functools.cache
+def _locate_ffmpeg(chosen: str | None) -> str:
+    if chosen:
+        found = shutil.which(chosen)
+        if not found:
+            raise AudioToolError(f"{ENV_FFMPEG}={chosen} is not an executable ffmpeg; fix or unset it")
+        return found
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+
+        bundled = imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception as exc:  # ImportError, or RuntimeError when the package has no binary
+        raise AudioToolError(f"ffmpeg was not found on PATH and no bundled ffmpeg is available ({exc}); "
+                             f"{FFMPEG_INSTALL_HINT}") from exc
+    if not bundled or not os.path.isfile(bundled):
+        raise AudioToolError(f"ffmpeg was not found on PATH or in imageio-ffmpeg; {FFMPEG_INSTALL_HINT}")
+    return str(bundled)
+
+
+def _configure_pydub(ffmpeg: str) -> None:
+    """Point pydub at the same ffmpeg, so nothing in the process ever looks for one (or for ffprobe).
+
+    pydub warns on import (audioop's DeprecationWarning, "couldn't find ffmpeg" when none is on
+    PATH, invalid escapes on first compile); the project runs with warnings as errors, so it is
+    imported with warnings silenced.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from pydub import AudioSegment
+    except ImportError:  # optional for this module: we decode and encode with ffmpeg directly
+        return
+    AudioSegment.converter = ffmpeg
+    AudioSegment.ffmpeg = ffmpeg
+
+
+def find_ffmpeg() -> str:
+    """The ffmpeg executable to use: ``$SOUNDCLONE_FFMPEG``, else PATH, else imageio-ffmpeg's, else
+    :class:`AudioToolError`."""
+    with _ffmpeg_lock:
+        ffmpeg = _locate_ffmpeg(os.environ.get(ENV_FFMPEG) or None)
+        _configure_pydub(ffmpeg)
+    return ffmpeg
+
+
+def _tail(text: str | bytes) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    text = text.strip()
+    return text[-STDERR_TAIL_CHARS:] if text else "(no output)"
+
+
+def _run_ffmpeg(args: list[str], *, what: str, input_bytes: bytes | None = None) -> bytes:
+    """Run ffmpeg to completion and return its stdout; a failure raises :class:`AudioToolError`."""
+    cmd = [find_ffmpeg(), "-hide_banner", *(["-nostdin"] if input_bytes is None else []), "-v", "error", *args]
+    try:
+        proc = subprocess.run(cmd, input=input_bytes, capture_output=True, check=False)
+    except OSError as exc:
+        raise AudioToolError(f"could not run ffmpeg ({cmd[0]}) to {what}: {exc}; {FFMPEG_INSTALL_HINT}") from exc
+    if proc.returncode != 0:
+        raise AudioToolError(f"ffmpeg failed to {what} (exit {proc.returncode}): {_tail(proc.stderr)}")
+    return proc.stdout
+
+
+# --------------------------------------------------------------------------------------------------
+# Decoding
+
+
+def _decode_args(path: Path, sample_rate_hz: int) -> list[str]:
+    return ["-i", str(path), "-map", "0:a:0", "-f", "s16le", "-acodec", "pcm_s16le", "-ac", "1",
+            "-ar", str(sample_rate_hz), "-"]
+
+
+def decode_pcm(path: Path, *, sample_rate_hz: int = 44_100, label: str | None = None) -> np.ndarray:
+    """Decode a whole file to mono int16 samples at ``sample_rate_hz`` (ffmpeg resamples).
+
+    Raises :class:`AssemblyError` naming ``label`` (or the file) when it does not decode or holds
+    no audio; :class:`AudioToolError` when ffmpeg cannot be run at all.
+    """
+    what = label or str(path)
+    if not Path(path).is_file():
+        raise AssemblyError(f"{what}: audio file {path} does not exist; re-run `audiobook run` to fetch it")
+    cmd = [find_ffmpeg(), "-nostdin", "-v", "error", *_decode_args(Path(path), sample_rate_hz)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, check=False)
+    except OSError as exc:
+        raise AudioToolError(f"could not run ffmpeg ({cmd[0]}): {exc}; {FFMPEG_INSTALL_HINT}") from exc
+    if proc.returncode != 0:
+        raise AssemblyError(f"{what}: {path} does not decode as audio ({_tail(proc.stderr)}); delete it "
+                            "so `audiobook run` downloads it again")
+    usable = len(proc.stdout) - len(proc.stdout) % BYTES_PER_SAMPLE
+    if usable == 0:
+        raise AssemblyError(f"{what}: {path} decodes to no audio at all; delete it so `audiobook run` "
+                            "downloads it again")
+    return np.frombuffer(proc.stdout[:usable], dtype=PCM_DTYPE)
+
+
+def decode_pcm_batch(paths: list[Path], *, sample_rate_hz: int = 44_100, labels: list[str] | None = None,
+                     scratch_dir: Path | None = None) -> list[np.ndarray]:
+    """Decode several files with one ffmpeg run (one output per input, so each clip is decoded on
+    its own exactly as :func:`decode_pcm` would); saves a process start per file.
+
+    The raw outputs go to temporary files in ``scratch_dir`` and are deleted once read. When the
+    batch fails, each file is decoded alone so the error names the one that is broken.
+    """
+    labels = labels or [str(p) for p in paths]
+    if len(paths) == 1:
+        return [decode_pcm(paths[0], sample_rate_hz=sample_rate_hz, label=labels[0])]
+    with tempfile.TemporaryDirectory(dir=scratch_dir, prefix=".decode-") as scratch:
+        outs = [Path(scratch) / f"{i}.raw" for i in range(len(paths))]
+        args: list[str] = []
+        for path in paths:
+            args += ["-i", str(path)]
+        for i, out in enumerate(outs):
+            args += ["-map", f"{i}:a:0", "-f", "s16le", "-acodec", "pcm_s16le", "-ac", "1",
+                     "-ar", str(sample_rate_hz), str(out)]
+        try:
+            if not all(Path(p).is_file() for p in paths):
+                raise AudioToolError("missing input")
+            _run_ffmpeg(["-y", *args], what="decode chunk audio")
+            results = [np.fromfile(out, dtype=PCM_DTYPE) for out in outs]
+        except AudioToolError:
+            results = []
+        if len(results) == len(paths) and all(len(r) for r in results):
+            return results
+    return [decode_pcm(p, sample_rate_hz=sample_rate_hz, label=label) for p, label in zip(paths, labels, strict=True)]
+
+
+@contextmanager
+def stream_pcm(path: Path, *, sample_rate_hz: int = 44_100, label: str | None = None,
+               block_samples: int = DECODE_BLOCK_SAMPLES) -> Iterator[Iterator[np.ndarray]]:
+    """Decode ``path`` incrementally: yields an iterator of int16 blocks of ``block_samples``.
+
+    Memory stays at one block however long the file. The decoder's exit status is checked when the
+    iterator is exhausted; a file that fails to decode raises :class:`AssemblyError`.
+    """
+    what = label or str(path)
+    if not Path(path).is_file():
+        raise AssemblyError(f"{what}: {path} does not exist")
+    cmd = [find_ffmpeg(), "-nostdin", "-v", "error", *_decode_args(Path(path), sample_rate_hz)]
+    # stderr goes to a file, not a pipe: a damaged file can print more than a pipe holds and
+    # deadlock the decoder while we wait on stdout.
+    with tempfile.TemporaryFile() as err:
+        try:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, bufsize=0)
+        except OSError as exc:
+            raise AudioToolError(f"could not run ffmpeg ({cmd[0]}): {exc}; {FFMPEG_INSTALL_HINT}") from exc
+        assert proc.stdout is not None
+        block_bytes = block_samples * BYTES_PER_SAMPLE
+
+        def blocks() -> Iterator[np.ndarray]:
+            assert proc.stdout is not None
+            total = 0
+            while True:
+                data = _read_exactly(proc.stdout, block_bytes)
+                if not data:
+                    break
+                usable = len(data) - len(data) % BYTES_PER_SAMPLE
+                total += usable
+                if usable:
+                    yield np.frombuffer(data[:usable], dtype=PCM_DTYPE)
+                if len(data) < block_bytes:
+                    break
+            code = proc.wait()
+            if code != 0:
+                err.seek(0)
+                raise AssemblyError(f"{what}: {path} does not decode as audio ({_tail(err.read())})")
+            if total == 0:
+                raise AssemblyError(f"{what}: {path} decodes to no audio at all")
+
+        try:
+            yield blocks()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.stdout.close()
+            proc.wait()
+
+
+def _read_exactly(stream: IO[bytes], size: int) -> bytes:
+    parts: list[bytes] = []
+    remaining = size
+    while remaining > 0:
+        data = stream.read(remaining)
+        if not data:
+            break
+        parts.append(data)
+        remaining -= len(data)
+    return b"".join(parts)
+
+
+def decoded_duration_s(path: Path) -> float:
+    """Decode the whole file with ffmpeg (no ffprobe) and return its length in seconds.
+
+    Raises :class:`AssemblyError` naming the file when it does not decode or decodes to nothing; the
+    engine uses this to verify every download.
+    """
+    samples = 0
+    rate = 44_100
+    with stream_pcm(Path(path), sample_rate_hz=rate) as blocks:
+        for block in blocks:
+            samples += len(block)
+    return samples / rate
+
+
+# --------------------------------------------------------------------------------------------------
+# Encoding
+
+
+class PcmEncoder:
+    """An ffmpeg process that encodes mono int16 PCM written to it into ``out_path``.
+
+    ``codec_args`` choose the codec (e.g. ``["-c:a", "libmp3lame", "-b:a", "192k"]``) and
+    ``container`` the muxer, given explicitly because the output is a temporary file whose suffix
+    says nothing. Use as a context manager; leaving it normally waits for ffmpeg and raises
+    :class:`AudioToolError` if it failed.
+    """
+
+    def __init__(self, out_path: Path, *, sample_rate_hz: int, codec_args: list[str], container: str,
+                 what: str) -> None:
+        self.out_path = Path(out_path)
+        self.what = what
+        self.samples_written = 0
+        cmd = [find_ffmpeg(), "-hide_banner", "-v", "error", "-y", "-f", "s16le", "-ar", str(sample_rate_hz),
+               "-ac", "1", "-i", "pipe:0", "-map_metadata", "-1", *codec_args, "-f", container,
+               str(self.out_path)]
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()/abort()
+        try:
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                          stderr=self._err)
+        except OSError as exc:
+            self._err.close()
+            raise AudioToolError(f"could not run ffmpeg ({cmd[0]}) to {what}: {exc}; "
+                                 f"{FFMPEG_INSTALL_HINT}") from exc
+
+    def write(self, samples: np.ndarray) -> None:
+        assert self._proc.stdin is not None
+        data = np.ascontiguousarray(samples, dtype=PCM_DTYPE)
+        try:
+            self._proc.stdin.write(data.data)
+        except (BrokenPipeError, OSError) as exc:
+            self._proc.wait()
+            raise AudioToolError(f"ffmpeg stopped while encoding {self.what}: {self._stderr()}") from exc
+        self.samples_written += len(data)
+
+    def _stderr(self) -> str:
+        self._err.seek(0)
+        return _tail(self._err.read())
+
+    def close(self) -> None:
+        assert self._proc.stdin is not None
+        try:
+            try:
+                self._proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            code = self._proc.wait()
+            if code != 0:
+                raise AudioToolError(f"ffmpeg failed to encode {self.what} (exit {code}): {self._stderr()}")
+        finally:
+            self._err.close()
+
+    def abort(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        try:
+            if self._proc.stdin is not None:
+                self._proc.stdin.close()
+        except OSError:
+            pass
+        self._proc.wait()
+        self._err.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def mp3_encoder(out_path: Path, *, sample_rate_hz: int, bitrate_kbps: int, what: str) -> PcmEncoder:
+    """Constant-bit-rate MP3 (libmp3lame's default mode for ``-b:a``), with a LAME/Info header.
+
+    The Info header carries the encoder delay and padding, so decoders (ffmpeg included) return
+    exactly the samples we wrote: chapter durations and subtitle times stay sample-exact.
+    """
+    return PcmEncoder(out_path, sample_rate_hz=sample_rate_hz,
+                      codec_args=["-c:a", "libmp3lame", "-b:a", f"{bitrate_kbps}k", "-write_xing", "1"],
+                      container="mp3", what=what)
+
+
+def aac_encoder(out_path: Path, *, sample_rate_hz: int, bitrate_kbps: int, what: str) -> PcmEncoder:
+    """AAC-LC in an MP4 container (ffmpeg's native encoder; the edit list hides its priming)."""
+    return PcmEncoder(out_path, sample_rate_hz=sample_rate_hz,
+                      codec_args=["-c:a", "aac", "-b:a", f"{bitrate_kbps}k"], container="mp4", what=what)
+
+
+@dataclass(frozen=True)
+class ChapterMark:
+    start_sample: int
+    end_sample: int
+    title: str
+
+
+def _ffmetadata_escape(value: str) -> str:
+    out = []
+    for ch in value.replace("\r", " ").replace("\n", " "):
+        if ch in "=;#\\":
+            out.append("\\")
+        out.append(ch)
+    return "".join(out)
+
+
+def mux_chapters(src: Path, dst: Path, *, chapters: list[ChapterMark], sample_rate_hz: int, what: str) -> None:
+    """Copy the audio of ``src`` into an M4B at ``dst`` with ``chapters`` (no re-encode).
+
+    ffmpeg writes both a QuickTime chapter track and Nero ``chpl`` chapters, so Apple players and
+    mutagen/most others see the same marks.
+    """
+    lines = [";FFMETADATA1"]
+    for mark in chapters:
+        lines += ["[CHAPTER]", f"TIMEBASE=1/{sample_rate_hz}", f"START={mark.start_sample}",
+                  f"END={mark.end_sample}", f"title={_ffmetadata_escape(mark.title)}"]
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".ffmeta", delete=False,
+                                     dir=Path(dst).parent) as meta:
+        meta.write("\n".join(lines) + "\n")
+    try:
+        _run_ffmpeg(["-y", "-i", str(src), "-i", meta.name, "-map", "0:a", "-map_metadata", "1",
+                     "-map_chapters", "1", "-c", "copy", "-f", "ipod", str(dst)], what=what)
+    finally:
+        os.unlink(meta.name)
