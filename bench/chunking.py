@@ -45,9 +45,8 @@ from pipeline.chunking import _iso_code, lower_bound_tasks, plan_chapter, split_
 from pipeline.models import API_MAX_CHARS, ChapterSpec, ChunkingSettings, PauseSettings, Voice
 from pipeline.text import decode_source, to_spoken_text
 
-CORPORA = Path(os.environ.get("CORPORA", ROOT.parent / "shared" / "corpora"))
-if not CORPORA.is_dir():
-    CORPORA = Path("/work/shared/corpora")
+# The shared corpora sit beside the checkout; CORPORA=... points elsewhere.
+CORPORA = Path(os.environ.get("CORPORA") or ROOT.parent / "shared" / "corpora")
 MARKERS = ["<#0.5#>", "<#1#>", "<#1.5#>", "<#2.25#>"]
 
 

@@ -41,16 +41,12 @@ is kept in ``.assembly/chapter-<id>.json``; an unchanged chapter is not rebuilt.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import math
-import os
-import tempfile
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -58,13 +54,14 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from pipeline.audio import dsp, ffmpeg, tags
+from pipeline import fsio
 from pipeline import subtitles as subs
 from pipeline.errors import AssemblyError
+from pipeline.layout import BookLayout
 from pipeline.models import ChapterPlan, Chunk, ChunkAudio, Manifest
 
 # Bump when the same inputs would now produce different outputs: forces a rebuild.
 ASSEMBLY_FORMAT = 1
-STATE_DIR = ".assembly"
 DECODE_AHEAD = 2       # batches of clips decoded concurrently in pass 1
 DECODE_BATCH_FILES = 8
 DECODE_BATCH_BYTES = 4 << 20
@@ -160,10 +157,6 @@ class ChapterOutput:
         return cls(rebuilt=rebuilt, **values)
 
 
-def chapter_stem(track: int, chapter_id: str) -> str:
-    return f"{track:02d}-{chapter_id}"
-
-
 # --------------------------------------------------------------------------------------------------
 # Fingerprint and state
 
@@ -202,7 +195,6 @@ def _fingerprint(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[Chunk
         "track": track,
         "total_tracks": total_tracks,
         "subtitles": manifest.subtitles,
-        "voice_name": manifest.voice_name,
         "audio": asdict(manifest.audio),
         "book": book,
         "chunks": [
@@ -220,10 +212,6 @@ def _fingerprint(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[Chunk
         ],
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode("utf-8")).hexdigest()
-
-
-def _state_path(output: Path, chapter_id: str) -> Path:
-    return output / STATE_DIR / f"chapter-{chapter_id}.json"
 
 
 def read_state(path: Path) -> dict[str, Any] | None:
@@ -250,67 +238,10 @@ def _outputs_intact(state: dict[str, Any], folder: Path) -> bool:
 def existing_chapter(manifest: Manifest, chapter_id: str) -> ChapterOutput | None:
     """The outputs of a chapter's last build, if they are intact (without checking its inputs)."""
     output = Path(manifest.output)
-    state = read_state(_state_path(output, chapter_id))
+    state = read_state(BookLayout(output).chapter_state(chapter_id))
     if state is None or not _outputs_intact(state, output) or "output" not in state:
         return None
     return ChapterOutput.from_json(state["output"], folder=output, rebuilt=False)
-
-
-def _file_mode() -> int:
-    """The mode an ordinary new file gets here (mkstemp makes 0600, which is wrong for deliverables)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-OUTPUT_FILE_MODE = _file_mode()
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.chmod(tmp, OUTPUT_FILE_MODE)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink(Path(tmp))
-        raise
-
-
-def _unlink(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
-
-
-@contextmanager
-def temp_files(folder: Path) -> Iterator[list[Path]]:
-    """Temporary paths to fill; whatever has not been renamed away is deleted on the way out."""
-    made: list[Path] = []
-    try:
-        yield made
-    finally:
-        for path in made:
-            _unlink(path)
-
-
-def _remove_stale_temps(folder: Path, names: Sequence[str]) -> None:
-    """Delete temporary files an earlier, killed build of these outputs left behind."""
-    for name in names:
-        for stale in folder.glob(f".{glob.escape(name)}.*.part"):
-            _unlink(stale)
-
-
-def new_temp_path(folder: Path, name: str, made: list[Path]) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
-    os.close(fd)
-    os.chmod(tmp, OUTPUT_FILE_MODE)
-    made.append(Path(tmp))
-    return Path(tmp)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -579,7 +510,7 @@ def _check_inputs(plan: ChapterPlan, audio: Sequence[ChunkAudio]) -> list[ChunkA
 def _tags(manifest: Manifest, plan: ChapterPlan, track: int, total_tracks: int) -> tags.Tags:
     book = manifest.book
     return tags.Tags(title=plan.chapter.title, album=book.title, author=book.author,
-                         narrator=book.narrator or manifest.voice_name, year=book.year,
+                         narrator=book.narrator, year=book.year,
                          description=book.description, track=track, total_tracks=total_tracks,
                          cover=book.cover)
 
@@ -597,11 +528,9 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
     chapter = plan.chapter
     items = _check_inputs(plan, audio)
     output = Path(manifest.output)
-    try:
-        (output / STATE_DIR).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise AssemblyError(f"cannot create the output folder {output}: {exc}; fix `output` in the manifest") from exc
-    state_path = _state_path(output, chapter.id)
+    layout = BookLayout(output)
+    fsio.ensure_dir(layout.state)
+    state_path = layout.chapter_state(chapter.id)
     fingerprint = _fingerprint(manifest=manifest, plan=plan, audio=items, track=track, total_tracks=total_tracks)
     old_state = read_state(state_path)
     if (not force and old_state is not None and old_state.get("fingerprint") == fingerprint
@@ -610,18 +539,12 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
 
     settings = manifest.audio
     sr = settings.sample_rate_hz
-    stem = chapter_stem(track, chapter.id)
-    final = {"mp3": output / f"{stem}.mp3"}
-    if manifest.subtitles != "off":
-        final["srt"] = output / f"{stem}.srt"
-        final["vtt"] = output / f"{stem}.vtt"
-    if manifest.subtitles == "word":
-        final["words.vtt"] = output / f"{stem}.words.vtt"
-        final["words.json"] = output / f"{stem}.words.json"
+    final = layout.chapter_files(track, chapter.id, manifest.subtitles)
+    stem = final["mp3"].stem
 
-    _remove_stale_temps(output, [f"{stem}.pcm", *(p.name for p in final.values())])
-    with temp_files(output) as made:
-        pcm_path = new_temp_path(output, f"{stem}.pcm", made)
+    fsio.remove_stale_parts(output, [f"{stem}.pcm", *(p.name for p in final.values())])
+    with fsio.TempFiles(output) as temps_made:
+        pcm_path = temps_made.new(f"{stem}.pcm")
         with open(pcm_path, "w+b") as pcm:
             first = _first_pass(manifest, items, pcm, output)
             pcm.flush()
@@ -631,13 +554,13 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
             gain = 10 ** (first.levels.gain_for(settings.target_rms_db, ceiling_db=settings.true_peak_db,
                                                 samples=first.samples) / 20)
             ceiling = 10 ** (settings.true_peak_db / 20)
-            temp_mp3 = new_temp_path(output, final["mp3"].name, made)
+            temp_mp3 = temps_made.new(final["mp3"].name)
             with ffmpeg.mp3_encoder(temp_mp3, sample_rate_hz=sr, bitrate_kbps=settings.bitrate_kbps,
-                                      what=f"chapter {chapter.id!r}") as encoder:
+                                    what=f"chapter {chapter.id!r}") as encoder:
                 for block in render_chapter_pcm(pcm, total=first.samples, gain=gain, ceiling=ceiling,
                                                 sample_rate_hz=sr, room_tone_db=settings.room_tone_db):
                     encoder.write(block)
-        _unlink(pcm_path)
+        fsio.unlink_quietly(pcm_path)
         tags.tag_mp3(temp_mp3, _tags(manifest, plan, track, total_tracks))
 
         temps = {"mp3": temp_mp3}
@@ -652,11 +575,11 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
                     chapter_id=chapter.id, title=chapter.title, audio_file=final["mp3"].name,
                     sentences=cues.sentences, words=cues.words)
             for kind, text in texts.items():
-                tmp = new_temp_path(output, final[kind].name, made)
+                tmp = temps_made.new(final[kind].name)
                 tmp.write_text(text, encoding="utf-8")
                 temps[kind] = tmp
         for kind, tmp in temps.items():
-            os.replace(tmp, final[kind])
+            temps_made.commit(tmp, final[kind])
 
     result = ChapterOutput(
         chapter_id=chapter.id, title=chapter.title, track=track, audio_path=final["mp3"],
@@ -667,11 +590,11 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
         spans=tuple(first.spans), warnings=tuple(warnings),
     )
     files = {p.name: p.stat().st_size for p in final.values()}
-    write_atomic(state_path, json.dumps({"fingerprint": fingerprint, "files": files,
-                                         "output": result.to_json()}, indent=1, default=str))
+    fsio.write_atomic(state_path, json.dumps({"fingerprint": fingerprint, "files": files,
+                                              "output": result.to_json()}, indent=1, default=str))
     # Outputs of an earlier build under other names (the track number changed, subtitles turned off)
     if old_state is not None and isinstance(old_state.get("files"), dict):
         for name in old_state["files"]:
             if name not in files and "/" not in name and name.startswith(tuple("0123456789")):
-                _unlink(output / name)
+                fsio.unlink_quietly(output / name)
     return result

@@ -6,23 +6,27 @@ Two public operations:
   markers are hidden from the boundary finder (sentencex) and mapped back, so a marker glued to a
   sentence end stays with that sentence.
 * :func:`plan_chapter` packs sentences into chunks of at most ``max_chars`` code points (markers
-  included). A chunk ends, in order of preference, at a paragraph end, a sentence end, clause
-  punctuation, whitespace, or anywhere that is not inside a marker or a combining sequence. Chunks
-  never start or end with a marker: a marker on an edge becomes silence at the seam
-  (``Chunk.pause_before_s`` / ``pause_after_s``), which the stitcher inserts.
+  included). A chunk ends, in order of preference, at a scene break (a paragraph made only of a
+  pause marker), a paragraph end, a sentence end, clause punctuation, whitespace, or anywhere that is
+  not inside a marker or a combining sequence. Chunks never start or end with a marker: a marker on
+  an edge becomes silence at the seam (``Chunk.pause_before_s`` / ``pause_after_s``), which the
+  stitcher inserts. A scene break on a seam is therefore free to retime (``pauses.scene_break_s``),
+  while one inside a chunk is sent to the API and re-billed when it changes.
 
 Packing is tight (the voice fee is charged per task). A backward pass finds the fewest chunks any
 cut allows and, for the best kind of cut that reaches the same count (sentence ends, then clause
 punctuation; word boundaries may cost up to 5% more, since a cut inside a word is audible), the
 latest position each remaining chunk may start at. The forward pass then takes, chunk by chunk, the
-best boundary in reach that keeps the rest within those positions.
+best boundary in reach that keeps the rest within those positions, so a preference (a scene break on
+the seam, a paragraph end) is honoured only where it costs no task.
+
+After an edit, :func:`stable_spans` keeps every chunk of the previous cut whose text is still there
+at a place the packer could have cut (:func:`_is_chunk_edge`), and cuts only the text between them.
 """
 
 from __future__ import annotations
 
 import bisect
-import hashlib
-import json
 import math
 import re
 import unicodedata
@@ -31,7 +35,8 @@ from collections.abc import Sequence
 import sentencex
 
 from pipeline.errors import ChunkingError
-from pipeline.models import API_MAX_CHARS, ChapterSpec, Chunk, ChunkingSettings, PauseSettings, Voice
+from pipeline.models import API_MAX_CHARS, ChapterSpec, Chunk, ChunkingSettings, PauseSettings
+from pipeline.request import AudioRequest
 from pipeline.text import MARKER_BODY, MARKER_RE, billed_chars, marker_seconds
 
 # API language names (soundclone-api.md, "Languages") -> the ISO codes sentencex knows.
@@ -50,6 +55,8 @@ _EDGE_HEAD_RE = re.compile(rf"(?:\s|<#{MARKER_BODY}#>)*")
 # Sentence and clause punctuation of the API's languages (Latin, CJK, Devanagari danda, Arabic).
 _SENTENCE_END_RE = re.compile(r"[.!?。！？．…‼⁇⁈⁉।॥؟۔][\"'”’」』）)\]»›]*\Z")
 _CLAUSE_RE = re.compile(r"[,;:，、；：—–)）」』”’،؛]+")
+# A scene break as text.to_spoken_text writes it: a paragraph made only of a pause marker.
+_SCENE_BREAK_RE = re.compile(rf"(?<=\n\n)[ \t]*(?:<#{MARKER_BODY}#>[ \t]*)+(?=\n\n)")
 
 # The smallest chunk limit the packer accepts: room for the longest marker (<#99.99#>) and a few
 # grapheme clusters beside it.
@@ -65,7 +72,6 @@ _PARAGRAPH, _SENTENCE = 2, 1
 # Kinds of cut, best first: the packer uses the best kind that does not cost a task.
 _CUT_SENTENCE, _CUT_CLAUSE, _CUT_WORD, _CUT_ANY = 3, 2, 1, 0
 _CJK_CLASS = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef\U00020000-\U0003ffff"
-_CJK_RE = re.compile(f"[{_CJK_CLASS}]")
 # A word boundary: at whitespace, or at a CJK character (each is a word for cutting purposes).
 _WORD_EDGE_RE = re.compile(f"[\\s{_CJK_CLASS}]")
 
@@ -394,15 +400,50 @@ def _forced_start(text: str, lo: int) -> int:
     return lo if marker_start == -1 else MARKER_RE.match(text, marker_start).end()  # type: ignore[union-attr]
 
 
+def _is_word_cut(text: str, pos: int) -> bool:
+    """Whether ``pos`` (inside the text) is a clean cut next to whitespace or a CJK character."""
+    return ((_WORD_EDGE_RE.match(text, pos - 1) is not None or _WORD_EDGE_RE.match(text, pos) is not None)
+            and _is_clean_cut(text, pos))
+
+
+def _follows_sentence_end(text: str, pos: int) -> bool:
+    """Whether sentence punctuation (and any closing quotes or brackets) ends just before ``pos``."""
+    return _SENTENCE_END_RE.search(text, max(0, pos - 8), pos) is not None
+
+
+def _follows_clause_mark(text: str, pos: int) -> bool:
+    """Whether clause punctuation stands just before ``pos``."""
+    return pos > 0 and _CLAUSE_RE.match(text, pos - 1, pos) is not None
+
+
+def _touches_marker(text: str, pos: int) -> bool:
+    """Whether a pause marker starts or ends at ``pos``."""
+    if MARKER_RE.match(text, pos):
+        return True
+    opening = text.rfind("<#", max(0, pos - 9), pos)
+    return opening != -1 and MARKER_RE.fullmatch(text, opening, pos) is not None
+
+
+def _is_chunk_edge(text: str, pos: int) -> bool:
+    """Whether a chunk may start or end at ``pos``: wherever the packer cuts other than by force.
+
+    That is the text's edges, and any clean cut (never inside a marker or a grapheme cluster) at
+    a word boundary (whitespace, a CJK character), a marker's edge, or after sentence or clause
+    punctuation ("。" or "，" glued to the next character, as CJK text is written). A cut inside a
+    Latin word ("the" inside "other") is not an edge: the packer makes one only in a run with no
+    other boundary in reach.
+    """
+    if pos <= 0 or pos >= len(text):
+        return True
+    return _is_word_cut(text, pos) or (_is_clean_cut(text, pos) and (
+        _touches_marker(text, pos) or _follows_clause_mark(text, pos) or _follows_sentence_end(text, pos)))
+
+
 def _last_word_cut(text: str, lo: int, hi: int) -> int:
     """The last clean cut in (lo, hi] next to whitespace or between CJK characters, or -1."""
     pos = hi
     while pos > lo:
-        if pos >= len(text):
-            return pos
-        before, after = text[pos - 1], text[pos]
-        if ((before.isspace() or after.isspace() or _CJK_RE.match(before) or _CJK_RE.match(after))
-                and _is_clean_cut(text, pos)):
+        if pos >= len(text) or _is_word_cut(text, pos):
             return pos
         pos -= 1
     return -1
@@ -425,10 +466,12 @@ def _forced_cut(text: str, start: int, limit_end: int) -> int:
 
 
 def _choose_cut(text: str, start: int, limit: int, cuts: list[int], kinds: list[int], *,
-                next_start_min: int, paragraph_min_fill: float) -> int:
+                scenes: tuple[list[int], list[int]], next_start_min: int, paragraph_min_fill: float) -> int:
     """The end of the chunk that begins at ``start`` (a content start).
 
-    Candidates, best first: the last paragraph end at least ``paragraph_min_fill`` full; the last
+    ``scenes`` is the scene breaks' chunk ends (the content end before each) and cuts (the end of
+    the marker paragraph), both ascending. Candidates, best first: the last scene break in reach,
+    however full the chunk; the last paragraph end at least ``paragraph_min_fill`` full; the last
     sentence end at least half full; in the window's second half, past the last sentence end, the
     last clause punctuation, then the last word boundary; the last sentence end; the last clause
     punctuation; the last word boundary; the last clean position. The first candidate that leaves
@@ -440,6 +483,13 @@ def _choose_cut(text: str, start: int, limit: int, cuts: list[int], kinds: list[
     def feasible(cut: int) -> bool:
         return cut > start and _content_start(text, cut) >= next_start_min
 
+    scene_ends, scene_cuts = scenes
+    if scene_ends:
+        # A scene break on the seam is stitched silence; inside a chunk it is billed text, re-billed
+        # whenever pauses.scene_break_s changes. The latest in reach is the one most likely feasible.
+        i = bisect.bisect_right(scene_ends, start + limit) - 1
+        if i >= 0 and scene_ends[i] > start and feasible(scene_cuts[i]):
+            return scene_cuts[i]
     lo = bisect.bisect_right(cuts, start)
     # Sentence ends within the window fit; later ones fit while only whitespace and markers (which
     # the chunk sheds at its edge) reach past the window.
@@ -469,6 +519,18 @@ def _choose_cut(text: str, start: int, limit: int, cuts: list[int], kinds: list[
     return safe if safe > start else _forced_cut(text, start, window_end)
 
 
+def _scene_breaks(text: str) -> tuple[list[int], list[int]]:
+    """The scene breaks of ``text`` as (chunk ends, cuts): for each, the end of the content before it
+    and the end of its marker paragraph (see :func:`_choose_cut`)."""
+    ends: list[int] = []
+    cuts: list[int] = []
+    for m in _SCENE_BREAK_RE.finditer(text):
+        if _has_words(text, 0, m.start()) and _has_words(text, m.end(), len(text)):  # not on an edge
+            ends.append(_content_span(text, 0, m.start())[1])
+            cuts.append(m.end())
+    return ends, cuts
+
+
 def _pack(text: str, limit: int, cuts: list[int], kinds: list[int], *,
           paragraph_min_fill: float) -> list[tuple[int, int]]:
     first, last = _content_span(text, 0, len(text))
@@ -483,13 +545,14 @@ def _pack(text: str, limit: int, cuts: list[int], kinds: list[int], *,
         if len(candidate) - 1 <= allowed:
             starts = candidate
             break
+    scenes = _scene_breaks(text) if "<#" in text else ([], [])
     spans: list[tuple[int, int]] = []
     start = first
     remaining = len(starts) - 1
     while start < last:
         remaining -= 1
-        end = _choose_cut(text, start, limit, cuts, kinds, next_start_min=starts[max(remaining, 0)],
-                          paragraph_min_fill=paragraph_min_fill)
+        end = _choose_cut(text, start, limit, cuts, kinds, scenes=scenes,
+                          next_start_min=starts[max(remaining, 0)], paragraph_min_fill=paragraph_min_fill)
         content_start, content_end = _content_span(text, start, end)
         if content_end <= content_start:  # pragma: no cover - every candidate is past ``start``
             raise RuntimeError(f"empty chunk at offset {start}")
@@ -501,18 +564,10 @@ def _pack(text: str, limit: int, cuts: list[int], kinds: list[int], *,
 def _seam_pause(text: str, gap_start: int, gap_end: int, pauses: PauseSettings) -> float:
     gap = text[gap_start:gap_end]
     structural = (pauses.paragraph_s if "\n\n" in gap
-                  else pauses.sentence_s if _SENTENCE_END_RE.search(text, max(0, gap_start - 8), gap_start)
-                  else pauses.clause_s if any(ch.isspace() for ch in gap)
-                  or _CLAUSE_RE.search(text[gap_start - 1:gap_start])
+                  else pauses.sentence_s if _follows_sentence_end(text, gap_start)
+                  else pauses.clause_s if any(ch.isspace() for ch in gap) or _follows_clause_mark(text, gap_start)
                   else 0.0)
     return round(structural + marker_seconds(gap), 3)
-
-
-def chunk_key(text: str, *, voice: Voice, language: str, subtitles: str) -> str:
-    """A stable content key: the text and every request option that changes the audio."""
-    payload = {"v": 1, "text": text, "voice": voice.api_fields(), "language": language,
-               "subtitles": subtitles}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:32]
 
 
 def split_spans(text: str, *, language: str, chunking: ChunkingSettings) -> list[tuple[int, int]]:
@@ -530,10 +585,11 @@ def stable_spans(text: str, previous: Sequence[str], *, language: str,
                  chunking: ChunkingSettings) -> list[tuple[int, int]]:
     """Content spans for ``text`` that keep every chunk of the previous cut that is still there.
 
-    After an edit, the previous chunks whose text still appears (in order, on chunk boundaries) are
-    kept as they were, so their audio stays valid; only the text between them is cut afresh. A
-    one-sentence edit therefore changes one chunk (two if it no longer fits the limit), wherever it
-    is. Packing stays tight because the kept chunks were packed tightly.
+    After an edit, the previous chunks whose text still appears (in order, starting and ending where
+    the packer itself could cut: :func:`_is_chunk_edge`, so also right after a "。" or "，" with no
+    space) are kept as they were, so their audio stays valid; only the text between them is cut
+    afresh. A one-sentence edit therefore changes one chunk (two if it no longer fits the limit),
+    wherever it is. Packing stays tight because the kept chunks were packed tightly.
     """
     anchors: list[tuple[int, int]] = []
     cursor = 0
@@ -541,13 +597,7 @@ def stable_spans(text: str, previous: Sequence[str], *, language: str,
         if not old or len(old) > chunking.max_chars:
             continue
         found = text.find(old, cursor)
-        while found != -1:
-            end = found + len(old)
-            # on a boundary: text edge, whitespace or a pause marker on both sides
-            head_ok = found == 0 or text[found - 1].isspace() or text.endswith("#>", 0, found)
-            tail_ok = end == len(text) or text[end].isspace() or text.startswith("<#", end)
-            if head_ok and tail_ok:
-                break
+        while found != -1 and not (_is_chunk_edge(text, found) and _is_chunk_edge(text, found + len(old))):
             found = text.find(old, found + 1)
         if found == -1:
             continue
@@ -591,7 +641,8 @@ def plan_chapter(chapter: ChapterSpec, *, chunking: ChunkingSettings, pauses: Pa
         chunks.append(Chunk(
             chapter_id=chapter.id, index=index, start=start, end=end, text=body,
             billed_chars=billed_chars(body), pause_before_s=before, pause_after_s=after,
-            key=chunk_key(body, voice=chapter.voice, language=chapter.language, subtitles=subtitles),
+            request=AudioRequest.for_chunk(body, voice=chapter.voice, language=chapter.language,
+                                           subtitles=subtitles),
         ))
         previous_end = end
     return tuple(chunks)

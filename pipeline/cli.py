@@ -84,7 +84,7 @@ def plan(manifest: Path, as_json: bool, chapters: tuple[str, ...]) -> None:
     """
     from pipeline import runner
 
-    book = runner.plan(manifest, chapter_ids=chapters)
+    book = runner.plan(runner.load(manifest), chapter_ids=chapters)
     if as_json:
         from pipeline.planning import plan_to_json
 
@@ -93,34 +93,75 @@ def plan(manifest: Path, as_json: bool, chapters: tuple[str, ...]) -> None:
     click.echo(render_plan(book))
 
 
+def _width(text: str) -> int:
+    """Columns ``text`` takes in a terminal (East Asian wide and full-width characters take two)."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 0 if unicodedata.combining(ch) else 1
+               for ch in text)
+
+
+def _cell(text: str, width: int) -> str:
+    """``text`` cut and padded to ``width`` terminal columns."""
+    out, used = "", 0
+    for ch in text:
+        w = _width(ch)
+        if used + w > width:
+            break
+        out += ch
+        used += w
+    return out + " " * (width - used)
+
+
 def render_plan(book: Any) -> str:
+    from pipeline.planning import chapter_seconds
+
     t = book.totals
     cur = t.currency
-    rows = [f"{'chapter':<12} {'title':<28} {'tasks':>5} {'billed chars':>12} {'audio':>8} {'cost':>10}"]
+    rows = [f"{'chapter':<12} {_cell('title', 28)} {'tasks':>5} {'billed chars':>12} {'audio':>8} {'cost':>10}"]
     for cp in book.chapters:
-        from pipeline.planning import chapter_seconds
-
         cost = book.manifest.pricing.cost(billed_chars=cp.billed_chars, tasks=len(cp.chunks))
-        rows.append(f"{cp.chapter.id:<12} {cp.chapter.title[:28]:<28} {len(cp.chunks):>5} "
+        rows.append(f"{_cell(cp.chapter.id, 12)} {_cell(cp.chapter.title, 28)} {len(cp.chunks):>5} "
                     f"{cp.billed_chars:>12,} {_format_seconds(chapter_seconds(cp)):>8} {cost:>10.2f}")
-    rows.append(f"{'total':<12} {book.manifest.book.title[:28]:<28} {t.chunks:>5} {t.billed_chars:>12,} "
+    rows.append(f"{'total':<12} {_cell(book.manifest.book.title, 28)} {t.chunks:>5} {t.billed_chars:>12,} "
                 f"{_format_seconds(t.est_audio_s):>8} {t.est_cost:>10.2f} {cur}")
     rows.append(f"tasks: {t.chunks} (lower bound {t.lower_bound_tasks}); chunk limit "
                 f"{book.manifest.chunking.max_chars:,} code points")
-    if any(c.reused or c.dropped for c in book.changes):
+    if any(c.reused or c.dropped or c.expired for c in book.changes):
         rows.append("changes since the last render:")
         for change in book.changes:
             if change.to_render or change.dropped:
                 rows.append(f"  {change.chapter_id}: {change.to_render} chunk(s) to render, {change.reused} reused, "
                             f"{change.dropped} dropped; {change.chars:,} characters, {change.cost:.2f} {cur}")
-        if not any(c.to_render or c.dropped for c in book.changes):
+                reasons: dict[str, list[int]] = {}
+                for fate in change.chunks:
+                    if fate.fate == "render" or (fate.fate == "expired" and book.rerender_expired):
+                        reasons.setdefault(fate.reason or "new", []).append(fate.index)
+                for reason, indexes in reasons.items():
+                    rows.append(f"      chunk(s) {_indexes(indexes)}: {reason}")
+            if change.expired:
+                rows.append(f"  {change.chapter_id}: {change.expired} chunk(s) expired at the API (their audio is "
+                            f"gone): {change.expired_chars:,} characters, {change.expired_cost:.2f} {cur} to render "
+                            "again with --rerender-expired")
+        if not any(c.to_render or c.dropped or c.expired for c in book.changes):
             rows.append("  none: every chunk is already rendered")
     return "\n".join(rows)
+
+
+def _indexes(indexes: list[int]) -> str:
+    shown = ", ".join(str(i) for i in indexes[:12])
+    return shown + (f" and {len(indexes) - 12} more" if len(indexes) > 12 else "")
 
 
 def _rehearsal_option(func: Any) -> Any:
     return click.option("--simulate", "simulate", is_flag=True,
                         help="Work on the rehearsal output of `run --simulate` (<output>-simulated).")(func)
+
+
+def _same_book_option(func: Any) -> Any:
+    return click.option("--same-book", is_flag=True,
+                        help="The output folder was made by this book under another manifest path (renamed or "
+                             "moved): take it over. Without it, a folder of another book is refused.")(func)
 
 
 def _manifest_args(func: Any) -> Any:
@@ -130,9 +171,10 @@ def _manifest_args(func: Any) -> Any:
 class _ProgressView:
     """Draws the engine's progress events: a tqdm bar on a terminal, plain log lines otherwise."""
 
-    def __init__(self, *, total: int, chapters: int, quiet: bool) -> None:
+    def __init__(self, *, total: int, chapters: int, quiet: bool, books: int = 1) -> None:
         self.tty = sys.stderr.isatty() and not quiet
         self.quiet = quiet
+        self.name_books = books > 1  # a shelf: every line says which book it is about
         self.bar: Any = None
         self.chapter_bar: Any = None
         if self.tty:
@@ -144,17 +186,21 @@ class _ProgressView:
 
     def __call__(self, event: Any) -> None:
         where = event.chapter_id if event.chunk_index is None else f"{event.chapter_id}#{event.chunk_index}"
+        if self.name_books and event.book:
+            where = f"{event.book}: {where}"
         if event.kind == "downloaded" and self.bar is not None:
             self.bar.update(1)
             return
-        if event.kind in ("chunk-failed", "chapter-failed", "possible-duplicate", "warning"):
+        if event.kind in ("stopped", "warning"):
+            line = f"{event.kind}: {event.message}"
+        elif event.kind in ("chunk-failed", "chapter-failed", "possible-duplicate"):
             line = f"{event.kind}: {where}: {event.message}"
         elif event.kind == "chapter-done":
             if self.chapter_bar is not None:
                 self.chapter_bar.update(1)
             if self.quiet:
                 return
-            line = f"chapter {event.chapter_id} ready: {event.message}"
+            line = f"chapter {where} ready: {event.message}"
         elif self.quiet or self.tty:
             return
         else:
@@ -185,10 +231,13 @@ class _ProgressView:
 @click.option("--api-key-file", type=click.Path(path_type=Path, dir_okay=False),
               help="Read the API key from this file instead of $SOUNDCLONE_API_KEY.")
 @click.option("--dry-run", is_flag=True, help="Show the plan and what changed since the last render, then stop.")
+@click.option("--rerender-expired", is_flag=True, help="Render again, at a new charge, chunks whose audio expired "
+              "at the API (a plain rerun cannot recover them); the cost is shown first and counts for --max-cost.")
+@_same_book_option
 @click.option("-q", "--quiet", is_flag=True, help="Only failures and the summary.")
 def run(manifests: tuple[Path, ...], chapters: tuple[str, ...], concurrency: int | None,
         poll_interval: float | None, max_cost: float | None, simulate: bool, base_url: str | None,
-        api_key_file: Path | None, dry_run: bool, quiet: bool) -> None:
+        api_key_file: Path | None, dry_run: bool, rerender_expired: bool, same_book: bool, quiet: bool) -> None:
     """Render MANIFEST(S) into chapter files and a book; rerun the same command to resume.
 
     Several manifests, or a folder of them, run as one batch sharing the concurrency limit fairly.
@@ -197,30 +246,30 @@ def run(manifests: tuple[Path, ...], chapters: tuple[str, ...], concurrency: int
     """
     from pipeline import runner
 
+    loaded, rejected = runner.load_all(list(manifests))
+    for path, error in rejected:
+        click.echo(f"{path}: not runnable:\n{error}", err=True)
+    if not loaded:
+        sys.exit(2)
+    options = runner.RunOptions(chapter_ids=chapters, concurrency=concurrency, poll_interval_s=poll_interval,
+                                max_cost=max_cost, base_url=base_url, key_file=api_key_file, simulate=simulate,
+                                rerender_expired=rerender_expired, same_book=same_book)
     if dry_run:
-        books, rejected = runner.prepare(list(manifests), chapter_ids=chapters, simulate=simulate)
-        for path, error in rejected:
-            click.echo(f"{path}: not runnable:\n{error}", err=True)
+        books = runner.prepare([runner.rehearsal(m) if simulate else m for m in loaded], chapter_ids=chapters,
+                               rerender_expired=rerender_expired, same_book=same_book)
         for book in books:
             click.echo(render_plan(book.plan))
-            click.echo(f"to render: {book.pending_chunks} task(s), {book.pending_chars:,} billed characters, "
-                       f"about {book.pending_cost:.2f} {book.plan.manifest.pricing.currency}")
+            click.echo(_to_render_line(book))
         sys.exit(2 if rejected else 0)
-    options = runner.RunOptions(chapter_ids=chapters, concurrency=concurrency, poll_interval_s=poll_interval,
-                                max_cost=max_cost, base_url=base_url, key_file=api_key_file, simulate=simulate)
     view: list[_ProgressView] = []
 
-    def on_ready(books: list[Any], rejected: list[Any]) -> None:
-        for path, error in rejected:
-            click.echo(f"skipped {path}: {error}", err=True)
+    def on_ready(books: list[Any]) -> None:
         for book in books:
             if not quiet:
                 click.echo(render_plan(book.plan))
-            click.echo(f"to render: {book.pending_chunks} task(s), {book.pending_chars:,} billed characters, "
-                       f"about {book.pending_cost:.2f} {book.plan.manifest.pricing.currency}"
-                       + (" (simulated: nothing is charged)" if simulate else ""))
+            click.echo(_to_render_line(book) + (" (simulated: nothing is charged)" if simulate else ""))
         view.append(_ProgressView(total=sum(b.pending_chunks for b in books),
-                                  chapters=sum(len(b.plan.chapters) for b in books), quiet=quiet))
+                                  chapters=sum(len(b.plan.chapters) for b in books), quiet=quiet, books=len(books)))
 
     try:
         def on_event(event: Any) -> None:
@@ -229,24 +278,47 @@ def run(manifests: tuple[Path, ...], chapters: tuple[str, ...], concurrency: int
             else:  # before the plan is shown: warnings only
                 click.echo(f"warning: {event.message}", err=True)
 
-        report = runner.run(list(manifests), options=options, on_event=on_event, on_ready=on_ready)
+        report = runner.run(loaded, options=options, on_event=on_event, on_ready=on_ready)
     finally:
         if view:
             view[0].close()
-    click.echo(render_summary(report))
-    if not report.ok:
-        sys.exit(1)
+    report.rejected = rejected
+    if report.stopped is not None and click.get_current_context().find_root().params.get("verbose"):
+        traceback.print_exception(report.stopped)
+    click.echo(render_summary(report, simulated=simulate))
+    if report.exit_code:
+        sys.exit(report.exit_code)
 
 
-def render_summary(report: Any) -> str:
+def _to_render_line(book: Any) -> str:
+    currency = book.plan.manifest.pricing.currency
+    line = (f"to render: {book.pending_chunks} task(s), {book.pending_chars:,} billed characters, "
+            f"about {book.pending_cost:.2f} {currency}")
+    if book.expired_chunks:
+        line += (f"; {book.expired_chunks} expired chunk(s) not rendered (about {book.expired_cost:.2f} {currency} "
+                 "with --rerender-expired)")
+    return line
+
+
+def render_summary(report: Any, *, simulated: bool = False) -> str:
     lines = []
     for book in report.books:
-        lines.append(f"{book.title}: {book.downloaded}/{book.chunks} chunks done, {book.tasks_created} task(s) "
-                     f"created this run, {book.chars_billed:,} characters billed")
+        line = (f"{book.title}: {book.downloaded}/{book.chunks} chunks done; {book.tasks_created} task(s) created "
+                f"this run ({book.chars_created:,} characters)")
+        if book.tasks_refunded:
+            line += (f", of which {book.tasks_refunded} failed and are refunded ({book.chars_refunded:,} characters): "
+                     f"billed {book.tasks_billed} task(s), {book.chars_billed:,} characters")
+        lines.append(line + (" (simulated: nothing is charged)" if simulated else ""))
+        if book.unanswered_creates:
+            lines.append(f"  {book.unanswered_creates} create request(s) got no answer: each may have created a "
+                         "billed task (listed below as possible duplicate charges)")
         for failure in book.failures:
             where = failure.chapter_id if failure.chunk_index is None else \
                 f"{failure.chapter_id} chunk {failure.chunk_index}"
             lines.append(f"  FAILED {where}: {failure.reason}")
+        if book.expired:
+            lines.append(f"  expired at the API: {', '.join(book.expired)}; a plain rerun cannot recover them: "
+                         "`audiobook run MANIFEST --rerender-expired` renders them again at a new charge")
         if book.possible_duplicates:
             lines.append(f"  possible duplicate charges: {len(book.possible_duplicates)}")
             lines.extend(f"    {d}" for d in book.possible_duplicates)
@@ -254,6 +326,8 @@ def render_summary(report: Any) -> str:
             lines.append(f"  wrote {path}")
     for path, error in report.rejected:
         lines.append(f"{path}: not run: {str(error).splitlines()[0]}")
+    if report.stopped is not None:
+        lines.append(f"STOPPED: {report.stopped}")
     lines.append("done" if report.ok else "finished with failures: fix what is listed and rerun the same command")
     return "\n".join(lines)
 
@@ -268,38 +342,49 @@ def status(manifests: tuple[Path, ...], as_json: bool, simulate: bool) -> None:
     Reads the journal only (no network); safe while a run is in progress.
     """
     from pipeline import runner
+    from pipeline.status import status_to_json
 
-    books = runner.status(list(manifests), simulate=simulate)
+    loaded, rejected = runner.load_all(list(manifests), simulate=simulate)
+    books: list[Any] = []
+    errors: list[tuple[Path, str]] = [(path, str(error)) for path, error in rejected]
+    for manifest in loaded:
+        try:
+            books.append(runner.status(manifest))
+        except PipelineError as error:  # the folder belongs to another book, or its journal is broken
+            errors.append((manifest.path, str(error)))
     if as_json:
-        click.echo(json.dumps([_status_json(b) for b in books], ensure_ascii=False, indent=2))
+        docs = [status_to_json(b) for b in books]
+        docs += [{"manifest": str(path), "error": error} for path, error in errors]
+        click.echo(json.dumps(docs, ensure_ascii=False, indent=2))
         return
+    for path, error in errors:
+        click.echo(f"{path}: cannot show its status\n{error}")
     for book in books:
-        if book.error:
-            click.echo(f"{book.manifest}: invalid manifest\n{book.error}")
-            continue
         totals = book.totals
         done = totals.get("downloaded", 0)
         count = sum(totals.values())
-        click.echo(f"{book.title} ({book.manifest}): {done}/{count} chunks downloaded; {book.tasks_billed} "
-                   f"task(s), {book.chars_billed:,} characters billed so far"
-                   + (f"; {book.possible_duplicates} possible duplicate charge(s)" if book.possible_duplicates else ""))
+        billing = book.billing
+        line = (f"{book.title} ({book.manifest}): {done}/{count} chunks downloaded; billed so far: {billing.tasks} "
+                f"task(s), {billing.chars:,} characters")
+        if billing.refunded_tasks:
+            line += f" (and {billing.refunded_tasks} failed task(s), {billing.refunded_chars:,} characters, refunded)"
+        if book.possible_duplicates:
+            line += f"; {book.possible_duplicates} possible duplicate charge(s)"
+        click.echo(line)
         for chapter in book.chapters:
             states = ", ".join(f"{n} {s}" for s, n in sorted(chapter.by_state.items()))
-            click.echo(f"  {chapter.id:<12} {chapter.chunks:>3} chunks: {states}"
+            click.echo(f"  {_cell(chapter.id, 12)} {chapter.chunks:>3} chunks: {states}"
                        + (f" -> {chapter.output.name}" if chapter.output else ""))
             for index, reason in chapter.failures:
                 click.echo(f"      chunk {index}: {reason}")
-
-
-def _status_json(book: Any) -> dict[str, Any]:
-    return {
-        "manifest": str(book.manifest), "title": book.title, "output": str(book.output), "error": book.error,
-        "tasks_billed": book.tasks_billed, "chars_billed": book.chars_billed,
-        "possible_duplicates": book.possible_duplicates, "totals": book.totals,
-        "chapters": [{"id": c.id, "title": c.title, "chunks": c.chunks, "states": c.by_state,
-                      "failures": [{"index": i, "reason": r} for i, r in c.failures],
-                      "output": str(c.output) if c.output else None} for c in book.chapters],
-    }
+        if book.expired:
+            click.echo(f"  expired at the API: {', '.join(book.expired)}. A plain rerun cannot recover them; "
+                       f"`audiobook run {book.manifest} --rerender-expired` renders them again at a new charge")
+        if book.stale:
+            click.echo(f"  {len(book.stale)} file(s) the manifest no longer makes (`audiobook clean` offers them): "
+                       + ", ".join(p.name for p in book.stale[:5]) + (" ..." if len(book.stale) > 5 else ""))
+    if errors:
+        sys.exit(2)
 
 
 @main.command()
@@ -307,14 +392,18 @@ def _status_json(book: Any) -> dict[str, Any]:
 @click.option("--chapter", "chapters", multiple=True, metavar="ID", help="Only these chapters (repeatable).")
 @click.option("--force", is_flag=True, help="Re-assemble even when nothing changed.")
 @_rehearsal_option
-def stitch(manifest: Path, chapters: tuple[str, ...], force: bool, simulate: bool) -> None:
+@_same_book_option
+def stitch(manifest: Path, chapters: tuple[str, ...], force: bool, simulate: bool, same_book: bool) -> None:
     """Re-assemble chapters and the book from cached audio, without any API call.
 
-    Use it after changing pause, loudness or tag settings. Unchanged chapters are skipped.
+    Use it after changing pause, loudness or tag settings. Unchanged chapters are skipped. When a
+    change needs new audio (an edit, a voice setting, a pause sent inside a chunk), it says which
+    chunks and why instead.
     """
     from pipeline import runner
 
-    for path in runner.stitch(manifest, chapter_ids=chapters, force=force, simulate=simulate):
+    book = runner.load(manifest, simulate=simulate)
+    for path in runner.stitch(book, chapter_ids=chapters, force=force, same_book=same_book):
         click.echo(f"wrote {path}")
 
 
@@ -334,8 +423,9 @@ def schema() -> None:
 @click.option("--simulate", is_flag=True, help="Against a local simulator (for rehearsals).")
 @click.option("--base-url", metavar="URL", help="API base URL (default: $SOUNDCLONE_BASE_URL, the manifest, ...).")
 @click.option("--api-key-file", type=click.Path(path_type=Path, dir_okay=False), help="Read the API key from this file.")
+@_same_book_option
 def retake(manifest: Path, chapter: str, index: int | None, words: str | None, simulate: bool,
-           base_url: str | None, api_key_file: Path | None) -> None:
+           base_url: str | None, api_key_file: Path | None, same_book: bool) -> None:
     """Render a fresh take of one chunk (one new task), keep the earlier takes, use the new one.
 
     The chapter and the book are re-assembled with it. `audiobook takes` lists takes and switches back.
@@ -344,8 +434,9 @@ def retake(manifest: Path, chapter: str, index: int | None, words: str | None, s
 
     if (index is None) == (words is None):
         raise click.UsageError("give exactly one of --chunk N or --at \"words in the sentence\"")
-    chunk, take, files = runner.retake(manifest, chapter_id=chapter, index=index, words=words, base_url=base_url,
-                                       key_file=api_key_file, simulate=simulate)
+    options = runner.RunOptions(base_url=base_url, key_file=api_key_file, simulate=simulate, same_book=same_book)
+    chunk, take, files = runner.retake(runner.load(manifest), chapter_id=chapter, index=index, words=words,
+                                       options=options)
     click.echo(f"chunk {chunk.index} of {chapter}: take {take} rendered and selected")
     for path in files:
         click.echo(f"wrote {path}")
@@ -357,17 +448,19 @@ def retake(manifest: Path, chapter: str, index: int | None, words: str | None, s
 @click.option("--chunk", "index", type=int, metavar="N", help="With --use: the chunk.")
 @click.option("--use", "take", type=int, metavar="T", help="Select take T of chunk N and re-assemble.")
 @_rehearsal_option
-def takes(manifest: Path, chapter: str, index: int | None, take: int | None, simulate: bool) -> None:
+@_same_book_option
+def takes(manifest: Path, chapter: str, index: int | None, take: int | None, simulate: bool, same_book: bool) -> None:
     """List the takes of a chapter's chunks (* marks the one in use); --chunk N --use T picks one."""
     from pipeline import runner
 
+    book = runner.load(manifest, simulate=simulate)
     if take is not None:
         if index is None:
             raise click.UsageError("--use needs --chunk N")
-        for path in runner.use_take(manifest, chapter_id=chapter, index=index, take=take, simulate=simulate):
+        for path in runner.use_take(book, chapter_id=chapter, index=index, take=take, same_book=same_book):
             click.echo(f"wrote {path}")
         return
-    for info in runner.list_takes(manifest, chapter_id=chapter, simulate=simulate):
+    for info in runner.list_takes(book, chapter_id=chapter):
         if index is not None and info.chunk_index != index:
             continue
         mark = "*" if info.selected else " "
@@ -379,14 +472,19 @@ def takes(manifest: Path, chapter: str, index: int | None, take: int | None, sim
 @click.argument("manifest", type=click.Path(path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
 @_rehearsal_option
-def clean(manifest: Path, dry_run: bool, simulate: bool) -> None:
-    """Remove cached chunk audio that no chapter uses any more (never a selected take)."""
+@_same_book_option
+def clean(manifest: Path, dry_run: bool, simulate: bool, same_book: bool) -> None:
+    """Remove cached chunk audio no chapter uses any more (never a selected take), and output files the
+    manifest no longer makes (a removed chapter's files, the M4B under an old title)."""
     from pipeline import runner
 
-    files, size = runner.clean(manifest, dry_run=dry_run, simulate=simulate)
-    for path in files:
-        click.echo(f"{'would remove' if dry_run else 'removed'} {path}")
-    click.echo(f"{len(files)} file(s), {size / 1e6:.1f} MB {'would be ' if dry_run else ''}freed")
+    result = runner.clean(runner.load(manifest, simulate=simulate), dry_run=dry_run, same_book=same_book)
+    verb = "would remove" if dry_run else "removed"
+    for path in result.cache:
+        click.echo(f"{verb} {path}")
+    for path in result.outputs:
+        click.echo(f"{verb} {path} (no longer made by the manifest)")
+    click.echo(f"{len(result.files)} file(s), {result.size / 1e6:.1f} MB {'would be ' if dry_run else ''}freed")
 
 
 @main.group()

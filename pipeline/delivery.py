@@ -32,11 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.audio import dsp, ffmpeg, tags
-from pipeline.assembly import STATE_DIR, read_state, write_atomic
+from pipeline.assembly import read_state
+from pipeline.fsio import write_atomic
+from pipeline.layout import BookLayout
 from pipeline.errors import AssemblyError, AudioToolError
 from pipeline.models import Manifest
 
-REPORT_NAME = "delivery-report.json"
 ERROR = "error"
 WARNING = "warning"
 INFO = "info"
@@ -197,7 +198,7 @@ def check_delivery(*, manifest: Manifest, files: Sequence[Path]) -> DeliveryRepo
         raise AssemblyError(f"unknown delivery profile {profile!r}; use one of acx, google-play, none "
                             "(audio.profile in the manifest)")
     reports: list[FileReport] = []
-    cache_path = manifest.output / STATE_DIR / MEASUREMENT_CACHE
+    cache_path = BookLayout(manifest.output).measurements
     cache = read_state(cache_path) or {}
     for path in files:
         path = Path(path)
@@ -216,7 +217,6 @@ def check_delivery(*, manifest: Manifest, files: Sequence[Path]) -> DeliveryRepo
     return DeliveryReport(profile=profile, files=tuple(reports))
 
 
-MEASUREMENT_CACHE = "delivery-measurements.json"
 
 
 def _measure(path: Path, manifest: Manifest, cache: dict[str, Any]
@@ -225,14 +225,15 @@ def _measure(path: Path, manifest: Manifest, cache: dict[str, Any]
     otherwise decode every file again just to report the same figures."""
     settings = manifest.audio
     stat = path.stat()
-    key = f"{stat.st_size}:{stat.st_mtime_ns}:{settings.sample_rate_hz}:{settings.silence_threshold_db}"
+    # v2: channels and rate come from the decoded stream (an older ffmpeg's MP4 header says stereo)
+    key = f"v2:{stat.st_size}:{stat.st_mtime_ns}:{settings.sample_rate_hz}:{settings.silence_threshold_db}"
     hit = cache.get(path.name)
     if isinstance(hit, dict) and hit.get("key") == key:
         try:
             return tags.StreamInfo(**hit["info"]), dsp.Measurement(**hit["measurement"])
         except (KeyError, TypeError):
             pass
-    info = tags.stream_info(path)
+    info = tags.stream_info(path, decoded=ffmpeg.decoded_format(path))
     with ffmpeg.stream_pcm(path, sample_rate_hz=settings.sample_rate_hz) as blocks:
         measurement = dsp.measure_pcm(blocks, sample_rate_hz=settings.sample_rate_hz,
                                       silence_threshold_db=settings.silence_threshold_db, label=str(path))

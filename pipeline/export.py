@@ -14,39 +14,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 from pipeline.audio import ffmpeg, tags
-from pipeline.assembly import (
-    OUTPUT_FILE_MODE,
-    STATE_DIR,
-    ChapterOutput,
-    cover_digest,
-    file_digest,
-    new_temp_path,
-    read_state,
-    temp_files,
-    write_atomic,
-)
+from pipeline import fsio
+from pipeline.assembly import ChapterOutput, cover_digest, file_digest, read_state
+from pipeline.layout import BookLayout
 from pipeline.errors import AssemblyError
 from pipeline.models import Manifest
 
 EXPORT_FORMAT = 1
-_SLUG_RE = re.compile(r"[^\w]+", re.UNICODE)
-
-
-def slugify(title: str) -> str:
-    """A file-name-safe slug: lower case, runs of anything but letters and digits (any script) -> '-'."""
-    slug = _SLUG_RE.sub("-", title.casefold()).strip("-_")
-    return slug[:120] or "audiobook"
-
-
-def book_path(manifest: Manifest) -> Path:
-    return Path(manifest.output) / f"{slugify(manifest.book.title)}.m4b"
 
 
 def _fingerprint(manifest: Manifest, chapters: Sequence[ChapterOutput]) -> str:
@@ -55,7 +34,6 @@ def _fingerprint(manifest: Manifest, chapters: Sequence[ChapterOutput]) -> str:
     doc = {
         "format": EXPORT_FORMAT,
         "book": book,
-        "voice_name": manifest.voice_name,
         "sample_rate_hz": manifest.audio.sample_rate_hz,
         "bitrate_kbps": manifest.audio.m4b_bitrate_kbps,
         "chapters": [{"id": c.chapter_id, "title": c.title, "audio": file_digest(c.audio_path)} for c in chapters],
@@ -76,9 +54,10 @@ def export_book(*, manifest: Manifest, chapters: Sequence[ChapterOutput], force:
         raise AssemblyError("no chapters to put in the book; assemble the chapters first (`audiobook stitch`)")
     ordered = sorted(chapters, key=lambda c: c.track)
     output = Path(manifest.output)
-    target = book_path(manifest)
-    state_path = output / STATE_DIR / "book.json"
-    (output / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    layout = BookLayout(output)
+    target = layout.book_file(manifest.book.title)
+    state_path = layout.book_state
+    fsio.ensure_dir(layout.state)
     fingerprint = _fingerprint(manifest, ordered)
     state = read_state(state_path)
     if (not force and state is not None and state.get("fingerprint") == fingerprint
@@ -87,10 +66,12 @@ def export_book(*, manifest: Manifest, chapters: Sequence[ChapterOutput], force:
 
     sr = manifest.audio.sample_rate_hz
     marks: list[ffmpeg.ChapterMark] = []
-    with temp_files(output) as made:
-        aac = new_temp_path(output, f"{target.stem}.aac.m4a", made)
+    aac_name = f"{target.stem}.aac.m4a"
+    fsio.remove_stale_parts(output, [aac_name, target.name])  # left by an interrupted export
+    with fsio.TempFiles(output) as temps:
+        aac = temps.new(aac_name)
         with ffmpeg.aac_encoder(aac, sample_rate_hz=sr, bitrate_kbps=manifest.audio.m4b_bitrate_kbps,
-                                  what=f"the book {target.name}") as encoder:
+                                what=f"the book {target.name}") as encoder:
             for chapter in ordered:
                 start = encoder.samples_written
                 label = f"chapter {chapter.chapter_id!r}"
@@ -98,18 +79,16 @@ def export_book(*, manifest: Manifest, chapters: Sequence[ChapterOutput], force:
                     for block in blocks:
                         encoder.write(block)
                 marks.append(ffmpeg.ChapterMark(start, encoder.samples_written, chapter.title))
-        temp_book = new_temp_path(output, target.name, made)
+        temp_book = temps.new(target.name)
         ffmpeg.mux_chapters(aac, temp_book, chapters=marks, sample_rate_hz=sr,
-                              what=f"add chapter marks to {target.name}")
+                            what=f"add chapter marks to {target.name}")
         book = manifest.book
         tags.tag_mp4(temp_book, tags.Tags(
-            title=book.title, album=book.title, author=book.author,
-            narrator=book.narrator or manifest.voice_name, year=book.year, description=book.description,
-            cover=book.cover))
-        os.chmod(temp_book, OUTPUT_FILE_MODE)  # ffmpeg's muxer may have made it private
-        os.replace(temp_book, target)
+            title=book.title, album=book.title, author=book.author, narrator=book.narrator, year=book.year,
+            description=book.description, cover=book.cover))
+        temps.commit(temp_book, target)
     chapter_rows = [{"id": c.chapter_id, "title": c.title, "start_s": m.start_sample / sr}
                     for c, m in zip(ordered, marks, strict=True)]
-    write_atomic(state_path, json.dumps({"fingerprint": fingerprint, "size": target.stat().st_size,
-                                         "chapters": chapter_rows}, indent=1))
+    fsio.write_atomic(state_path, json.dumps({"fingerprint": fingerprint, "size": target.stat().st_size,
+                                              "chapters": chapter_rows}, indent=1))
     return target

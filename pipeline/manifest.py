@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 import re
-from collections.abc import Mapping
+import stat
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,7 +182,12 @@ CHAPTER_SCHEMA: dict[str, Field] = {
 # --- YAML with line numbers --------------------------------------------------------------------
 
 class _Reader:
-    """Turns a YAML node tree into Python values, remembering the line of every path."""
+    """Turns a YAML node tree into Python values, remembering the line of every path.
+
+    It also keeps every scalar's token as written (``off``, ``0x10``, ``12:30``), because YAML 1.1
+    types some words and numbers in ways a reader does not expect (``off`` is false, ``12:30`` is
+    750): the validator judges and quotes the token, not only the value PyYAML made of it.
+    """
 
     def __init__(self, file: str, problems: list[Problem]) -> None:
         self.file = file
@@ -194,6 +201,11 @@ class _Reader:
         # problem inside an inline chapter text by the file's own line and column.
         self.source = ""
         self.spans: dict[tuple[Any, ...], tuple[int, int]] = {}
+        # Each scalar's text as written (quotes and escapes resolved), and which were plain (unquoted).
+        self.tokens: dict[tuple[Any, ...], str] = {}
+        self.plain: set[tuple[Any, ...]] = set()
+        # A merge source's pairs as its mapping means them, by node id (an anchor may be merged often).
+        self.effective: dict[int, list[tuple[str, tuple[yaml.Node, yaml.Node]]]] = {}
 
     def read(self, node: yaml.Node, path: tuple[Any, ...]) -> Any:
         self.nodes += 1
@@ -201,18 +213,29 @@ class _Reader:
             raise _TooBig()
         self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
-            result: dict[Any, Any] = {}
+            written: dict[str, tuple[yaml.Node, yaml.Node]] = {}
             for key_node, value_node in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    continue
                 key = self.constructor.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) \
                     else None
                 if not isinstance(key, str):
+                    shown = _as_written(key, key_node.value) if isinstance(key_node, yaml.ScalarNode) else repr(key)
                     self.problems.append(Problem(self.file, key_node.start_mark.line + 1, _dotted(path),
-                                                 f"key {key!r} must be a plain word; quote it or rename it"))
+                                                 f"key {shown} must be a plain word; quote it or rename it"))
                     continue
-                if key in result:
+                if key in written:
                     self.problems.append(Problem(self.file, key_node.start_mark.line + 1, _dotted(path + (key,)),
                                                  "appears twice; keep one"))
                     continue
+                written[key] = (key_node, value_node)
+            # What merge keys (<<) bring gives way to the mapping's own keys, without a repeat.
+            merged: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+            for key, pair in self._merged(node):
+                if key not in written and key not in merged:
+                    merged[key] = pair
+            result: dict[Any, Any] = {}
+            for key, (key_node, value_node) in {**merged, **written}.items():
                 self.lines[path + (key,)] = key_node.start_mark.line + 1
                 result[key] = self.read(value_node, path + (key,))
             return result
@@ -221,7 +244,62 @@ class _Reader:
         block = isinstance(node, yaml.ScalarNode) and node.style in ("|", ">")
         self.text_lines[path] = node.start_mark.line + 1 + (1 if block else 0)
         self.spans[path] = (node.start_mark.index, node.end_mark.index)
+        if isinstance(node, yaml.ScalarNode):
+            self.tokens[path] = node.value
+            if node.style is None:
+                self.plain.add(path)
+        if node.tag == _MERGE_TAG:
+            return node.value  # a bare << where a value belongs is just text
         return self.constructor.construct_object(node)
+
+    def _merged(self, node: yaml.MappingNode) -> list[tuple[str, tuple[yaml.Node, yaml.Node]]]:
+        """The pairs a mapping's merge keys (``<<: *a``, ``<<: [*a, *b]``) bring, in the order that
+        decides: an earlier source wins over a later one (yaml.org/type/merge.html); the mapping's
+        own keys win over all (:meth:`read` sees to that).
+
+        Not PyYAML's ``flatten_mapping``: it rewrites shared nodes in place, and PyYAML 6.0.4 picks
+        between sources by the identity of key strings, so the winner varies (yaml/pyyaml#953).
+        """
+        out: list[tuple[str, tuple[yaml.Node, yaml.Node]]] = []
+        for key_node, value_node in node.value:
+            if key_node.tag != _MERGE_TAG:
+                continue
+            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for source in sources:
+                if not isinstance(source, yaml.MappingNode):
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"expected a mapping or list of mappings for merging, but found {source.id}",
+                        source.start_mark)
+                out.extend(self._effective(source))
+        return out
+
+    def _effective(self, node: yaml.MappingNode) -> list[tuple[str, tuple[yaml.Node, yaml.Node]]]:
+        """A merge source's pairs as that mapping means them: its own keys (the first of a repeated
+        one, as :meth:`read` keeps), then what its own merge keys bring. A repeated or non-text key
+        in it is reported where it is written, not again at every mapping that merges it."""
+        if id(node) not in self.effective:
+            pairs: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+            for key_node, value_node in node.value:
+                key = self.constructor.construct_object(key_node) \
+                    if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG else None
+                if isinstance(key, str) and key not in pairs:
+                    pairs[key] = (key_node, value_node)
+            for key, pair in self._merged(node):
+                pairs.setdefault(key, pair)
+            self.effective[id(node)] = list(pairs.items())
+        return self.effective[id(node)]
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _as_written(value: Any, token: str | None) -> str:
+    """A scalar as a message shows it: the user's own token (``0x10``, ``yes``), not the value
+    YAML 1.1 made of it (16, True); numbers bare, anything else quoted."""
+    if token is None:
+        return repr(value)
+    return token if isinstance(value, (int, float)) and not isinstance(value, bool) else repr(token)
 
 
 class _TooBig(Exception):
@@ -338,38 +416,55 @@ class _Validator:
                     self.add(path, str(error).lstrip(": "))
                     return _INVALID
             return value
+        token = self.reader.tokens.get(path)
         if kind == "bool":
             if not isinstance(value, bool):
-                self.add(path, f"must be true or false, not {value!r}")
+                self.add(path, f"must be true or false, not {_as_written(value, token)}")
                 return _INVALID
             return value
         if kind == "choice":
-            if value not in spec.choices or isinstance(value, bool):
-                hint = difflib.get_close_matches(str(value), [str(c) for c in spec.choices], n=1)
-                fix = f"did you mean '{hint[0]}'?" if hint else f"use {spec.rule()}"
-                self.add(path, f"{value!r} is not allowed — {fix}")
-                return _INVALID
-            return value
+            if value in spec.choices and not isinstance(value, bool):
+                return spec.choices[spec.choices.index(value)]
+            # YAML 1.1 reads off, on, yes and no as true/false: the word as written is what counts.
+            by_word = {str(c): c for c in spec.choices}
+            if token is not None and token in by_word:
+                return by_word[token]
+            word = str(value) if token is None else token
+            hint = [w for w in by_word if w.lower() == word.lower()] \
+                or difflib.get_close_matches(word, list(by_word), n=1)
+            fix = f"did you mean '{hint[0]}'?" if hint else f"use {spec.rule()}"
+            self.add(path, f"{_as_written(value, token)} is not allowed — {fix}")
+            return _INVALID
         # int | number
+        if isinstance(value, str) and token is not None and path in self.reader.plain \
+                and _EXPONENT_NUMBER.fullmatch(token):
+            value = float(token)  # 1e3: a number to YAML 1.2 and to editors, text to YAML 1.1
+        shown = _as_written(value, token)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.add(path, f"must be {spec.rule()}, not {_type_name(value)} {value!r}")
+            self.add(path, f"must be {spec.rule()}, not {_type_name(value)} {shown}")
+            return _INVALID
+        if token is not None and ":" in token:
+            self.add(path, f"must be {spec.rule()}, not {token} (YAML 1.1 reads that as the base-60 number "
+                           f"{value:g}); write the number out")
             return _INVALID
         if kind == "int" and not (isinstance(value, int) or float(value).is_integer()):
-            self.add(path, f"must be a whole number, not {value!r}")
+            self.add(path, f"must be a whole number, not {shown}")
             return _INVALID
         if not math.isfinite(value):
-            self.add(path, f"must be a finite number, not {value!r}; give {spec.rule()}")
+            self.add(path, f"must be a finite number, not {shown}; give {spec.rule()}")
             return _INVALID
         too_low = spec.minimum is not None and (value <= spec.minimum if spec.exclusive_minimum
                                                  else value < spec.minimum)
         too_high = spec.maximum is not None and value > spec.maximum
         if too_low or too_high:
-            self.add(path, f"{value!r} is out of range; must be {spec.rule()}")
+            self.add(path, f"{shown} is out of range; must be {spec.rule()}")
             return _INVALID
         return int(value) if kind == "int" else float(value)
 
 
 _INVALID = object()
+# A number in exponent form without a decimal point (1e3, 2E-1): YAML 1.1 leaves it text.
+_EXPONENT_NUMBER = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+")
 
 
 def _type_name(value: Any) -> str:
@@ -392,44 +487,68 @@ def _resolve(base: Path, value: str) -> Path:
     return path if path.is_absolute() else (base / path)
 
 
-def _merge_voice(v: _Validator, book: dict[str, Any], override: dict[str, Any], path: tuple[Any, ...],
-                 language: str, *, check_language: bool = True) -> Voice | None:
-    merged = {**book, **override}
-    if "name" in override and "model_id" not in override:
-        merged.pop("model_id", None)
-    if "model_id" not in merged:
-        if "name" not in merged:
-            v.add(path + ("model_id",), "is required: set voice.model_id (or voice.name from the voice registry)")
-        return None
-    if check_language and merged.get("sound_version", "v1") == "v1" and language in LANGUAGES_V2_ONLY:
-        v.add(path + ("sound_version",), f"language '{language}' needs sound_version v2; set "
-                                         "sound_version: v2 or pick a v1 language")
-    fields = {f.name for f in dataclasses.fields(Voice)}
-    return Voice(**{k: val for k, val in merged.items() if k in fields})
+_VOICE_SETTINGS = {f.name for f in dataclasses.fields(Voice)} - {"model_id"}
 
 
-def load_manifest(path: Path, *, voice_resolver: Any = None) -> Manifest:
+class _VoiceNames:
+    """Looks up ``voice.name`` in the voice registry (``voice_resolver``), each name once."""
+
+    def __init__(self, v: _Validator, resolver: Callable[[str], str | None] | None) -> None:
+        self.v = v
+        self.resolver = resolver
+        self.found: dict[str, str | None] = {}
+
+    def model_id(self, name: str, path: tuple[Any, ...]) -> str | None:
+        """The modelId registered as ``name``; None, with a problem at ``path``, when there is none."""
+        if self.resolver is None:
+            self.v.add(path, f"cannot look up '{name}': no voice registry was given to load_manifest "
+                             "(voice_resolver); give voice.model_id instead (see `audiobook voice list`)")
+            return None
+        if name not in self.found:
+            self.found[name] = self.resolver(name)
+        if self.found[name] is None:
+            self.v.add(path, f"no voice named '{name}' in the voice registry; see `audiobook voice list` "
+                             "or give voice.model_id")
+        return self.found[name]
+
+
+def _model_id(v: _Validator, voice: dict[str, Any], raw: Any, path: tuple[Any, ...],
+              names: _VoiceNames) -> str | None:
+    """The modelId a voice section names: its ``model_id`` (which wins), else its ``name`` looked up in
+    the voice registry. None, with a problem at ``path``, when it names no voice; None and no new
+    problem when what it gave was refused already (``raw`` is the section as written)."""
+    if "model_id" in voice:
+        return str(voice["model_id"])
+    if "name" in voice:
+        return names.model_id(voice["name"], path + ("name",))
+    if isinstance(raw, dict) and "model_id" not in raw and "name" not in raw:
+        v.add(path + ("model_id",), "is required: set voice.model_id (or voice.name from the voice registry)")
+    return None
+
+
+def _as_given(raw: Any, checked: Mapping[str, Any], key: str, inherited: str | None) -> str | None:
+    """A setting's effective value: ``checked[key]`` when the mapping ``raw`` sets it, else ``inherited``;
+    None when it was set but refused (so it is not judged again)."""
+    if isinstance(raw, dict) and key in raw:
+        return checked.get(key)
+    return inherited
+
+
+def _check_language(v: _Validator, path: tuple[Any, ...], language: str | None, sound_version: str | None) -> None:
+    if sound_version == "v1" and language in LANGUAGES_V2_ONLY:
+        v.add(path, f"language '{language}' needs sound_version v2; set sound_version: v2 or pick a v1 language")
+
+
+def load_manifest(path: Path, *, voice_resolver: Callable[[str], str | None] | None = None) -> Manifest:
     """Read and validate a manifest, its chapter sources and their pause markers.
 
     Raises :class:`ManifestError` listing every problem found, each with file, line, field and fix.
-    ``voice_resolver(name) -> model_id | None`` resolves ``voice.name`` (the voice registry).
+    ``voice_resolver(name) -> model_id | None`` resolves ``voice.name`` (the voice registry), for the
+    book and for every chapter that names its own voice; without one, a name is a problem.
     """
     display = str(path)
     problems: list[Problem] = []
-    try:
-        if path.is_dir():
-            raise ManifestError([Problem(display, None, "", "is a folder; give a manifest .yaml file")])
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise ManifestError([Problem(display, None, "", "does not exist; check the path")]) from None
-    if size > MANIFEST_MAX_BYTES:
-        raise ManifestError([Problem(display, None, "", f"is {size:,} bytes, over the {MANIFEST_MAX_BYTES:,}-byte "
-                                     "limit for a manifest; put chapter texts in source files")])
-    try:
-        raw_text = texts.decode_source(path.read_bytes(), allow_empty=True)
-    except texts.SourceError as exc:
-        raise ManifestError([Problem(display, p.line, "", f"column {p.column}: {p.message}" if p.column
-                                     else p.message) for p in exc.problems]) from None
+    raw_text = _read_text(path, display)
     reader = _Reader(display, problems)
     reader.source = raw_text
     try:
@@ -443,8 +562,10 @@ def load_manifest(path: Path, *, voice_resolver: Any = None) -> Manifest:
         context = ""
         if exc.context and exc.context_mark and exc.problem_mark and exc.context_mark.line != exc.problem_mark.line:
             context = f" ({exc.context} on line {exc.context_mark.line + 1})"
-        hint = ("YAML does not allow tabs for indentation; indent with spaces" if "\t" in str(exc.problem or "")
-                or "tab" in str(exc.problem or "") else "check indentation, colons and quotes near this line")
+        problem = str(exc.problem or "")
+        hint = ("YAML does not allow tabs for indentation; indent with spaces" if "\t" in problem or "tab" in problem
+                else "'<<: *name' merges a mapping marked &name (or a list of them, <<: [*a, *b])"
+                if "for merging" in problem else "check indentation, colons and quotes near this line")
         raise ManifestError([Problem(display, line, "", f"is not valid YAML: {exc.problem or exc}{context}; "
                                      f"{hint}")]) from None
     except yaml.YAMLError as exc:
@@ -468,14 +589,8 @@ def load_manifest(path: Path, *, voice_resolver: Any = None) -> Manifest:
     language = top.get("language", LANGUAGE_AUTO)
     book_voice = top.get("voice", {})
     voice_name = book_voice.get("name")
-    if voice_name and "model_id" not in book_voice and voice_resolver is not None:
-        resolved = voice_resolver(voice_name)
-        if resolved is None:
-            v.add(("voice", "name"), f"no voice named '{voice_name}' in the voice registry; see "
-                                     "`audiobook voice list` or give voice.model_id")
-        else:
-            book_voice = {**book_voice, "model_id": resolved}
-    book_voice_model = _merge_voice(v, book_voice, {}, ("voice",), language) if "voice" in data else None
+    names = _VoiceNames(v, voice_resolver)
+    book_model_id = _model_id(v, book_voice, data.get("voice"), ("voice",), names) if "voice" in data else None
 
     cover = None
     if "cover" in top:
@@ -488,17 +603,30 @@ def load_manifest(path: Path, *, voice_resolver: Any = None) -> Manifest:
             v.add(("cover",), f"'{cover}' is neither JPEG nor PNG inside; export the cover again as .jpg or .png")
     output = (_resolve(base, top["output"]) if "output" in top else base / "build" / path.stem).resolve()
     blocking = next((p for p in (output, *output.parents) if p.exists()), None)
-    if blocking is not None and not blocking.is_dir():
+    if not output.name:
+        v.add(("output",), f"'{output}' is a file system root; a book needs a folder of its own (and a rehearsal "
+                           "writes beside it as <output>-simulated, which a root cannot have); give a folder "
+                           "such as build/book")
+    elif blocking is not None and not blocking.is_dir():
         v.add(("output",), f"'{blocking}' is a file, not a folder, so the output folder '{output}' cannot be "
                            "made there; choose another output path")
 
     pauses = PauseSettings(**top.get("pauses", {}))
     subtitles = top.get("subtitles", "sentence")
-    chapters = _load_chapters(v, data.get("chapters"), base=base, language=language, book_voice=book_voice,
-                              pauses=pauses, subtitles=subtitles) if "chapters" in data else ()
+    book_language = _as_given(data, top, "language", LANGUAGE_AUTO)
+    book_version = _as_given(data.get("voice"), book_voice, "sound_version", "v1")
+    chapters, inherited = _load_chapters(
+        v, data.get("chapters"), base=base, language=language, book_voice=book_voice,
+        book_model_id=book_model_id, book_language=book_language, book_version=book_version, names=names,
+        pauses=pauses) if "chapters" in data else ((), True)
+    if inherited:
+        # Reported once, here: every chapter that keeps the book's language and sound_version meets it.
+        _check_language(v, ("voice", "sound_version"), book_language, book_version)
     if problems:
         raise ManifestError(problems)
-    assert book_voice_model is not None
+    assert book_model_id is not None
+    book_voice_model = Voice(model_id=book_model_id,
+                             **{k: val for k, val in book_voice.items() if k in _VOICE_SETTINGS})
     return Manifest(
         path=path,
         book=BookInfo(title=top["title"], author=top.get("author"), narrator=top.get("narrator"),
@@ -514,13 +642,58 @@ def load_manifest(path: Path, *, voice_resolver: Any = None) -> Manifest:
     )
 
 
+def _read_text(path: Path, display: str) -> str:
+    """The manifest's text. Only a regular file is read, and at most MANIFEST_MAX_BYTES of it.
+
+    A named pipe would block until some writer came, and a device such as /dev/zero never ends (its
+    size says 0): both are refused before opening, and again on the open file (opened without
+    waiting), in case the path changed in between. The read stops one byte past the limit whatever
+    the size said.
+    """
+
+    def refuse(message: str) -> ManifestError:
+        return ManifestError([Problem(display, None, "", message)])
+
+    def check(info: os.stat_result) -> None:
+        if stat.S_ISDIR(info.st_mode):
+            raise refuse("is a folder; give a manifest .yaml file")
+        if not stat.S_ISREG(info.st_mode):
+            raise refuse("is not a regular file (a pipe or a device?); give a manifest .yaml file")
+        if info.st_size > MANIFEST_MAX_BYTES:
+            raise refuse(f"is {info.st_size:,} bytes, over the {MANIFEST_MAX_BYTES:,}-byte limit for a manifest; "
+                         "put chapter texts in source files")
+
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        check(path.stat())
+        with os.fdopen(os.open(path, flags), "rb") as fh:
+            check(os.fstat(fh.fileno()))
+            data = fh.read(MANIFEST_MAX_BYTES + 1)
+    except (FileNotFoundError, NotADirectoryError):
+        raise refuse("does not exist; check the path") from None
+    except OSError as exc:
+        raise refuse(f"cannot be read ({exc.strerror}); check the path and its permissions") from None
+    if len(data) > MANIFEST_MAX_BYTES:
+        raise refuse(f"is over the {MANIFEST_MAX_BYTES:,}-byte limit for a manifest; put chapter texts in source "
+                     "files")
+    try:
+        return texts.decode_source(data, allow_empty=True)
+    except texts.SourceError as exc:
+        raise ManifestError([Problem(display, p.line, "", f"column {p.column}: {p.message}" if p.column
+                                     else p.message) for p in exc.problems]) from None
+
+
 def _load_chapters(v: _Validator, raw: Any, *, base: Path, language: str, book_voice: dict[str, Any],
-                   pauses: PauseSettings, subtitles: str) -> tuple[ChapterSpec, ...]:
+                   book_model_id: str | None, book_language: str | None, book_version: str | None,
+                   names: _VoiceNames, pauses: PauseSettings) -> tuple[tuple[ChapterSpec, ...], bool]:
+    """The chapters, and whether any keeps the book's language and sound_version (or none can be
+    read), so that the book-level pair must be valid too."""
     if not isinstance(raw, list) or not raw:
         v.add(("chapters",), "must be a non-empty list of chapters (each with id and source or text)")
-        return ()
+        return (), True
     chapters: list[ChapterSpec] = []
     seen: dict[str, int] = {}
+    inherited = False
     for index, item in enumerate(raw):
         path = ("chapters", index)
         entry = v.section(item, CHAPTER_SCHEMA, path)
@@ -548,18 +721,26 @@ def _load_chapters(v: _Validator, raw: Any, *, base: Path, language: str, book_v
             v.add(path, "needs exactly one of 'source' (a file) or 'text' (inline); "
                         + ("remove one" if has_source else "add one"))
         chapter_language = entry.get("language", language)
-        # The book-level check already covers chapters that override neither language nor voice.
-        voice = _merge_voice(v, book_voice, entry.get("voice", {}), path + ("voice",), chapter_language,
-                             check_language="language" in item or "voice" in item)
+        raw_voice, override = item.get("voice"), entry.get("voice", {})
+        written = raw_voice if isinstance(raw_voice, dict) else {}
+        # A chapter's own voice (model_id or name) replaces the book's; other keys merge over the book's.
+        model_id = _model_id(v, override, raw_voice, path + ("voice",), names) \
+            if "model_id" in written or "name" in written else book_model_id
+        if "language" in item or "sound_version" in written:
+            _check_language(v, path + ("voice", "sound_version"), _as_given(item, entry, "language", book_language),
+                            _as_given(raw_voice, override, "sound_version", book_version))
+        else:
+            inherited = True
         spoken = _chapter_text(v, entry, path, base=base, pauses=pauses)
-        if chapter_id is None or spoken is None or voice is None:
-            continue
+        if chapter_id is None or spoken is None or model_id is None:
+            continue  # each of these has its problem already
+        settings = {k: val for k, val in {**book_voice, **override}.items() if k in _VOICE_SETTINGS}
         chapters.append(ChapterSpec(
             id=chapter_id, title=entry.get("title", chapter_id), number=len(chapters) + 1, text=spoken,
-            voice=voice, language=chapter_language,
+            voice=Voice(model_id=model_id, **settings), language=chapter_language,
             source=_resolve(base, entry["source"]) if "source" in entry else None,
         ))
-    return tuple(chapters)
+    return tuple(chapters), inherited
 
 
 def _chapter_text(v: _Validator, entry: dict[str, Any], path: tuple[Any, ...], *, base: Path,

@@ -9,6 +9,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.request import AudioRequest
 
 # The API's hard limit is 10,000 code points and the docs disagree on whether it is inclusive
 # (soundclone-api.md, "Unknowns"): stay strictly under it, markers included.
@@ -43,17 +47,6 @@ class Voice:
     speed: float = 1.0
     vol: float = 1.0
     pitch: int = 0
-
-    def api_fields(self) -> dict[str, object]:
-        """The create-audio request fields these settings map to (soundclone-api.md)."""
-        return {
-            "modelId": self.model_id,
-            "soundVersion": self.sound_version,
-            "emotion": self.emotion,
-            "speed": self.speed,
-            "vol": self.vol,
-            "pitch": self.pitch,
-        }
 
 
 @dataclass(frozen=True)
@@ -169,13 +162,14 @@ class Manifest:
 
 @dataclass(frozen=True)
 class Chunk:
-    """One API task's worth of text.
+    """One API task's worth of text, and the request that renders it.
 
     ``text`` is exactly ``chapter.text[start:end]``: it never starts or ends with a pause marker or
     whitespace. ``pause_before_s`` is the whole silence at the seam before it (a sentence or
     paragraph pause plus any markers that fell on the edge; zero for a chapter's first chunk unless
     the chapter opens with a marker); ``pause_after_s`` is non-zero only on a chapter's last chunk,
-    for markers at the very end.
+    for markers at the very end. ``request`` is the body sent to the API (:mod:`pipeline.request`);
+    ``key`` derives from it.
     """
 
     chapter_id: str
@@ -186,7 +180,12 @@ class Chunk:
     billed_chars: int
     pause_before_s: float
     pause_after_s: float
-    key: str
+    request: AudioRequest
+
+    @property
+    def key(self) -> str:
+        """The content key (see :mod:`pipeline.request`)."""
+        return self.request.key
 
     @property
     def chars(self) -> int:
@@ -221,6 +220,8 @@ class ChunkState(enum.StrEnum):
     COMPLETED = "completed"      # the task finished; audio not yet downloaded
     DOWNLOADED = "downloaded"    # audio (and subtitles) verified in the cache
     FAILED = "failed"            # gave up after the allowed attempts; reason recorded
+    EXPIRED = "expired"          # the task completed, but its audio is gone at the API (dead links):
+                                 # only a new, paid task replaces it (`run --rerender-expired`)
 
 
 @dataclass(frozen=True)
@@ -244,3 +245,4 @@ class Progress:
     chunk_index: int | None = None
     message: str = ""
     extra: dict[str, object] = field(default_factory=dict)
+    book: str | None = None   # the book's title (a batch runs several)

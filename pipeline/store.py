@@ -5,16 +5,26 @@ Each transition is its own committed transaction (WAL, ``synchronous=FULL``), so
 ``kill -9`` at any instant leaves a state the next run can resume from:
 
     pending ──> submitting ──> submitted ──> completed ──> downloaded
-       ^            │  │           │  │          │             │
-       └────────────┘  └──> failed <┘  └─────────┘             │
+       ^            │  │           │  │          │  │          │
+       └────────────┘  └──> failed <┘  └─────────┘  └──> expired (its audio is gone at the API)
        ^                     │                                 │
        └─────────────────────┘  (a new run retries failures)   │
                      completed <───────────────────────────────┘ (cached audio lost: download again)
+
+  ``expired`` goes back to ``pending`` only when the user asks for a new, paid render of it
+  (``run --rerender-expired``); a plain rerun leaves it alone.
 
 * ``submitting`` is written *before* the create request is sent: a row found in it after a crash
   may or may not have a billed task behind it (the engine reports the resubmission as a possible
   duplicate charge).
 * ``submitted`` is written the moment the task id returns, before anything else happens.
+* Each row keeps the create body of the task it holds (``body``) and the subtitles mode that body
+  asked for (``subtitles``): ``status --json`` shows what was paid for, and the plan knows whether
+  the held take serves the current request (:meth:`pipeline.request.AudioRequest.satisfied_by`).
+* Rows of a first-release journal are keyed by the old key formula; :meth:`Journal.rows_for` finds
+  them by their legacy keys and :meth:`Journal.adopt` re-keys them, so an old book is not rendered
+  again.
+* Every failed ``sqlite3`` call, read or write, becomes a :class:`StateError` naming the journal.
 
 Schema changes go through :data:`MIGRATIONS`, numbered by ``PRAGMA user_version``.
 """
@@ -28,11 +38,14 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import StateError
+from pipeline.fsio import ensure_dir, storage_error
+from pipeline.layout import JOURNAL_NAME, LOCK_NAME
 from pipeline.models import Chunk, ChunkState
+from pipeline.request import SUBTITLE_LEVELS, AudioRequest
 
-JOURNAL_NAME = "journal.sqlite"
 BUSY_TIMEOUT_S = 30.0
 
 S = ChunkState
@@ -40,9 +53,10 @@ TRANSITIONS: dict[ChunkState, frozenset[ChunkState]] = {
     S.PENDING: frozenset({S.SUBMITTING, S.FAILED}),
     S.SUBMITTING: frozenset({S.SUBMITTED, S.PENDING, S.FAILED}),
     S.SUBMITTED: frozenset({S.COMPLETED, S.PENDING, S.FAILED}),
-    S.COMPLETED: frozenset({S.DOWNLOADED, S.PENDING, S.FAILED}),
+    S.COMPLETED: frozenset({S.DOWNLOADED, S.PENDING, S.FAILED, S.EXPIRED}),
     S.DOWNLOADED: frozenset({S.COMPLETED, S.PENDING}),
     S.FAILED: frozenset({S.PENDING}),
+    S.EXPIRED: frozenset({S.PENDING}),
 }
 
 MIGRATIONS: tuple[str, ...] = (
@@ -112,10 +126,24 @@ MIGRATIONS: tuple[str, ...] = (
         take INTEGER NOT NULL
     );
     """,
+    # 3: the request body behind each chunk and take, the subtitles it asked for, retake tasks in
+    # the billing, and the book that owns the folder. Old rows keep NULL bodies (legacy keys).
+    """
+    ALTER TABLE chunks ADD COLUMN body TEXT;
+    ALTER TABLE chunks ADD COLUMN subtitles TEXT;
+    ALTER TABLE takes ADD COLUMN body TEXT;
+    ALTER TABLE takes ADD COLUMN subtitles TEXT;
+    ALTER TABLE tasks ADD COLUMN take INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE book (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        manifest TEXT NOT NULL,
+        title TEXT NOT NULL,
+        claimed_at REAL NOT NULL
+    );
+    """,
 )
 
 
-LOCK_NAME = ".run.lock"
 
 
 @contextmanager
@@ -140,9 +168,13 @@ def run_lock(folder: Path) -> Iterator[None]:
     except ImportError:  # pragma: no cover - not on POSIX: no lock, as before
         yield
         return
-    folder.mkdir(parents=True, exist_ok=True)
+    ensure_dir(folder)
     path = folder / LOCK_NAME
-    with path.open("a+") as handle:
+    try:
+        handle = path.open("a+")
+    except OSError as exc:
+        raise storage_error(exc, path, doing="create the lock file") from exc
+    with handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -179,10 +211,52 @@ class ChunkRow:
     error: str | None
     ambiguous: int
     updated_at: float
+    body: str | None = None
+    subtitles: str | None = None
+
+    @property
+    def request(self) -> AudioRequest | None:
+        """The create body behind this row (None for a row of a first-release journal)."""
+        return AudioRequest(self.body) if self.body else None
+
+
+@dataclass(frozen=True)
+class TakeRow:
+    key: str
+    take: int
+    state: str
+    task_id: str | None
+    audio_path: str | None
+    subtitle_path: str | None
+    created_at: float
+    body: str | None
+    subtitles: str | None
+
+
+@dataclass(frozen=True)
+class Billing:
+    """What the API billed for this book: tasks that were created and did not fail, and apart from
+    them the failed tasks the API refunds (soundclone-api.md, "Billing")."""
+
+    tasks: int
+    chars: int
+    refunded_tasks: int
+    refunded_chars: int
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The book a folder belongs to: the manifest it was first run from, and that book's title."""
+
+    manifest: str
+    title: str
 
 
 _COLUMNS = ("key, chapter_id, idx, text, billed_chars, model_id, state, task_id, attempts, audio_path, "
-            "subtitle_path, duration_s, error, ambiguous, updated_at")
+            "subtitle_path, duration_s, error, ambiguous, updated_at, body, subtitles")
+_TAKE_COLUMNS = "key, take, state, task_id, audio_path, subtitle_path, created_at, body, subtitles"
+# Tables whose rows name a chunk key (re-keyed together when a legacy row is adopted).
+_KEYED_TABLES = ("chunks", "tasks", "events", "chapter_plans", "takes", "selected_takes")
 
 
 def _row(values: tuple[object, ...]) -> ChunkRow:
@@ -203,13 +277,12 @@ class Journal:
         path = folder / JOURNAL_NAME
         if not create and not path.exists():
             raise StateError(f"no journal at {path}: this book has not been run yet")
+        ensure_dir(folder)
         try:
-            folder.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-        except sqlite3.DatabaseError as exc:
-            raise StateError(f"the journal {path} cannot be opened ({exc})") from exc
-        except OSError as exc:
-            raise StateError(f"cannot create the output folder {folder}: {exc.strerror}") from exc
+        except sqlite3.Error as exc:
+            raise StateError(f"the journal {path} cannot be opened ({exc}); check that {folder} is a writable "
+                             "folder") from exc
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA foreign_keys=ON")
@@ -217,7 +290,7 @@ class Journal:
             journal._migrate()
         except BaseException as exc:
             conn.close()
-            if not isinstance(exc, sqlite3.DatabaseError):
+            if not isinstance(exc, sqlite3.Error):
                 raise
             raise StateError(f"the journal {path} cannot be opened ({exc}); if it is damaged, move it "
                              "aside and rerun (finished audio in cache/ is kept)") from exc
@@ -247,8 +320,29 @@ class Journal:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            raise StateError(f"the journal {self.path} is busy or unwritable ({exc})") from exc
+        except sqlite3.Error as exc:
+            raise self._error(exc, "written") from exc
+
+    def _read(self, query: str, args: Iterable[object] = ()) -> list[Any]:
+        """Run a read query; a failure is a :class:`StateError` like a failed write."""
+        try:
+            return self._conn.execute(query, tuple(args)).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read") from exc
+
+    def _error(self, exc: sqlite3.Error, doing: str) -> StateError:
+        text = str(exc)
+        if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+            return StateError(f"the journal {self.path} is busy ({text}); another process holds it. Wait for "
+                              "it, then rerun")
+        if "disk is full" in text or "full" in text.split():
+            return StateError(f"the journal {self.path} cannot be {doing}: the disk is full. Free space, then "
+                              "rerun (nothing finished is lost)")
+        if "readonly" in text or "read-only" in text:
+            return StateError(f"the journal {self.path} cannot be {doing}: the folder is read-only. Make it "
+                              "writable, or choose another `output`")
+        return StateError(f"the journal {self.path} cannot be {doing} ({text}); if it is damaged, move it aside "
+                          "and rerun (finished audio in cache/ is kept)")
 
     def _migrate(self) -> None:
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
@@ -262,41 +356,88 @@ class Journal:
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {number + 1}")
 
+    # --- the owner of the folder ---------------------------------------------------------------
+
+    def owner(self) -> Owner | None:
+        found = self._read("SELECT manifest, title FROM book WHERE id = 1")
+        return Owner(*found[0]) if found else None
+
+    def claim(self, *, manifest: str, title: str) -> None:
+        """Record (or move) the folder's ownership to ``manifest``."""
+        with self._tx() as conn:
+            conn.execute("INSERT INTO book (id, manifest, title, claimed_at) VALUES (1, ?, ?, ?) "
+                         "ON CONFLICT(id) DO UPDATE SET manifest = excluded.manifest, title = excluded.title",
+                         (manifest, title, self._clock()))
+
     # --- chunks ---------------------------------------------------------------------------------
 
-    def sync_plan(self, chunks: Iterable[Chunk], *, model_ids: dict[str, str]) -> None:
-        """Make sure every planned chunk has a row (new ones start ``pending``)."""
+    def sync_plan(self, chunks: Iterable[Chunk]) -> None:
+        """Make sure every planned chunk has a row (new ones start ``pending``, with the body they will
+        send)."""
         now = self._clock()
         with self._tx() as conn:
             conn.executemany(
-                "INSERT INTO chunks (key, chapter_id, idx, text, billed_chars, model_id, state, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT(key) DO NOTHING",
-                [(c.key, c.chapter_id, c.index, c.text, c.billed_chars, model_ids[c.chapter_id], now)
+                "INSERT INTO chunks (key, chapter_id, idx, text, billed_chars, model_id, state, updated_at, body) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT(key) DO NOTHING",
+                [(c.key, c.chapter_id, c.index, c.text, c.billed_chars, c.request.model_id, now, c.request.body_json)
                  for c in chunks],
             )
 
     def get(self, key: str) -> ChunkRow:
-        found = self._conn.execute(f"SELECT {_COLUMNS} FROM chunks WHERE key = ?", (key,)).fetchone()
-        if found is None:
+        found = self._read(f"SELECT {_COLUMNS} FROM chunks WHERE key = ?", (key,))
+        if not found:
             raise KeyError(key)
-        return _row(found)
+        return _row(found[0])
 
     def rows(self, keys: Iterable[str] | None = None) -> dict[str, ChunkRow]:
         if keys is None:
-            return {r.key: r for r in map(_row, self._conn.execute(f"SELECT {_COLUMNS} FROM chunks"))}
+            return {r.key: r for r in map(_row, self._read(f"SELECT {_COLUMNS} FROM chunks"))}
         wanted = list(dict.fromkeys(keys))
         out: dict[str, ChunkRow] = {}
         for start in range(0, len(wanted), 500):
             batch = wanted[start:start + 500]
             marks = ",".join("?" * len(batch))
-            for values in self._conn.execute(f"SELECT {_COLUMNS} FROM chunks WHERE key IN ({marks})", batch):
+            for values in self._read(f"SELECT {_COLUMNS} FROM chunks WHERE key IN ({marks})", batch):
                 row = _row(values)
                 out[row.key] = row
         return out
 
+    def rows_for(self, requests: Iterable[AudioRequest]) -> dict[str, ChunkRow]:
+        """The row behind each request, by its key: the row under the request's own key, else a
+        first-release row under one of its legacy keys (returned with ``subtitles`` set to the mode
+        that key stood for; adopt it with :meth:`adopt` before writing). Reads only."""
+        requests = list({r.key: r for r in requests}.values())
+        found = self.rows(r.key for r in requests)
+        missing = [r for r in requests if r.key not in found]
+        if not missing:
+            return found
+        legacy = {old: (r, mode) for r in missing for mode, old in r.legacy_keys().items()}
+        for old_key, row in self.rows(legacy).items():
+            request, mode = legacy[old_key]
+            if row.body is not None or request.key in found:
+                continue  # a current row that merely shares the key space: not a legacy one
+            best = found.get(request.key)
+            if best is None or SUBTITLE_LEVELS[mode] > SUBTITLE_LEVELS[best.subtitles or "off"]:
+                found[request.key] = ChunkRow(**{**row.__dict__, "subtitles": mode})
+        return found
+
+    def adopt(self, old_key: str, request: AudioRequest, *, subtitles: str) -> None:
+        """Re-key a first-release row (and everything that names it) to ``request.key`` and record
+        the body it was rendered with. The caller moves the cache files first (idempotently)."""
+        new_key = request.key
+        with self._tx(durable=True) as conn:
+            if conn.execute("SELECT 1 FROM chunks WHERE key = ?", (new_key,)).fetchone():
+                return
+            for table in _KEYED_TABLES:
+                conn.execute(f"UPDATE {table} SET key = ? WHERE key = ?", (new_key, old_key))
+            conn.execute("UPDATE chunks SET body = ?, subtitles = ? WHERE key = ?",
+                         (request.with_subtitles(subtitles).body_json, subtitles, new_key))
+            conn.execute("INSERT INTO events (at, key, kind, detail) VALUES (?, ?, 'adopted', ?)",
+                         (self._clock(), new_key, f"first-release key {old_key}"))
+
     def transition(self, key: str, to: ChunkState, *, durable: bool = False, **fields: object) -> ChunkRow:
         """Move ``key`` to ``to`` (checked against :data:`TRANSITIONS`) and set ``fields``."""
-        allowed = {"task_id", "attempts", "audio_path", "subtitle_path", "duration_s", "error"}
+        allowed = {"task_id", "attempts", "audio_path", "subtitle_path", "duration_s", "error", "body", "subtitles"}
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"unknown chunk fields {sorted(unknown)}")
@@ -312,31 +453,39 @@ class Journal:
                          (to.value, self._clock(), *fields.values(), key))
         return self.get(key)
 
-    def begin_submit(self, key: str) -> ChunkRow:
-        """Record the intent to create a task (before the request is sent)."""
+    def begin_submit(self, key: str, request: AudioRequest) -> ChunkRow:
+        """Record the intent to create a task with ``request`` (right before the request is sent)."""
         row = self.get(key)
-        return self.transition(key, S.SUBMITTING, durable=True, attempts=row.attempts + 1, error=None, task_id=None)
+        return self.transition(key, S.SUBMITTING, durable=True, attempts=row.attempts + 1, error=None, task_id=None,
+                               body=request.body_json, subtitles=request.subtitles)
 
     def abandon_submit(self, key: str, error: str | None = None) -> ChunkRow:
         """The create surely created nothing (refused, or never sent): back to ``pending``, attempt not counted."""
         row = self.get(key)
         return self.transition(key, S.PENDING, attempts=max(0, row.attempts - 1), error=error)
 
-    def record_task(self, key: str, task_id: str) -> ChunkRow:
-        """Record a task id the moment the API returns it."""
+    def record_task(self, key: str, task_id: str, *, take: int = 1) -> None:
+        """Record a task id the moment the API returns it (take 1 moves the chunk to ``submitted``)."""
         with self._tx(durable=True) as conn:
-            row = conn.execute("SELECT billed_chars, state FROM chunks WHERE key = ?", (key,)).fetchone()
-            if ChunkState(row[1]) not in (S.SUBMITTING, S.SUBMITTED):
-                raise RuntimeError(f"chunk {key}: a task id arrived in state {row[1]}")
-            conn.execute("INSERT OR IGNORE INTO tasks (task_id, key, billed_chars, created_at) VALUES (?, ?, ?, ?)",
-                         (task_id, key, row[0], self._clock()))
-            conn.execute("UPDATE chunks SET state = 'submitted', task_id = ?, updated_at = ? WHERE key = ?",
-                         (task_id, self._clock(), key))
-        return self.get(key)
+            found = conn.execute("SELECT billed_chars, state FROM chunks WHERE key = ?", (key,)).fetchone()
+            if found is None:
+                raise KeyError(key)
+            if take == 1 and ChunkState(found[1]) not in (S.SUBMITTING, S.SUBMITTED):
+                raise RuntimeError(f"chunk {key}: a task id arrived in state {found[1]}")
+            conn.execute("INSERT OR IGNORE INTO tasks (task_id, key, billed_chars, created_at, take) "
+                         "VALUES (?, ?, ?, ?, ?)", (task_id, key, found[0], self._clock(), take))
+            if take == 1:
+                conn.execute("UPDATE chunks SET state = 'submitted', task_id = ?, updated_at = ? WHERE key = ?",
+                             (task_id, self._clock(), key))
+            else:
+                conn.execute("UPDATE takes SET state = 'submitted', task_id = ? WHERE key = ? AND take = ?",
+                             (task_id, key, take))
 
     def record_task_status(self, task_id: str, status: str, error: str | None = None) -> None:
+        """A task's last known status; a ``failed`` one stays failed (the API refunded it)."""
         with self._tx() as conn:
-            conn.execute("UPDATE tasks SET status = ?, error = ? WHERE task_id = ?", (status, error, task_id))
+            conn.execute("UPDATE tasks SET status = ?, error = ? WHERE task_id = ? AND status != 'failed'",
+                         (status, error, task_id))
 
     def forget_tasks_in_flight(self) -> int:
         """Send every chunk whose task is unfinished or undownloaded back to ``pending``.
@@ -345,7 +494,8 @@ class Journal:
         """
         with self._tx() as conn:
             cursor = conn.execute("UPDATE chunks SET state = 'pending', task_id = NULL, updated_at = ? "
-                                  "WHERE state IN ('submitting', 'submitted', 'completed')", (self._clock(),))
+                                  "WHERE state IN ('submitting', 'submitted', 'completed', 'expired')",
+                                  (self._clock(),))
             conn.execute("UPDATE takes SET state = 'abandoned' WHERE state IN ('submitting', 'submitted')")
         return cursor.rowcount
 
@@ -367,13 +517,15 @@ class Journal:
         if kind:
             query += " WHERE kind = ?"
             args = (kind,)
-        return list(self._conn.execute(query + " ORDER BY id", args))
+        return [tuple(row) for row in self._read(query + " ORDER BY id", args)]  # type: ignore[misc]
 
-    def billed(self) -> tuple[int, int]:
-        """(tasks, billed characters) of every task created and not failed (failed ones are refunded)."""
-        tasks, chars = self._conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(billed_chars), 0) FROM tasks WHERE status != 'failed'").fetchone()
-        return int(tasks), int(chars)
+    def billing(self) -> Billing:
+        """Tasks and characters billed (created, not failed) and refunded (failed), retakes included."""
+        found = self._read(
+            "SELECT COALESCE(SUM(status != 'failed'), 0), COALESCE(SUM(CASE WHEN status != 'failed' "
+            "THEN billed_chars END), 0), COALESCE(SUM(status = 'failed'), 0), COALESCE(SUM(CASE WHEN "
+            "status = 'failed' THEN billed_chars END), 0) FROM tasks")
+        return Billing(*(int(v) for v in found[0]))
 
     # --- chapter plans -------------------------------------------------------------------------
 
@@ -387,25 +539,21 @@ class Journal:
     def chapter_plans(self) -> dict[str, list[tuple[str, str]]]:
         """Every chapter's last plan: ``{chapter_id: [(key, text), ...]}`` in chunk order."""
         out: dict[str, list[tuple[str, str]]] = {}
-        for chapter_id, key, text in self._conn.execute(
+        for chapter_id, key, text in self._read(
                 "SELECT chapter_id, key, text FROM chapter_plans ORDER BY chapter_id, idx"):
             out.setdefault(chapter_id, []).append((key, text))
         return out
 
-    def rendered_keys(self) -> set[str]:
-        """Keys whose audio is paid for (a task exists, or the audio is in)."""
-        return {key for (key,) in self._conn.execute(
-            "SELECT key FROM chunks WHERE state IN ('submitted', 'completed', 'downloaded')")}
-
     # --- takes ----------------------------------------------------------------------------------
 
-    def begin_take(self, key: str) -> int:
+    def begin_take(self, key: str, request: AudioRequest) -> int:
         """Record the intent to render a new take of ``key``; returns its take number (2, 3, ...)."""
         with self._tx(durable=True) as conn:
             (last,) = conn.execute("SELECT COALESCE(MAX(take), 1) FROM takes WHERE key = ?", (key,)).fetchone()
             take = int(last) + 1
-            conn.execute("INSERT INTO takes (key, take, state, created_at) VALUES (?, ?, 'submitting', ?)",
-                         (key, take, self._clock()))
+            conn.execute("INSERT INTO takes (key, take, state, created_at, body, subtitles) "
+                         "VALUES (?, ?, 'submitting', ?, ?, ?)",
+                         (key, take, self._clock(), request.body_json, request.subtitles))
         return take
 
     def update_take(self, key: str, take: int, *, state: str, **fields: object) -> None:
@@ -417,10 +565,24 @@ class Journal:
             conn.execute(f"UPDATE takes SET state = ?{sets} WHERE key = ? AND take = ?",
                          (state, *fields.values(), key, take))
 
-    def takes(self, key: str) -> list[tuple[int, str, str | None, str | None, float]]:
-        """(take, state, task_id, audio_path, created_at) of the extra takes of ``key``."""
-        return list(self._conn.execute(
-            "SELECT take, state, task_id, audio_path, created_at FROM takes WHERE key = ? ORDER BY take", (key,)))
+    def takes(self, key: str) -> list[TakeRow]:
+        """The extra takes of ``key`` (take 2 on; take 1 is the chunk row itself), in order."""
+        return [TakeRow(*values) for values in self._read(
+            f"SELECT {_TAKE_COLUMNS} FROM takes WHERE key = ? ORDER BY take", (key,))]
+
+    def archive_first_take(self, key: str, *, take: int, audio_path: str | None, subtitle_path: str | None) -> None:
+        """Keep the chunk's current audio as take ``take`` (its files already moved to ``audio_path``
+        and ``subtitle_path``) and send the chunk back to ``pending`` for a new render. Used when the
+        held take lacks outputs the request now needs (subtitles)."""
+        row = self.get(key)
+        with self._tx(durable=True) as conn:
+            conn.execute("INSERT INTO takes (key, take, state, task_id, audio_path, subtitle_path, created_at, "
+                         "body, subtitles) VALUES (?, ?, 'downloaded', ?, ?, ?, ?, ?, ?)",
+                         (key, take, row.task_id, audio_path, subtitle_path, row.updated_at, row.body, row.subtitles))
+            conn.execute("UPDATE tasks SET take = ? WHERE key = ? AND take = 1", (take, key))
+            conn.execute("DELETE FROM selected_takes WHERE key = ?", (key,))
+            conn.execute("UPDATE chunks SET state = 'pending', task_id = NULL, audio_path = NULL, "
+                         "subtitle_path = NULL, attempts = 0, updated_at = ? WHERE key = ?", (self._clock(), key))
 
     def select_take(self, key: str, take: int) -> None:
         with self._tx() as conn:
@@ -428,7 +590,7 @@ class Journal:
                          "ON CONFLICT(key) DO UPDATE SET take = excluded.take", (key, take))
 
     def selected_takes(self) -> dict[str, int]:
-        return dict(self._conn.execute("SELECT key, take FROM selected_takes"))
+        return {key: int(take) for key, take in self._read("SELECT key, take FROM selected_takes")}
 
     # --- voices ---------------------------------------------------------------------------------
 
@@ -445,5 +607,5 @@ class Journal:
                          (self._clock(), model_id))
 
     def voice_activated(self, model_id: str) -> bool:
-        found = self._conn.execute("SELECT activated_at FROM voices WHERE model_id = ?", (model_id,)).fetchone()
-        return bool(found and found[0])
+        found = self._read("SELECT activated_at FROM voices WHERE model_id = ?", (model_id,))
+        return bool(found and found[0][0])

@@ -305,3 +305,25 @@ def marker_seconds(text: str) -> float:
 def spoken_only(text: str) -> str:
     """The text with pause markers removed (for cues and display)."""
     return MARKER_RE.sub("", text)
+
+
+# Typographic variants a user types differently from the manuscript: curly and straight quotes,
+# an ellipsis character and three dots, the dashes and a hyphen, any run of spaces.
+_TYPOGRAPHY = str.maketrans({
+    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "`": "'", "\u00b4": "'",
+    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"', "\u00ab": '"', "\u00bb": '"',
+    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-",
+    "\u00a0": " ", "\u2009": " ", "\u202f": " ", "\u3000": " ",
+})
+
+
+def match_form(text: str) -> str:
+    """``text`` reduced for matching what a user typed against the manuscript: pause markers removed,
+    NFKC, quotes, dashes and ellipses made plain, case folded, whitespace collapsed (also around
+    dashes, which manuscripts set both with and without spaces)."""
+    import unicodedata
+
+    plain = unicodedata.normalize("NFKC", spoken_only(text)).translate(_TYPOGRAPHY)
+    plain = plain.replace("\u2026", "...").casefold()
+    plain = re.sub(r"\s*-+\s*", "-", plain)
+    return " ".join(plain.split())

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from pipeline import fsio
 from pipeline.errors import ConfigError, PipelineError, VoiceError
 
 ENV_VOICES = "SOUNDCLONE_VOICES"
@@ -85,18 +85,10 @@ class VoiceRegistry:
             raise VoiceError(f"the voice registry {self.path} is damaged ({exc}); fix or move it aside") from exc
 
     def save(self, voices: Mapping[str, VoiceRecord]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Rewrite the registry atomically and durably; the file stays private (mode 0600)."""
         payload = {"version": 1, "voices": {name: asdict(v) for name, v in sorted(voices.items())}}
-        fd, tmp = tempfile.mkstemp(prefix=".voices.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(payload, fh, indent=2, ensure_ascii=False)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        fsio.write_atomic(self.path, json.dumps(payload, indent=2, ensure_ascii=False), durable=True,
+                          mode=fsio.PRIVATE_FILE_MODE)
 
     def get(self, name: str) -> VoiceRecord:
         voices = self.load()
@@ -169,8 +161,46 @@ class VoiceRequest:
     sound_version: str | None = None
 
 
-def check_request(request: VoiceRequest, *, measure: Callable[[Path], float] | None = None) -> None:
-    """Everything that can be checked before paying for a preview."""
+SAMPLE_DECODE_RATE_HZ = 16_000  # the speech band: plenty for counting speech frames, and cheap
+
+
+@dataclass(frozen=True)
+class SampleMeasure:
+    """What is learnt from a local sample before paying: its decoded length and how much of it is
+    speech (:func:`pipeline.audio.dsp.speech_seconds`)."""
+
+    duration_s: float
+    speech_s: float
+
+
+def measure_sample(path: Path) -> SampleMeasure:
+    """Decode ``path`` in blocks (a long file costs no memory) and measure length and speech."""
+    from pipeline.audio.dsp import speech_seconds
+    from pipeline.audio.ffmpeg import stream_pcm
+
+    samples = 0
+
+    def counted(blocks: Iterable[Any]) -> Iterable[Any]:
+        nonlocal samples
+        for block in blocks:
+            samples += len(block)
+            yield block
+
+    with stream_pcm(path, sample_rate_hz=SAMPLE_DECODE_RATE_HZ, label=f"--file {path}") as blocks:
+        speech = speech_seconds(counted(blocks), sample_rate_hz=SAMPLE_DECODE_RATE_HZ)
+    return SampleMeasure(duration_s=samples / SAMPLE_DECODE_RATE_HZ, speech_s=speech)
+
+
+def check_request(request: VoiceRequest, *, measure: Callable[[Path], SampleMeasure] | None = None) -> None:
+    """Everything that can be checked before paying for a preview.
+
+    A local ``--file`` is decoded and measured (``measure``, :func:`measure_sample` by default):
+    it must last under 60 s, and the speech in it more than 15 s and less than 60 s
+    (soundclone-api.md, "Create preview task"); a sample of silence or hiss is refused here rather
+    than paid for. A ``--file-url`` cannot be measured without downloading it and is not.
+    """
+    from pipeline.errors import AudioToolError
+
     if not NAME_RE.match(request.name):
         raise ConfigError(f"--name '{request.name}': use letters, digits, '.', '-' and '_' (at most 64)")
     if (request.file_url is None) == (request.file is None):
@@ -198,23 +228,34 @@ def check_request(request: VoiceRequest, *, measure: Callable[[Path], float] | N
     if suffix not in SAMPLE_SUFFIXES:
         raise ConfigError(f"--file {request.file}: '{suffix}' is not a sample format the API takes "
                           f"({', '.join(SAMPLE_SUFFIXES)}); convert it, e.g. to .wav or .mp3")
-    if measure is None:
-        from pipeline.audio.ffmpeg import decoded_duration_s
-        measure = decoded_duration_s
     try:
-        seconds = measure(request.file)
+        measured = (measure or measure_sample)(request.file)
+    except AudioToolError:
+        raise  # ffmpeg itself is missing or broken: its message says how to install one
     except PipelineError as exc:
         raise ConfigError(f"--file {request.file}: cannot be decoded as audio ({exc})") from exc
+    seconds, speech = measured.duration_s, measured.speech_s
     if not SAMPLE_MIN_S < seconds < SAMPLE_MAX_S:
         raise ConfigError(f"--file {request.file}: the sample lasts {seconds:.1f}s; the API needs more than "
                           f"{SAMPLE_MIN_S:.0f}s and less than {SAMPLE_MAX_S:.0f}s of speech. Trim or extend it")
+    if not SAMPLE_MIN_S < speech < SAMPLE_MAX_S:
+        from pipeline.audio import dsp
+
+        # one decimal, rounded down: 14.97 s must not read as "15.0s" next to "more than 15s"
+        found = int(max(speech, 0.0) * 10) / 10
+        raise ConfigError(
+            f"--file {request.file}: found {found:.1f}s of speech in {seconds:.1f}s of audio "
+            f"({dsp.SPEECH_FRAME_S * 1000:.0f} ms frames louder than {dsp.SPEECH_THRESHOLD_DB:.0f} dBFS and "
+            f"{dsp.SPEECH_ABOVE_FLOOR_DB:.0f} dB above the recording's noise floor); the API needs more than "
+            f"{SAMPLE_MIN_S:.0f}s and less than {SAMPLE_MAX_S:.0f}s of speech. Use a recording with more "
+            "speech and less silence or noise")
 
 
 async def create_voice(client: Any, request: VoiceRequest, *, registry: VoiceRegistry,
                        poll_interval_s: float = PREVIEW_POLL_INTERVAL_S, clock: Callable[[], float] = time.time,
                        on_event: Callable[[str], None] = lambda message: None) -> VoiceRecord:
     """Upload (if local), create the preview task, poll it, download the preview, register the voice."""
-    from pipeline.engine import wait_until_final
+    from pipeline.client import wait_until_final
     from pipeline.errors import RequestRejected, TransientError
 
     if request.name in registry.load():
@@ -239,12 +280,9 @@ async def create_voice(client: Any, request: VoiceRequest, *, registry: VoiceReg
         raise VoiceError(f"the preview task {task_id} completed without a modelId")
     preview_file = None
     if info.audio_url:
-        previews = registry.path.parent / "previews"
-        previews.mkdir(parents=True, exist_ok=True)
-        target = previews / f"{request.name}.mp3"
-        tmp = target.with_name(f".{target.name}.part")
-        await client.download(info.audio_url, tmp)
-        os.replace(tmp, target)
+        target = registry.path.parent / "previews" / f"{request.name}.mp3"
+        with fsio.atomic_path(target) as tmp:
+            await client.download(info.audio_url, tmp)
         preview_file = str(target)
     record = VoiceRecord(
         name=request.name, model_id=info.model_id, created_at=created, expires_at=created + MODEL_LIFETIME_S,

@@ -8,7 +8,6 @@ The dataclasses are built directly so these tests do not depend on the manifest 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from dataclasses import dataclass, replace
@@ -31,6 +30,7 @@ from pipeline.models import (
     Pricing,
     Voice,
 )
+from pipeline.request import AudioRequest
 
 CHUNK_RATE_HZ = 32_000
 WORD_AMPLITUDE = 0.3
@@ -203,10 +203,11 @@ def build_chapter(folder: Path, *, chapter_id: str = "ch1", title: str = "Chapte
     audio: list[ChunkAudio] = []
     offset = 0
     for i, (design, pause) in enumerate(zip(designs, pauses, strict=True)):
-        key = hashlib.sha256(f"{chapter_id}/{i}/{design.text}".encode()).hexdigest()[:16]
+        request = AudioRequest.for_chunk(design.text, voice=Voice(model_id=f"model_{chapter_id}_{i}"),
+                                         language="English", subtitles="sentence")
         chunk = Chunk(chapter_id=chapter_id, index=i, start=offset, end=offset + len(design.text),
                       text=design.text, billed_chars=len(design.text), pause_before_s=pause,
-                      pause_after_s=pause_after_s if i == len(designs) - 1 else 0.0, key=key)
+                      pause_after_s=pause_after_s if i == len(designs) - 1 else 0.0, request=request)
         offset += len(design.text) + 2
         mp3 = encode_mp3(render_chunk(design, seed=seed + i, abrupt=abrupt), folder / f"{chapter_id}-{i}.mp3")
         sub_path = None
@@ -238,6 +239,63 @@ def onsets(samples: np.ndarray, *, rate_hz: int = 44_100, threshold: float = 0.0
     gaps = np.flatnonzero(np.diff(idx) > min_gap_s * rate_hz)
     starts = np.concatenate([[idx[0]], idx[gaps + 1]])
     return [float(s) / rate_hz for s in starts]
+
+
+def tone_speech(seconds: float, *, rate_hz: int = CHUNK_RATE_HZ) -> np.ndarray:
+    """Steady tone-like "speech" (float): a 200 Hz tone, amplitude-modulated at 4 Hz but never
+    quieter than -30 dBFS, so every 30 ms frame of it counts as speech."""
+    t = np.arange(round(seconds * rate_hz)) / rate_hz
+    return 0.3 * np.sin(2 * np.pi * 200 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))
+
+
+def speech_like(seconds: float, *, rate_hz: int = CHUNK_RATE_HZ, seed: int = 0) -> np.ndarray:
+    """Deterministic speech-like sound (float): voiced "syllables" of 120-280 ms (a pitch of
+    110-260 Hz with three harmonics, levels varying over 12 dB, 20 ms ramps), mostly back to back,
+    with short gaps (0-40 ms) and a 250 ms pause between "phrases" of 6-10 syllables. About 85% of
+    its 30 ms frames are speech."""
+    rng = np.random.default_rng(seed)
+    n = round(seconds * rate_hz)
+    out = np.zeros(n)
+    pos = 0
+    syllables_left = int(rng.integers(6, 11))
+    edge = round(0.02 * rate_hz)
+    ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(edge) + 0.5) / edge)
+    while pos < n:
+        length = min(n - pos, round(float(rng.uniform(0.12, 0.28)) * rate_hz))
+        t = np.arange(length) / rate_hz
+        f0 = float(rng.uniform(110, 260))
+        voice = sum(np.sin(2 * np.pi * f0 * k * t + float(rng.uniform(0, 6.3))) / k for k in range(1, 4))
+        syllable = float(rng.uniform(0.08, 0.32)) * voice / 1.8
+        if length > 2 * edge:
+            syllable[:edge] *= ramp
+            syllable[-edge:] *= ramp[::-1]
+        out[pos:pos + length] = syllable
+        pos += length
+        syllables_left -= 1
+        if syllables_left == 0:
+            pos += round(0.25 * rate_hz)
+            syllables_left = int(rng.integers(6, 11))
+        else:
+            pos += round(float(rng.uniform(0.0, 0.04)) * rate_hz)
+    return out
+
+
+def low_noise(seconds: float, *, level_db: float, rate_hz: int = CHUNK_RATE_HZ, seed: int = 0) -> np.ndarray:
+    """White noise (float) at ``level_db`` dBFS RMS: hiss, not speech, however loud."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal(round(seconds * rate_hz)) * 10 ** (level_db / 20)
+
+
+def set_mp4_header_channels(path: Path, channels: int) -> Path:
+    """Overwrite the channel count in the ``mp4a`` sample entry of an MP4 file in place, as
+    ffmpeg 5.1 writes it (always 2), so a test sees that header whichever ffmpeg made the file."""
+    data = bytearray(path.read_bytes())
+    entry = data.find(b"mp4a", data.find(b"stsd"))
+    assert entry > 0, f"{path} has no mp4a sample entry"
+    # after the type: 6 reserved, 2 data_ref_index, 8 reserved, then channelcount (big-endian)
+    data[entry + 20:entry + 22] = channels.to_bytes(2, "big")
+    path.write_bytes(bytes(data))
+    return path
 
 
 def write_cover(path: Path) -> Path:

@@ -4,6 +4,10 @@
 test's ``tmp_path`` and returns the manifest's path; keyword arguments replace top-level keys (``None``
 removes one), ``sources`` adds or replaces source files (text or bytes), and ``raw`` writes the
 manifest's bytes verbatim (for YAML syntax and encoding tests).
+
+Hypothesis runs under one settings profile, loaded here before any test module builds its own
+``@settings(...)`` (which inherit whatever they do not set): ``ci``, derandomised, everywhere unless
+``SOAK=1`` picks ``soak``, randomised with ten times the examples.
 """
 
 from __future__ import annotations
@@ -15,10 +19,23 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import settings
 
 from e2e_support import write_files
 
 ENV_PREFIX = "SOUNDCLONE_"
+KEPT_ENV = {"SOUNDCLONE_FFMPEG"}
+
+# --- Hypothesis profiles ---------------------------------------------------------------------------
+# Derandomised by default, in CI and on a laptop alike (Hypothesis picks its own "ci" profile only when
+# it detects CI; this one replaces it, built on Hypothesis's defaults, so $CI changes nothing): the
+# examples come from each test's source, so a red build fails the same way everywhere. print_blob
+# prints a @reproduce_failure line for a failure found by the randomised soak.
+settings.register_profile("ci", settings.get_profile("default"), derandomize=True, deadline=None,
+                          print_blob=True)
+settings.register_profile("soak", settings.get_profile("ci"), derandomize=False,
+                          max_examples=10 * settings.get_profile("ci").max_examples)
+settings.load_profile("soak" if os.environ.get("SOAK", "") not in ("", "0") else "ci")
 
 DEFAULT_SOURCES: dict[str, str] = {
     "ch01.txt": "The ferry left at dawn. Elsie stood on the jetty.\n\nThe light was still on.\n",
@@ -41,9 +58,10 @@ def default_manifest() -> dict[str, Any]:
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test sees the developer's SOUNDCLONE_* settings (API key, base URL, ...)."""
+    """No test sees the developer's SOUNDCLONE_* settings (API key, base URL, ...); the ffmpeg to test
+    with (SOUNDCLONE_FFMPEG, which CI sets to run the audio tests against both builds) is kept."""
     for name in list(os.environ):
-        if name.startswith(ENV_PREFIX):
+        if name.startswith(ENV_PREFIX) and name not in KEPT_ENV:
             monkeypatch.delenv(name, raising=False)
 
 

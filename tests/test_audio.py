@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from audio_factory import decode, encode_mp3, write_cover
+from audio_factory import (
+    decode,
+    encode_mp3,
+    low_noise,
+    set_mp4_header_channels,
+    speech_like,
+    tone_speech,
+    write_cover,
+)
 
 from pipeline.audio import dsp, ffmpeg, tags
 from pipeline.errors import AssemblyError, AudioToolError
@@ -231,3 +241,136 @@ def test_batch_decode_matches_single_decodes_and_names_a_broken_file(tmp_path: P
     with pytest.raises(AssemblyError, match="chunk one: .*1.mp3"):
         ffmpeg.decode_pcm_batch(files, labels=["chunk zero", "chunk one", "chunk two"], scratch_dir=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0.mp3", "1.mp3", "2.mp3"]  # scratch cleaned up
+
+
+# --- channels and rate from the decoded stream (ffmpeg 5.1 writes every MP4 AAC entry as stereo) ---
+
+
+def _mono_m4b(tmp_path: Path, *, seconds: float = 1.0) -> Path:
+    """A mono M4B made the way the project makes the book: AAC from a pipe, then chapter marks."""
+    aac = tmp_path / "book.aac.m4a"
+    with ffmpeg.aac_encoder(aac, sample_rate_hz=SR, bitrate_kbps=64, what="test") as enc:
+        enc.write((np.sin(np.arange(round(SR * seconds)) / 9) * 6000).astype(np.int16))
+    book = tmp_path / "book.m4b"
+    ffmpeg.mux_chapters(aac, book, chapters=[ffmpeg.ChapterMark(0, round(SR * seconds), "One")],
+                        sample_rate_hz=SR, what="test")
+    return book
+
+
+def test_a_mono_m4b_is_mono_even_when_its_header_says_stereo(tmp_path: Path) -> None:
+    book = set_mp4_header_channels(_mono_m4b(tmp_path), 2)  # what Debian 12's ffmpeg 5.1 writes
+    assert tags.stream_info(book).channels == 2  # the container alone is fooled
+    decoded = ffmpeg.decoded_format(book)
+    assert decoded == ffmpeg.DecodedFormat(channels=1, sample_rate_hz=SR)
+    info = tags.stream_info(book, decoded=decoded)
+    assert (info.codec, info.sample_rate_hz, info.channels) == ("aac", SR, 1)
+    assert info.bitrate_kbps > 0  # the rest still comes from the container
+
+
+def test_the_project_s_own_m4b_decodes_as_mono(tmp_path: Path) -> None:
+    # whichever ffmpeg wrote it (CI runs this with the system's and with imageio-ffmpeg's)
+    book = _mono_m4b(tmp_path)
+    assert tags.stream_info(book, decoded=ffmpeg.decoded_format(book)).channels == 1
+
+
+def test_decoded_format_reports_native_layout_and_rate(tmp_path: Path) -> None:
+    mp3 = encode_mp3(np.zeros(16_000) + 0.01, tmp_path / "m.mp3")  # 32 kHz mono
+    assert ffmpeg.decoded_format(mp3) == ffmpeg.DecodedFormat(channels=1, sample_rate_hz=32_000)
+    stereo = tmp_path / "s.m4a"
+    pcm = (np.sin(np.arange(48_000) / 7) * 5000).astype("<i2")
+    subprocess.run([ffmpeg.find_ffmpeg(), "-v", "error", "-y", "-f", "s16le", "-ar", "24000", "-ac", "2",
+                    "-i", "-", "-c:a", "aac", "-f", "mp4", str(stereo)], input=pcm.tobytes(), check=True)
+    assert ffmpeg.decoded_format(stereo) == ffmpeg.DecodedFormat(channels=2, sample_rate_hz=24_000)
+    info = tags.stream_info(stereo, decoded=ffmpeg.decoded_format(stereo))
+    assert (info.channels, info.sample_rate_hz) == (2, 24_000)
+
+
+@pytest.mark.parametrize("content", [b"", b"<html>Access denied</html>"])
+def test_decoded_format_of_a_broken_file_names_it(tmp_path: Path, content: bytes) -> None:
+    bad = tmp_path / "bad.m4b"
+    bad.write_bytes(content)
+    with pytest.raises(AssemblyError, match="bad.m4b"):
+        ffmpeg.decoded_format(bad)
+    with pytest.raises(AssemblyError, match="nope.m4b.*does not exist"):
+        ffmpeg.decoded_format(tmp_path / "nope.m4b")
+
+
+def test_wav_header_parser_skips_a_list_chunk() -> None:
+    fmt = b"fmt " + (16).to_bytes(4, "little") + bytes.fromhex("0100 0100 803e0000 007d0000 0200 1000")
+    listing = b"LIST" + (5).to_bytes(4, "little") + b"INFOx" + b"\0"  # odd size: one pad byte
+    data = b"RIFF" + b"\xff" * 4 + b"WAVE" + listing + fmt + b"data" + b"\xff" * 4
+    assert ffmpeg._wav_format(data) == ffmpeg.DecodedFormat(channels=1, sample_rate_hz=16_000)
+    assert ffmpeg._wav_format(b"RIFF\0\0\0\0WAVEdata\0\0\0\0") is None
+    assert ffmpeg._wav_format(b"not a wav") is None
+
+
+# --- chapter titles survive the mux exactly --------------------------------------------------------
+
+CHAPTER_TITLES = [
+    ("Ends with a backslash \\", "Ends with a backslash \\"),   # the one that swallowed the next mark
+    ("Next after the backslash", "Next after the backslash"),
+    ("\\", "\\"),
+    ("Two backslashes \\\\", "Two backslashes \\\\"),
+    ("a=b; c#d = e", "a=b; c#d = e"),
+    ("#hash first", "#hash first"),
+    (";semicolon first", ";semicolon first"),
+    ("[CHAPTER]", "[CHAPTER]"),
+    ("Line one\nline two", "Line one line two"),
+    ("Windows\r\nline \n\n end\n", "Windows line end"),
+    ("Backslash then newline \\\nafter", "Backslash then newline \\ after"),
+    ("第一章：灯塔守护者", "第一章：灯塔守护者"),
+    ("Mid\\dle and C:\\path\\", "Mid\\dle and C:\\path\\"),
+    ("Last \\", "Last \\"),
+]
+
+
+def test_chapter_titles_read_back_exactly(tmp_path: Path) -> None:
+    step = SR // 10
+    aac = tmp_path / "b.aac.m4a"
+    with ffmpeg.aac_encoder(aac, sample_rate_hz=SR, bitrate_kbps=64, what="test") as enc:
+        enc.write((np.sin(np.arange(step * len(CHAPTER_TITLES)) / 9) * 6000).astype(np.int16))
+    marks = [ffmpeg.ChapterMark(i * step, (i + 1) * step, title) for i, (title, _) in enumerate(CHAPTER_TITLES)]
+    book = tmp_path / "b.m4b"
+    ffmpeg.mux_chapters(aac, book, chapters=marks, sample_rate_hz=SR, what="test")
+    read = tags.read_mp4_chapters(book)
+    assert [title for _, title in read] == [want for _, want in CHAPTER_TITLES]
+    assert [start for start, _ in read] == pytest.approx([i * 0.1 for i in range(len(CHAPTER_TITLES))], abs=0.001)
+    assert not [p for p in tmp_path.iterdir() if p.suffix == ".ffmeta"]  # the metadata file is cleaned up
+
+
+@pytest.mark.parametrize("title, want", [
+    ("plain", "plain"), ("  spaced  ", "  spaced  "), ("a\u2028b", "a b"), ("nul\0here", "nulhere"),
+    ("\n\nlead", "lead"), ("tab\tkept", "tab\tkept"),
+])
+def test_chapter_title_is_one_line(title: str, want: str) -> None:
+    assert ffmpeg.chapter_title(title) == want
+
+
+# --- counting speech (voice samples) -----------------------------------------------------------------
+
+
+def _pcm(x: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(x, -1, 32767 / 32768) * 32768).astype(np.int16)
+
+
+def test_speech_seconds_counts_only_speech_frames() -> None:
+    rate = 16_000
+    assert dsp.speech_seconds(np.zeros(30 * rate, dtype=np.int16), sample_rate_hz=rate) == 0.0
+    assert dsp.speech_seconds(_pcm(low_noise(30, level_db=-50, rate_hz=rate)), sample_rate_hz=rate) == 0.0
+    # hiss above the absolute threshold is still not speech: it is not above its own floor
+    assert dsp.speech_seconds(_pcm(low_noise(30, level_db=-25, rate_hz=rate)), sample_rate_hz=rate) == 0.0
+    padded = np.concatenate([_pcm(tone_speech(10, rate_hz=rate)), np.zeros(20 * rate, dtype=np.int16)])
+    assert dsp.speech_seconds(padded, sample_rate_hz=rate) == pytest.approx(10.0, abs=0.031)
+    # speech over hiss: the pauses are the floor, the syllables are 10 dB and more above it
+    voiced = _pcm(speech_like(20, rate_hz=rate) + low_noise(20, level_db=-45, rate_hz=rate))
+    assert 16.0 < dsp.speech_seconds(voiced, sample_rate_hz=rate) < 18.5
+    assert dsp.speech_seconds(np.zeros(0, dtype=np.int16), sample_rate_hz=rate) == 0.0
+
+
+def test_speech_seconds_is_the_same_streamed_in_odd_blocks() -> None:
+    rate = 16_000
+    x = _pcm(speech_like(12, rate_hz=rate, seed=4))
+    whole = dsp.speech_seconds(x, sample_rate_hz=rate)
+    cuts = [0, 1, 479, 5000, 5001, 77_777, len(x)]
+    blocks = (x[a:b] for a, b in itertools.pairwise(cuts))
+    assert dsp.speech_seconds(blocks, sample_rate_hz=rate) == whole > 0

@@ -3,7 +3,9 @@
 
 Each test drives the public methods (``create_audio``, ``query``, ``download``) and checks what the
 caller sees: the exception class of :mod:`pipeline.errors`, the status/code/msg it keeps, how many
-requests went out, which delays were slept and whether ``on_ambiguous`` was told.
+requests went out and which delays were slept. The newer parts of the contract (status synonyms, the
+poll loop, redirects and non-API answers, the unreachable API, every foreign exception mapped) are in
+``test_client_contract.py``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from pipeline.errors import (
     AuthError,
     BalanceError,
     DownloadError,
+    EndpointError,
     PipelineError,
     RequestRejected,
     TransientError,
@@ -119,9 +122,8 @@ def call(handler: Handler, action: Callable[[SoundCloneClient], Coroutine[Any, A
     return run(main)
 
 
-def create(client: SoundCloneClient, on_ambiguous: Callable[[ApiError], None] | None = None
-           ) -> Coroutine[Any, Any, str]:
-    return client.create_audio(text="Hello there.", fields=FIELDS, on_ambiguous=on_ambiguous)
+def create(client: SoundCloneClient) -> Coroutine[Any, Any, str]:
+    return client.create_audio({**FIELDS, "contentText": "Hello there."})
 
 
 def assert_no_key(error: BaseException) -> None:
@@ -147,7 +149,7 @@ def test_query_tolerates_missing_and_extra_fields() -> None:
     script = Script(httpx.Response(200, json={"code": "20000", "data": {"status": "Processing", "novel": [1, 2],
                                                                        "created": "soon"}, "extra": True}))
     info = call(script, lambda c: c.query("audio_7"))
-    assert info == TaskInfo(id="audio_7", status="processing")
+    assert info == TaskInfo(id="audio_7", status="processing", raw_status="Processing")
     assert not info.final
     assert script.requests[0].url.path == QUERY_PATH.format(task_id="audio_7")
 
@@ -157,7 +159,7 @@ def test_query_reads_every_documented_field() -> None:
                             modelId=None, error=None, object="audio", created=1, model="soundCloningAudio"))
     info = call(script, lambda c: c.query("audio_1"))
     assert info == TaskInfo(id="audio_1", status="completed", audio_url=f"{FILES}/a.mp3",
-                            subtitle_url=f"{FILES}/a.json")
+                            subtitle_url=f"{FILES}/a.json", raw_status="completed")
     assert info.final
 
 
@@ -228,13 +230,20 @@ def test_404_query_is_rejected_not_retried() -> None:
     assert len(script.requests) == 1
 
 
-def test_success_status_with_a_body_that_is_not_json() -> None:
+def test_success_status_with_a_body_that_is_not_json_is_an_endpoint_error() -> None:
+    """Not the API at all (a web page behind a wrong base URL): stop at once, never retry (a retried
+    create could pay again if something there did accept it)."""
     garbage = httpx.Response(200, text="<html>gateway</html>")
-    with pytest.raises(AmbiguousError):  # a create: the task may exist
-        call(Script(garbage), create)
+    script = Script(garbage, created())
+    with pytest.raises(EndpointError) as caught:
+        call(script, create)
+    assert caught.value.may_have_processed is True  # a create: the task may exist
+    assert len(script.requests) == 1
     script = Script(garbage, queried())
-    assert call(script, lambda c: c.query("audio_1")).status == "completed"  # a query: just retried
-    assert len(script.requests) == 2
+    with pytest.raises(EndpointError) as caught:
+        call(script, lambda c: c.query("audio_1"))
+    assert caught.value.may_have_processed is False
+    assert len(script.requests) == 1
 
 
 # --- retries --------------------------------------------------------------------------------------
@@ -250,9 +259,8 @@ def test_429_retry_after_seconds_is_honoured() -> None:
 def test_429_on_a_create_is_retried_without_any_ambiguity() -> None:
     script = Script(httpx.Response(429, headers={"Retry-After": "2"}), created("audio_2"))
     sleep = Recorder()
-    told: list[ApiError] = []
-    assert call(script, lambda c: create(c, told.append), sleep) == "audio_2"
-    assert told == [] and sleep.delays == [2.0]
+    assert call(script, create, sleep) == "audio_2"
+    assert sleep.delays == [2.0] and len(script.requests) == 2
 
 
 def test_429_retry_after_http_date_is_honoured() -> None:
@@ -292,57 +300,40 @@ def test_5xx_on_a_query_is_retried(status: int) -> None:
 
 def test_503_on_a_create_is_retried_silently() -> None:
     script = Script(httpx.Response(503), created("audio_3"))
-    told: list[ApiError] = []
-    assert call(script, lambda c: create(c, told.append)) == "audio_3"
-    assert told == [] and len(script.requests) == 2
+    assert call(script, create) == "audio_3"
+    assert len(script.requests) == 2
 
 
-def test_500_on_a_create_may_have_billed_so_it_asks_first() -> None:
-    script = Script(httpx.Response(500), created("audio_3"))
-    told: list[ApiError] = []
-    assert call(script, lambda c: create(c, told.append)) == "audio_3"
-    assert len(told) == 1 and isinstance(told[0], AmbiguousError) and told[0].status == 500
-    with pytest.raises(AmbiguousError):
-        call(Script(httpx.Response(500), created()), create)
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_other_5xx_on_a_create_may_have_billed_so_it_is_raised_not_retried(status: int) -> None:
+    script = Script(httpx.Response(status), created("audio_3"))
+    sleep = Recorder()
+    with pytest.raises(AmbiguousError) as caught:
+        call(script, create, sleep)
+    assert caught.value.status == status
+    assert len(script.requests) == 1 and sleep.delays == []
 
 
 @pytest.mark.parametrize("failure", [httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout])
 def test_connect_errors_are_retried_silently_even_for_creates(failure: type[Exception]) -> None:
     script = Script(failure, failure, created("audio_4"))
-    told: list[ApiError] = []
     sleep = Recorder()
-    assert call(script, lambda c: create(c, told.append), sleep) == "audio_4"
-    assert told == [] and len(script.requests) == 3 and len(sleep.delays) == 2
-    # no callback needed either: the request never left
-    assert call(Script(failure, created("audio_5")), create) == "audio_5"
+    assert call(script, create, sleep) == "audio_4"
+    assert len(script.requests) == 3 and len(sleep.delays) == 2
 
 
 @pytest.mark.parametrize("failure", [httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.ReadError,
-                                     httpx.WriteTimeout])
-def test_create_without_answer_is_retried_only_after_on_ambiguous(failure: type[Exception]) -> None:
-    order: list[str] = []
-    script = Script(failure, lambda request: (order.append("retry sent"), created("audio_6"))[1])
-    sleep = Recorder()
-
-    def on_ambiguous(error: ApiError) -> None:
-        assert isinstance(error, AmbiguousError)
-        assert failure.__name__ in str(error)
-        assert_no_key(error)
-        order.append("told")
-
-    assert call(script, lambda c: create(c, on_ambiguous), sleep) == "audio_6"
-    assert order == ["told", "retry sent"]
-    assert len(script.requests) == 2 and len(sleep.delays) == 1
-
-
-@pytest.mark.parametrize("failure", [httpx.ReadTimeout, httpx.RemoteProtocolError])
-def test_create_without_answer_and_without_callback_raises_ambiguous(failure: type[Exception]) -> None:
+                                     httpx.WriteTimeout, httpx.WriteError, httpx.CloseError])
+def test_create_without_answer_is_raised_as_ambiguous_and_never_retried(failure: type[Exception]) -> None:
+    """Sent, no answer: the task may exist and be billed. The client never repeats it; the engine
+    decides (and counts the try against the chunk's attempts)."""
     script = Script(failure, created())
     sleep = Recorder()
     with pytest.raises(AmbiguousError) as caught:
         call(script, create, sleep)
     assert len(script.requests) == 1 and sleep.delays == []
     assert isinstance(caught.value.__cause__, failure)
+    assert failure.__name__ in str(caught.value)
     assert_no_key(caught.value)
 
 
@@ -369,12 +360,14 @@ def test_retries_are_capped_by_max_tries() -> None:
     assert len(script.requests) == 4 and len(sleep.delays) == 3
 
 
-def test_ambiguous_create_is_told_once_per_retry_and_capped() -> None:
-    script = Script(httpx.ReadTimeout)
-    told: list[ApiError] = []
+def test_create_preview_follows_the_same_billed_rule() -> None:
+    script = Script(httpx.ReadTimeout, created("audio_p"))
     with pytest.raises(AmbiguousError):
-        call(script, lambda c: create(c, told.append), max_tries=3)
-    assert len(script.requests) == 3 and len(told) == 2  # the last failure is raised, not retried
+        call(script, lambda c: c.create_preview(file_url=f"{FILES}/sample.wav"))
+    assert len(script.requests) == 1
+    script = Script(httpx.ConnectError, httpx.Response(429), httpx.Response(503), created("audio_p"))
+    assert call(script, lambda c: c.create_preview(file_url=f"{FILES}/sample.wav")) == "audio_p"
+    assert len(script.requests) == 4
 
 
 def test_backoff_grows_is_capped_and_jittered() -> None:
@@ -408,7 +401,7 @@ def test_create_answer_without_task_id_is_ambiguous_and_not_retried() -> None:
     for data in ({}, None, {"id": ""}, {"id": 123}, ["audio_1"]):
         script = Script(httpx.Response(200, json=envelope(data)), created())
         with pytest.raises(AmbiguousError, match="no task id"):
-            call(script, lambda c: create(c, lambda error: None))
+            call(script, create)
         assert len(script.requests) == 1, data
 
 
@@ -558,10 +551,14 @@ def every_error(tmp_path: Path) -> Iterator[BaseException]:
         (Script(httpx.ConnectError), create),
         (Script(httpx.Response(200, json=envelope({}))), create),
         (Script(queried()), lambda c: c.download("file:///x", tmp_path / "x")),
+        (Script(httpx.Response(301, headers={"Location": f"https://www.api.test/?key={KEY}"})), create),
+        (Script(httpx.Response(200, text=f"<html>{KEY}</html>")), create),
+        (Script(queried(status=f"weird {KEY}")), lambda c: c.query("audio_1")),
+        (Script(httpx.ConnectError), lambda c: c.query("audio_1")),  # unreachable (thresholds of 1 below)
     ]
     for script, action in cases:
         try:
-            call(script, action, max_tries=2)
+            call(script, action, max_tries=2, unreachable_after_failures=2, unreachable_after_s=0.0)
         except PipelineError as error:
             yield error
         else:  # pragma: no cover - every case must fail
@@ -570,7 +567,8 @@ def every_error(tmp_path: Path) -> Iterator[BaseException]:
 
 def test_the_key_never_appears_in_errors_or_reprs(tmp_path: Path) -> None:
     errors = list(every_error(tmp_path))
-    assert len(errors) == 9
+    assert len(errors) == 13
+    assert {type(e).__name__ for e in errors} >= {"EndpointError", "UnknownTaskStatus", "ApiUnreachable"}
     for error in errors:
         assert_no_key(error)
     client = make_client(Script(queried()), Recorder())

@@ -11,7 +11,8 @@ import pytest
 from audio_factory import build_chapter, encode_mp3, make_manifest
 
 from pipeline.assembly import ChapterOutput, assemble_chapter
-from pipeline.delivery import REPORT_NAME, check_delivery, write_delivery_report
+from pipeline.delivery import check_delivery, write_delivery_report
+from pipeline.layout import REPORT_NAME
 from pipeline.errors import AssemblyError
 from pipeline.export import export_book
 from pipeline.models import AudioSettings, Manifest

@@ -11,6 +11,10 @@ import pytest
 import yaml
 
 from pipeline import runner
+from pipeline.errors import ConfigError
+from pipeline.finishing import chunk_audio
+from pipeline.models import ChunkAudio
+from pipeline.store import Journal
 from pipeline.audio.ffmpeg import decode_pcm
 from pipeline.simulator import Simulator, SimulatorConfig
 
@@ -50,10 +54,16 @@ def write_book(folder: Path, text: str, *, speed: float = 1.0) -> Path:
 
 
 def render(sim: Simulator, manifest: Path, *chapters: str) -> runner.RunReport:
-    report = runner.run([manifest], options=runner.RunOptions(base_url=sim.base_url, chapter_ids=chapters),
+    report = runner.run([runner.load(manifest)], options=runner.RunOptions(base_url=sim.base_url, chapter_ids=chapters),
                         env={"SOUNDCLONE_API_KEY": API_KEY})
     assert report.ok, [b.failures for b in report.books]
     return report
+
+
+def selected_audio_of(manifest: Path, chapter_id: str) -> list[ChunkAudio] | None:
+    book = runner.plan(runner.load(manifest))
+    with Journal.open(book.manifest.output) as journal:
+        return chunk_audio(book.manifest, book.chapter(chapter_id), journal.selected_takes())
 
 
 def audio_tasks(sim: Simulator) -> int:
@@ -102,19 +112,19 @@ def test_a_one_sentence_edit_bills_one_task_and_changes_the_chapter_only_around_
     before = audio_tasks(sim)
     chapter = tmp_path / "build" / "book" / "01-one.mp3"
     old_audio = decode_pcm(chapter, sample_rate_hz=RATE_HZ)
-    old_plan = runner.plan(manifest).chapter("one").chunks
+    old_plan = runner.plan(runner.load(manifest)).chapter("one").chunks
 
     index = {"start": 1, "middle": 18, "end": 34}[position]
     edited = list(SENTENCES)
     edited[index] = "This sentence was rewritten by the editor after listening."
     write_book(tmp_path, paragraphs(edited))
-    preview = runner.plan(manifest)
+    preview = runner.plan(runner.load(manifest))
     change = next(c for c in preview.changes if c.chapter_id == "one")
     assert (change.to_render, change.dropped) == (1, 1)
 
     render(sim, manifest)
     assert audio_tasks(sim) - before == 1, "exactly one new task for a one-sentence edit"
-    new_plan = runner.plan(manifest).chapter("one").chunks
+    new_plan = runner.plan(runner.load(manifest)).chapter("one").chunks
     assert len(new_plan) == len(old_plan)
     changed = [c for c in new_plan if c.key not in {o.key for o in old_plan}]
     assert len(changed) == 1
@@ -143,8 +153,8 @@ def test_run_with_chapter_touches_only_that_chapter(sim: Simulator, tmp_path: Pa
     render(sim, manifest, "two")
     output = tmp_path / "build" / "book"
     assert (output / "02-two.mp3").exists() and not (output / "01-one.mp3").exists()
-    status = {c.id: c for c in runner.status([manifest])[0].chapters}
-    assert status["one"].by_state == {"pending": len(runner.plan(manifest).chapter("one").chunks)}
+    status = {c.id: c for c in runner.status(runner.load(manifest)).chapters}
+    assert status["one"].by_state == {"pending": len(runner.plan(runner.load(manifest)).chapter("one").chunks)}
 
 
 def test_retake_keeps_both_takes_uses_the_chosen_one_and_keeps_the_choice(sim: Simulator, tmp_path: Path) -> None:
@@ -152,41 +162,39 @@ def test_retake_keeps_both_takes_uses_the_chosen_one_and_keeps_the_choice(sim: S
     render(sim, manifest)
     before = audio_tasks(sim)
     env = {"SOUNDCLONE_API_KEY": API_KEY}
-    chunk, take, _ = runner.retake(manifest, chapter_id="one", words="sentence NUMBER 7 tells", base_url=sim.base_url,
-                                   env=env)
+    chunk, take, _ = runner.retake(runner.load(manifest), chapter_id="one", words="sentence NUMBER 7 tells", options=runner.RunOptions(base_url=sim.base_url), env=env)
     assert take == 2 and audio_tasks(sim) - before == 1
-    takes = [t for t in runner.list_takes(manifest, chapter_id="one") if t.chunk_index == chunk.index]
+    takes = [t for t in runner.list_takes(runner.load(manifest), chapter_id="one") if t.chunk_index == chunk.index]
     assert [(t.take, t.selected) for t in takes] == [(1, False), (2, True)]
     assert all(t.audio and t.audio.is_file() for t in takes)
 
     # the chapter is built from the selected take: the assembly's fingerprint names its file
     render(sim, manifest)
     assert audio_tasks(sim) - before == 1, "a rerun neither re-renders nor drops the retake"
-    takes = [t for t in runner.list_takes(manifest, chapter_id="one") if t.chunk_index == chunk.index]
+    takes = [t for t in runner.list_takes(runner.load(manifest), chapter_id="one") if t.chunk_index == chunk.index]
     assert [t.selected for t in takes] == [False, True]
-    selected_audio = runner.chunk_audio(runner.plan(manifest).manifest, runner.plan(manifest).chapter("one"))
+    selected_audio = selected_audio_of(manifest, "one")
     assert selected_audio is not None and selected_audio[chunk.index].audio_path.name.endswith(".take2.mp3")
 
-    runner.use_take(manifest, chapter_id="one", index=chunk.index, take=1)
-    selected_audio = runner.chunk_audio(runner.plan(manifest).manifest, runner.plan(manifest).chapter("one"))
+    runner.use_take(runner.load(manifest), chapter_id="one", index=chunk.index, take=1)
+    selected_audio = selected_audio_of(manifest, "one")
     assert selected_audio is not None and ".take" not in selected_audio[chunk.index].audio_path.name
 
     # clean: an edit drops a chunk; its files go, the takes of chunks still in use stay
-    runner.use_take(manifest, chapter_id="one", index=chunk.index, take=2)
+    runner.use_take(runner.load(manifest), chapter_id="one", index=chunk.index, take=2)
     write_book(tmp_path, paragraphs(["A brand new opening sentence replaces the old one.", *SENTENCES[1:10]]))
     render(sim, manifest)
-    removed, _ = runner.clean(manifest)
+    removed = runner.clean(runner.load(manifest)).cache
     assert removed and all(".take" not in p.name for p in removed)
-    assert all(t.audio and t.audio.is_file() for t in runner.list_takes(manifest, chapter_id="one")
+    assert all(t.audio and t.audio.is_file() for t in runner.list_takes(runner.load(manifest), chapter_id="one")
                if t.chunk_index == chunk.index)
 
 
 def test_retake_by_words_that_match_nothing_is_a_clear_error(sim: Simulator, tmp_path: Path) -> None:
     manifest = write_book(tmp_path, paragraphs(SENTENCES[:10]))
     render(sim, manifest)
-    with pytest.raises(runner.ConfigError, match="no chunk"):
-        runner.retake(manifest, chapter_id="one", words="nowhere to be found", base_url=sim.base_url,
-                      env={"SOUNDCLONE_API_KEY": API_KEY})
+    with pytest.raises(ConfigError, match="no chunk"):
+        runner.retake(runner.load(manifest), chapter_id="one", words="nowhere to be found", options=runner.RunOptions(base_url=sim.base_url), env={"SOUNDCLONE_API_KEY": API_KEY})
 
 
 def test_a_chapter_run_leaves_other_chapters_alone_even_after_a_book_wide_change(

@@ -21,7 +21,8 @@ from mutagen.mp3 import MP3
 from pipeline import runner
 from pipeline.client import SoundCloneClient
 from pipeline.config import ENV_API_KEY, resolve_run_config
-from pipeline.engine import BookJob, BookResult, Engine, _FairQueue, _Item, cache_paths
+from pipeline.engine import BookJob, BookResult, Engine, _FairQueue, _Item
+from pipeline.layout import BookLayout
 from pipeline.models import ChapterPlan, ChunkState, Progress
 from pipeline.planning import BookPlan
 from pipeline.runner import RunOptions
@@ -106,7 +107,7 @@ class Outcome:
 def run_engine(sim: Simulator, manifests: Sequence[Path], *, concurrency: int | None = None,
                on_event: Callable[[Progress], None] | None = None, transport: httpx.AsyncBaseTransport | None = None,
                download_transport: httpx.AsyncBaseTransport | None = None) -> Outcome:
-    plans = [runner.plan(path) for path in manifests]
+    plans = [runner.plan(runner.load(path)) for path in manifests]
     config = resolve_run_config(plans[0].manifest.api, env={ENV_API_KEY: KEY}, base_url=sim.base_url,
                                 concurrency=concurrency)
     ready: list[str] = []
@@ -131,7 +132,7 @@ def run_engine(sim: Simulator, manifests: Sequence[Path], *, concurrency: int | 
                 engine = Engine(client=client, config=config, on_event=emit, verify_audio=mp3_seconds)
                 jobs = [BookJob(manifest=plan.manifest, chapters=plan.chapters, journal=journal,
                                 on_chapter_ready=on_chapter_ready) for plan, journal in zip(plans, journals)]
-                return await engine.run(jobs)
+                return (await engine.run(jobs)).books
         finally:
             for journal in journals:
                 journal.close()
@@ -193,12 +194,12 @@ def test_server_side_failure_is_resubmitted_up_to_max_attempts_then_reported(
     assert len(ledger["refunds"]) == 6 and ledger["net_billed_chars"] == 0
     assert sorted(f.chapter_id for f in result.failures) == ["f1", "f2"]
     for failure in result.failures:
-        assert failure.chunk_index == 0 and "after 3 attempts" in failure.reason and "task audio_" in failure.reason
+        assert failure.chunk_index == 0 and "after 3 attempt(s)" in failure.reason and "task audio_" in failure.reason
     rows = outcome.rows()
     assert {(r.state, r.attempts) for r in rows.values()} == {(ChunkState.FAILED, 3)}
     assert result.downloaded == 0 and outcome.ready == []
     with Journal.open(outcome.plans[0].manifest.output, create=False) as journal:
-        assert journal.billed() == (0, 0), "failed tasks are refunded"
+        assert journal.billing().tasks == 0 and journal.billing().refunded_tasks == 6, "failed tasks are refunded"
         assert len(journal.events("task-failed")) == 4  # two resubmissions per chunk
 
     # a new run retries the failures from a fresh count
@@ -251,7 +252,7 @@ def test_an_expired_download_url_is_queried_again(sim: Simulator, book: Callable
 def test_the_same_text_twice_is_submitted_once(sim: Simulator, book: Callable[..., Path]) -> None:
     refrain = paragraph("india", 0)
     manifest = book("repeat", {"r1": f"{refrain}\n\n{paragraph('juliet', 1)}\n\n{refrain}\n", "r2": refrain + "\n"})
-    plan = runner.plan(manifest)
+    plan = runner.plan(runner.load(manifest))
     keys = [c.key for cp in plan.chapters for c in cp.chunks]
     assert len(keys) == 4 and len(set(keys)) == 2, "the test needs one text in three places"
     outcome = run_engine(sim, [manifest])
@@ -266,19 +267,19 @@ def test_a_deleted_cache_file_is_downloaded_again_without_a_new_task(
         sim: Simulator, book: Callable[..., Path]) -> None:
     manifest = book("rerun", {"k1": chapter_text("kilo", 2), "k2": chapter_text("lima", 1)}, subtitles="off")
     env = {ENV_API_KEY: KEY}
-    first = runner.run([manifest], options=RunOptions(base_url=sim.base_url), env=env)
+    first = runner.run([runner.load(manifest)], options=RunOptions(base_url=sim.base_url), env=env)
     assert first.ok, first
     tasks = audio_tasks(sim)
     assert tasks == 3
     downloads = sim.ledger()["files_origin"]["requests"]
-    plan = runner.plan(manifest)
+    plan = runner.plan(runner.load(manifest))
     output = plan.manifest.output
     victim = plan.chapters[0].chunks[1]
-    audio, _ = cache_paths(output, victim.key)
+    audio, _ = BookLayout(output).take_paths(victim.key)
     assert audio.is_file()
     audio.unlink()
 
-    second = runner.run([manifest], options=RunOptions(base_url=sim.base_url), env=env)
+    second = runner.run([runner.load(manifest)], options=RunOptions(base_url=sim.base_url), env=env)
     assert second.ok, second
     result = second.books[0]
     assert (result.tasks_created, result.chars_billed, result.downloaded) == (0, 0, 3)
@@ -290,7 +291,7 @@ def test_a_deleted_cache_file_is_downloaded_again_without_a_new_task(
     with Journal.open(output, create=False) as journal:
         row = journal.get(victim.key)
         assert row.state == ChunkState.DOWNLOADED and row.attempts == 1
-        assert journal.billed()[0] == tasks
+        assert journal.billing().tasks == tasks
     assert (output / "01-k1.mp3").is_file() and (output / "02-k2.mp3").is_file()
 
 
@@ -312,7 +313,7 @@ def test_a_long_run_of_429_on_create_is_waited_out_not_failed(book: Callable[...
     Nothing was created by a 429, so waiting costs nothing; here the server refuses 12 creates in a row
     (a limit of active tasks held by someone else's long renders), then accepts."""
     manifest = book("limited", {"l1": chapter_text("lima", 1)}, subtitles="off")
-    plan = runner.plan(manifest)
+    plan = runner.plan(runner.load(manifest))
     creates = 0
 
     def api(request: httpx.Request) -> httpx.Response:
@@ -341,8 +342,8 @@ def test_a_long_run_of_429_on_create_is_waited_out_not_failed(book: Callable[...
                 async def ready(chapter_plan: ChapterPlan) -> list[Path]:
                     return []
 
-                (result,) = await engine.run([BookJob(manifest=plan.manifest, chapters=plan.chapters,
-                                                      journal=journal, on_chapter_ready=ready)])
+                (result,) = (await engine.run([BookJob(manifest=plan.manifest, chapters=plan.chapters,
+                                                       journal=journal, on_chapter_ready=ready)])).books
                 return result
 
     result = asyncio.run(main())

@@ -9,8 +9,10 @@ import pytest
 from audio_factory import build_chapter, decode, make_manifest, write_cover
 
 from pipeline.assembly import ChapterOutput, assemble_chapter
+from pipeline.audio.ffmpeg import decoded_format
 from pipeline.audio.tags import read_mp4_chapters, stream_info
-from pipeline.export import book_path, export_book, slugify
+from pipeline.export import export_book
+from pipeline.layout import BookLayout, slugify
 from pipeline.models import AudioSettings, BookInfo, Manifest
 
 SR = 44_100
@@ -42,7 +44,7 @@ def _designs(count: int, seed: int) -> tuple:
 
 def test_book_is_named_after_the_title(book: tuple[Manifest, list[ChapterOutput], Path]) -> None:
     manifest, _, path = book
-    assert path == manifest.output / "the-tone-book-part-1.m4b" == book_path(manifest)
+    assert path == manifest.output / "the-tone-book-part-1.m4b" == BookLayout(manifest.output).book_file(manifest.book.title)
     assert not [p for p in manifest.output.iterdir() if p.name.endswith(".part")]
 
 
@@ -62,7 +64,7 @@ def test_book_is_aac_and_tagged(book: tuple[Manifest, list[ChapterOutput], Path]
     from mutagen.mp4 import MP4
 
     manifest, _, path = book
-    info = stream_info(path)
+    info = stream_info(path, decoded=decoded_format(path))
     assert (info.codec, info.sample_rate_hz, info.channels) == ("aac", SR, 1)
     tags = MP4(path).tags
     assert tags is not None

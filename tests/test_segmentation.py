@@ -20,9 +20,8 @@ import pytest
 
 from pipeline.chunking import split_sentences
 
+# The shared folder sits beside the checkout: <checkout>/../shared/segmentation.
 SEGMENTATION = Path(__file__).resolve().parents[2] / "shared" / "segmentation"
-if not SEGMENTATION.is_dir():  # the shared folder sits beside the checkout
-    SEGMENTATION = Path("/work/shared/segmentation")
 
 # file -> (language, the score floor, the number of cases or sentences)
 FLOORS = {
@@ -35,7 +34,8 @@ FLOORS = {
     "en_syntok_ospl.json": ("en", 85, 109),
 }
 
-pytestmark = pytest.mark.skipif(not SEGMENTATION.is_dir(), reason="shared segmentation sets not present")
+needs_sets = pytest.mark.skipif(not SEGMENTATION.is_dir(), reason=f"shared segmentation sets not found at "
+                                f"{SEGMENTATION} (expected beside the checkout)")
 
 
 def _cases(name: str) -> list[dict]:
@@ -65,6 +65,7 @@ def _all_cases() -> list:
     return [pytest.param(name, case, id=case["id"]) for name in FLOORS for case in _cases(name)]
 
 
+@needs_sets
 @pytest.mark.parametrize("name, case", _all_cases())
 def test_every_case_splits_exactly(name: str, case: dict) -> None:
     pieces = split_sentences(case["text"], FLOORS[name][0])
@@ -72,10 +73,12 @@ def test_every_case_splits_exactly(name: str, case: dict) -> None:
     assert all(pieces)
 
 
+@needs_sets
 def test_every_set_is_known() -> None:
     assert {p.name for p in SEGMENTATION.glob("*.json")} == set(FLOORS)
 
 
+@needs_sets
 @pytest.mark.parametrize("name", list(FLOORS))
 def test_score_stays_at_the_measured_level(name: str, record_property, segmentation_scores) -> None:
     matched, total = score(name)

@@ -5,22 +5,34 @@ from __future__ import annotations
 import sqlite3
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import astuple
 from pathlib import Path
 
 import pytest
 
 from pipeline import store
-from pipeline.errors import StateError
-from pipeline.models import Chunk, ChunkState
-from pipeline.store import JOURNAL_NAME, MIGRATIONS, TRANSITIONS, Journal
+from pipeline.errors import StateError, StorageError
+from pipeline.models import Chunk, ChunkState, Voice
+from pipeline.request import AudioRequest
+from pipeline.layout import JOURNAL_NAME
+from pipeline.store import MIGRATIONS, TRANSITIONS, ChunkRow, Journal
 
 S = ChunkState
 
 
 def chunk(n: int, *, chapter: str = "ch01", text: str | None = None) -> Chunk:
     body = text or f"Sentence number {n} of the test chapter."
+    request = AudioRequest.for_chunk(body, voice=Voice(model_id="model_1"), language="English", subtitles="sentence")
     return Chunk(chapter_id=chapter, index=n, start=0, end=len(body), text=body, billed_chars=len(body),
-                 pause_before_s=0.0, pause_after_s=0.0, key=f"key{n:04d}")
+                 pause_before_s=0.0, pause_after_s=0.0, request=request)
+
+
+def K(n: int) -> str:  # noqa: N802 - the key of chunk(n)
+    return chunk(n).key
+
+
+def begin(journal: Journal, n: int) -> ChunkRow:
+    return journal.begin_submit(K(n), chunk(n).request)
 
 
 class Clock:
@@ -35,7 +47,7 @@ class Clock:
 @pytest.fixture
 def journal(tmp_path: Path) -> Iterator[Journal]:
     with Journal.open(tmp_path, clock=Clock()) as opened:
-        opened.sync_plan([chunk(n) for n in range(3)], model_ids={"ch01": "model_1"})
+        opened.sync_plan([chunk(n) for n in range(3)])
         yield opened
 
 
@@ -81,14 +93,14 @@ def test_migrates_an_empty_folder_to_the_latest_schema(tmp_path: Path) -> None:
 
 def test_reopen_is_idempotent_and_keeps_rows(tmp_path: Path) -> None:
     with Journal.open(tmp_path) as journal:
-        journal.sync_plan([chunk(1)], model_ids={"ch01": "model_1"})
-        journal.begin_submit("key0001")
-        journal.record_task("key0001", "audio_a")
+        journal.sync_plan([chunk(1)])
+        begin(journal, 1)
+        journal.record_task(K(1), "audio_a")
     for _ in range(2):
         with Journal.open(tmp_path, create=False) as journal:
-            row = journal.get("key0001")
+            row = journal.get(K(1))
             assert (row.state, row.task_id, row.attempts) == (S.SUBMITTED, "audio_a", 1)
-            assert journal.billed() == (1, chunk(1).billed_chars)
+            assert astuple(journal.billing())[:2] == (1, chunk(1).billed_chars)
     assert user_version(tmp_path) == len(MIGRATIONS)
 
 
@@ -138,9 +150,9 @@ def test_a_damaged_file_is_a_state_error_that_says_what_to_do(tmp_path: Path, co
     assert isinstance(caught.value.__cause__, sqlite3.DatabaseError)
 
 
-def test_an_output_path_that_is_a_file_is_a_state_error(tmp_path: Path) -> None:
+def test_an_output_path_that_is_a_file_is_a_storage_error_naming_it(tmp_path: Path) -> None:
     (tmp_path / "book").write_text("not a folder")
-    with pytest.raises(StateError, match="output folder"):
+    with pytest.raises(StorageError, match=r"book is a file where a folder should be.*another `output`"):
         Journal.open(tmp_path / "book")
 
 
@@ -184,38 +196,38 @@ def test_the_table_covers_every_state_and_forbids_skipping_the_api() -> None:
 @pytest.mark.parametrize(("source", "target"), ALLOWED, ids=[f"{a}->{b}" for a, b in ALLOWED])
 def test_every_listed_transition_is_allowed(journal: Journal, source: ChunkState, target: ChunkState) -> None:
     for step in path_to(source):
-        journal.transition("key0000", step)
-    assert journal.get("key0000").state == source
-    row = journal.transition("key0000", target, error="why")
+        journal.transition(K(0), step)
+    assert journal.get(K(0)).state == source
+    row = journal.transition(K(0), target, error="why")
     assert row.state == target and row.error == "why"
-    assert journal.get("key0000").state == target
+    assert journal.get(K(0)).state == target
 
 
 @pytest.mark.parametrize(("source", "target"), ILLEGAL, ids=[f"{a}->{b}" for a, b in ILLEGAL])
 def test_every_other_transition_raises(journal: Journal, source: ChunkState, target: ChunkState) -> None:
     for step in path_to(source):
-        journal.transition("key0000", step)
-    before = journal.get("key0000")
+        journal.transition(K(0), step)
+    before = journal.get(K(0))
     with pytest.raises(RuntimeError, match=f"illegal transition {source} -> {target}"):
-        journal.transition("key0000", target, task_id="audio_zz")
-    assert journal.get("key0000") == before, "a refused transition must change nothing"
+        journal.transition(K(0), target, task_id="audio_zz")
+    assert journal.get(K(0)) == before, "a refused transition must change nothing"
 
 
 def test_transition_rejects_unknown_fields_and_keys(journal: Journal) -> None:
     with pytest.raises(ValueError, match="state_hack"):
-        journal.transition("key0000", S.SUBMITTING, state_hack="x")
+        journal.transition(K(0), S.SUBMITTING, state_hack="x")
     with pytest.raises(KeyError):
         journal.transition("nope", S.SUBMITTING)
-    assert journal.get("key0000").state == S.PENDING
+    assert journal.get(K(0)).state == S.PENDING
 
 
 def test_each_transition_is_committed_before_it_returns(journal: Journal, tmp_path: Path) -> None:
     other = raw(tmp_path)
     try:
-        journal.begin_submit("key0001")
-        assert other.execute("SELECT state FROM chunks WHERE key = 'key0001'").fetchone() == ("submitting",)
-        journal.record_task("key0001", "audio_1")
-        assert other.execute("SELECT state, task_id FROM chunks WHERE key = 'key0001'").fetchone() == (
+        begin(journal, 1)
+        assert other.execute("SELECT state FROM chunks WHERE key = ?", (K(1),)).fetchone() == ("submitting",)
+        journal.record_task(K(1), "audio_1")
+        assert other.execute("SELECT state, task_id FROM chunks WHERE key = ?", (K(1),)).fetchone() == (
             "submitted", "audio_1")
     finally:
         other.close()
@@ -224,77 +236,80 @@ def test_each_transition_is_committed_before_it_returns(journal: Journal, tmp_pa
 # --- bookkeeping ----------------------------------------------------------------------------------
 
 def test_sync_plan_adds_new_chunks_and_never_resets_existing_ones(journal: Journal) -> None:
-    journal.begin_submit("key0000")
-    journal.sync_plan([chunk(n) for n in range(5)], model_ids={"ch01": "model_1"})
+    begin(journal, 0)
+    journal.sync_plan([chunk(n) for n in range(5)])
     rows = journal.rows()
-    assert sorted(rows) == [f"key{n:04d}" for n in range(5)]
-    assert rows["key0000"].state == S.SUBMITTING and rows["key0000"].attempts == 1
-    assert rows["key0004"].state == S.PENDING and rows["key0004"].model_id == "model_1"
-    assert set(journal.rows(["key0001", "key0003", "missing", "key0001"])) == {"key0001", "key0003"}
+    assert sorted(rows) == sorted(K(n) for n in range(5))
+    assert rows[K(0)].state == S.SUBMITTING and rows[K(0)].attempts == 1
+    assert rows[K(4)].state == S.PENDING and rows[K(4)].model_id == "model_1"
+    assert set(journal.rows([K(1), K(3), "missing", K(1)])) == {K(1), K(3)}
 
 
 def test_rows_reads_more_keys_than_one_sql_batch(tmp_path: Path) -> None:
     with Journal.open(tmp_path) as journal:
-        journal.sync_plan([chunk(n) for n in range(1203)], model_ids={"ch01": "m"})
-        assert len(journal.rows(f"key{n:04d}" for n in range(1203))) == 1203
+        journal.sync_plan([chunk(n) for n in range(1203)])
+        assert len(journal.rows(K(n) for n in range(1203))) == 1203
 
 
 def test_begin_submit_counts_attempts_and_clears_the_last_try(journal: Journal) -> None:
-    first = journal.begin_submit("key0000")
+    first = begin(journal, 0)
     assert (first.state, first.attempts, first.task_id) == (S.SUBMITTING, 1, None)
-    journal.record_task("key0000", "audio_1")
-    journal.transition("key0000", S.PENDING, error="task audio_1 failed: boom")
-    second = journal.begin_submit("key0000")
+    journal.record_task(K(0), "audio_1")
+    journal.transition(K(0), S.PENDING, error="task audio_1 failed: boom")
+    second = begin(journal, 0)
     assert (second.state, second.attempts, second.task_id, second.error) == (S.SUBMITTING, 2, None, None)
     # a crash after the intent: the next run submits again from `submitting`, counting the try
-    assert journal.begin_submit("key0000").attempts == 3
-    journal.record_task("key0000", "audio_3")
+    assert begin(journal, 0).attempts == 3
+    journal.record_task(K(0), "audio_3")
     with pytest.raises(RuntimeError, match="illegal"):
-        journal.begin_submit("key0000")  # a task in flight is polled, never submitted again
-    assert journal.get("key0000").attempts == 3
+        begin(journal, 0)  # a task in flight is polled, never submitted again
+    assert journal.get(K(0)).attempts == 3
 
 
 def test_record_task_records_the_task_and_the_state(journal: Journal, tmp_path: Path) -> None:
-    journal.begin_submit("key0002")
-    row = journal.record_task("key0002", "audio_x")
+    begin(journal, 2)
+    journal.record_task(K(2), "audio_x")
+    row = journal.get(K(2))
     assert (row.state, row.task_id) == (S.SUBMITTED, "audio_x")
+    assert row.request == chunk(2).request and row.subtitles == "sentence"  # what was paid for
     conn = raw(tmp_path)
     try:
         assert conn.execute("SELECT task_id, key, billed_chars, status FROM tasks").fetchall() == [
-            ("audio_x", "key0002", chunk(2).billed_chars, "submitted")]
+            ("audio_x", K(2), chunk(2).billed_chars, "submitted")]
     finally:
         conn.close()
-    assert journal.billed() == (1, chunk(2).billed_chars)
+    assert astuple(journal.billing())[:2] == (1, chunk(2).billed_chars)
 
 
 def test_billed_excludes_failed_tasks_and_counts_each_task_once(journal: Journal) -> None:
-    assert journal.billed() == (0, 0)
+    assert astuple(journal.billing())[:2] == (0, 0)
     chars = [chunk(n).billed_chars for n in range(3)]
     for n, task_id in enumerate(["audio_0", "audio_1", "audio_2"]):
-        journal.begin_submit(f"key{n:04d}")
-        journal.record_task(f"key{n:04d}", task_id)
+        begin(journal, n)
+        journal.record_task(K(n), task_id)
     journal.record_task_status("audio_1", "failed", "refunded")
     journal.record_task_status("audio_2", "completed")
-    assert journal.billed() == (2, chars[0] + chars[2])
+    assert astuple(journal.billing())[:2] == (2, chars[0] + chars[2])
     # the failed chunk is resubmitted: a second, billed task
-    journal.transition("key0001", S.PENDING)
-    journal.begin_submit("key0001")
-    journal.record_task("key0001", "audio_1b")
-    assert journal.billed() == (3, sum(chars))
-    journal.transition("key0001", S.PENDING)
-    journal.begin_submit("key0001")
-    journal.record_task("key0001", "audio_1")  # a task id seen again is not a new charge, nor un-refunded
-    assert journal.billed() == (3, sum(chars))
+    journal.transition(K(1), S.PENDING)
+    begin(journal, 1)
+    journal.record_task(K(1), "audio_1b")
+    assert astuple(journal.billing())[:2] == (3, sum(chars))
+    journal.transition(K(1), S.PENDING)
+    begin(journal, 1)
+    journal.record_task(K(1), "audio_1")  # a task id seen again is not a new charge, nor un-refunded
+    assert astuple(journal.billing())[:2] == (3, sum(chars))
+    assert astuple(journal.billing())[2:] == (1, chars[1])  # the refunded task, shown apart
 
 
 def test_possible_duplicates_are_counted_and_logged(journal: Journal) -> None:
-    journal.note_ambiguous("key0001", "create retried after: ReadTimeout")
-    journal.note_ambiguous("key0001", "resubmitted after an interrupted create")
-    journal.add_event("key0002", "task-failed", "boom")
-    assert journal.get("key0001").ambiguous == 2
+    journal.note_ambiguous(K(1), "create retried after: ReadTimeout")
+    journal.note_ambiguous(K(1), "resubmitted after an interrupted create")
+    journal.add_event(K(2), "task-failed", "boom")
+    assert journal.get(K(1)).ambiguous == 2
     events = journal.events("possible-duplicate")
     assert [(key, detail) for _, key, _, detail in events] == [
-        ("key0001", "create retried after: ReadTimeout"), ("key0001", "resubmitted after an interrupted create")]
+        (K(1), "create retried after: ReadTimeout"), (K(1), "resubmitted after an interrupted create")]
     assert len(journal.events()) == 3
     times = [at for at, *_ in journal.events()]
     assert times == sorted(times)
@@ -317,14 +332,14 @@ def test_a_reader_is_not_blocked_while_a_writer_holds_the_journal(
     writer = raw(tmp_path)
     try:
         writer.execute("BEGIN IMMEDIATE")
-        writer.execute("UPDATE chunks SET state = 'failed' WHERE key = 'key0000'")
+        writer.execute("UPDATE chunks SET state = 'failed' WHERE key = ?", (K(0),))
         # `audiobook status` opens its own journal while `run` writes: it must read, not wait
         with Journal.open(tmp_path, create=False) as reader:
-            assert reader.get("key0000").state == S.PENDING  # sees the last committed state
-            assert len(reader.rows()) == 3 and reader.billed() == (0, 0)
-        assert journal.get("key0000").state == S.PENDING
+            assert reader.get(K(0)).state == S.PENDING  # sees the last committed state
+            assert len(reader.rows()) == 3 and astuple(reader.billing())[:2] == (0, 0)
+        assert journal.get(K(0)).state == S.PENDING
         writer.execute("COMMIT")
-        assert journal.get("key0000").state == S.FAILED
+        assert journal.get(K(0)).state == S.FAILED
     finally:
         writer.close()
 
@@ -337,8 +352,8 @@ def test_a_second_writer_gets_a_state_error_not_a_hang(
         try:
             writer.execute("BEGIN IMMEDIATE")
             with pytest.raises(StateError, match="busy"):
-                second.begin_submit("key0000")
+                begin(second, 0)
             writer.execute("ROLLBACK")
         finally:
             writer.close()
-        assert second.begin_submit("key0000").state == S.SUBMITTING
+        assert begin(second, 0).state == S.SUBMITTING

@@ -14,10 +14,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from audio_factory import encode_mp3, low_noise, speech_like, tone_speech
 
 from pipeline.errors import ConfigError, VoiceError
 from pipeline.simulator import Simulator, SimulatorConfig
-from pipeline.voices import MODEL_LIFETIME_S, VoiceRecord, VoiceRegistry, VoiceRequest, check_request, check_voices
+from pipeline.voices import (
+    MODEL_LIFETIME_S,
+    SampleMeasure,
+    VoiceRecord,
+    VoiceRegistry,
+    VoiceRequest,
+    check_request,
+    check_voices,
+    measure_sample,
+)
 
 API_KEY = "sk-voices-test"
 REPO = Path(__file__).resolve().parent.parent
@@ -46,7 +56,7 @@ def cli(sim: Simulator, tmp_path: Path, *args: str) -> subprocess.CompletedProce
     env.update(SOUNDCLONE_BASE_URL=sim.base_url, SOUNDCLONE_API_KEY=API_KEY,
                SOUNDCLONE_VOICES=str(tmp_path / "registry" / "voices.json"))
     return subprocess.run([sys.executable, "-m", "pipeline", *args], env=env, cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, check=False)
 
 
 def test_create_from_a_local_file_uploads_registers_and_prints_manifest_lines(sim: Simulator, tmp_path: Path) -> None:
@@ -91,8 +101,66 @@ def test_a_sample_of_the_wrong_length_is_refused_before_paying(sim: Simulator, t
 ])
 def test_sample_checks(request_: VoiceRequest, fragment: str) -> None:
     with pytest.raises(ConfigError, match=None) as info:
-        check_request(request_, measure=lambda path: 20.0)
+        check_request(request_, measure=lambda path: SampleMeasure(duration_s=20.0, speech_s=18.0))
     assert fragment in str(info.value)
+
+
+# --- speech in a local sample, measured before paying ----------------------------------------------
+
+SAMPLE_RATE_HZ = 32_000
+
+
+def _samples() -> dict[str, np.ndarray]:
+    silence = np.zeros(20 * SAMPLE_RATE_HZ)
+    return {
+        "silence": np.zeros(30 * SAMPLE_RATE_HZ),
+        "low noise": low_noise(30, level_db=-50, rate_hz=SAMPLE_RATE_HZ),
+        "loud hiss": low_noise(30, level_db=-25, rate_hz=SAMPLE_RATE_HZ, seed=1),
+        "tone padded": np.concatenate([tone_speech(10, rate_hz=SAMPLE_RATE_HZ), silence]),
+    }
+
+
+@pytest.mark.parametrize("kind, found", [("silence", "0.0"), ("low noise", "0.0"), ("loud hiss", "0.0"),
+                                         ("tone padded", "10.0")])
+def test_a_sample_without_enough_speech_is_refused(tmp_path: Path, kind: str, found: str) -> None:
+    sample = encode_mp3(_samples()[kind], tmp_path / "sample.mp3", rate_hz=SAMPLE_RATE_HZ)
+    with pytest.raises(ConfigError) as info:
+        check_request(VoiceRequest(name="x", file=sample))
+    message = str(info.value)
+    assert f"found {found}s of speech in 30.0s of audio" in message
+    assert "more than 15s and less than 60s of speech" in message and "sample.mp3" in message
+
+
+def test_twenty_seconds_of_speech_are_accepted(tmp_path: Path) -> None:
+    sample = encode_mp3(speech_like(20, rate_hz=SAMPLE_RATE_HZ), tmp_path / "talk.mp3", rate_hz=SAMPLE_RATE_HZ)
+    measured = measure_sample(sample)
+    assert measured.duration_s == pytest.approx(20.0, abs=0.01)
+    assert 16.0 < measured.speech_s < 18.5
+    check_request(VoiceRequest(name="x", file=sample))  # no error
+
+
+@pytest.mark.parametrize("measured, fragment", [
+    (SampleMeasure(duration_s=30.0, speech_s=12.34), "found 12.3s of speech in 30.0s"),
+    (SampleMeasure(duration_s=30.0, speech_s=14.99), "found 14.9s of speech"),  # never shown as 15.0
+    (SampleMeasure(duration_s=30.0, speech_s=15.0), "found 15.0s of speech"),   # "more than": 15 is out
+    (SampleMeasure(duration_s=61.0, speech_s=50.0), "lasts 61.0s"),             # the total still counts
+    (SampleMeasure(duration_s=12.0, speech_s=12.0), "lasts 12.0s"),
+])
+def test_sample_rules_with_an_injected_measure(tmp_path: Path, measured: SampleMeasure, fragment: str) -> None:
+    sample = tmp_path / "s.wav"
+    sample.write_bytes(b"not read: the measure is injected")
+    with pytest.raises(ConfigError, match=fragment):
+        check_request(VoiceRequest(name="x", file=sample), measure=lambda path: measured)
+    check_request(VoiceRequest(name="x", file=sample),
+                  measure=lambda path: SampleMeasure(duration_s=59.9, speech_s=15.01))
+
+
+def test_a_silent_sample_is_refused_by_the_cli_before_any_request(sim: Simulator, tmp_path: Path) -> None:
+    sample = encode_mp3(np.zeros(30 * SAMPLE_RATE_HZ), tmp_path / "quiet.mp3", rate_hz=SAMPLE_RATE_HZ)
+    result = cli(sim, tmp_path, "voice", "create", "--file", str(sample), "--name", "quiet")
+    assert result.returncode == 2, result.stderr
+    assert "found 0.0s of speech" in result.stderr and "Traceback" not in result.stderr
+    assert sum(sim.ledger()["requests"].values()) == 0
 
 
 def test_expiry_with_an_injected_clock(tmp_path: Path) -> None:

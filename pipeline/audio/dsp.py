@@ -1,7 +1,8 @@
 """Signal processing on numpy arrays of PCM samples: no processes, no files.
 
-Finding speech, fades, true peak (4x oversampling), the look-ahead limiter, the room-tone bed, and
-the level measurement of the delivery check (fed with blocks streamed by :mod:`pipeline.audio.ffmpeg`).
+Finding speech, fades, true peak (4x oversampling), the look-ahead limiter, the room-tone bed, the
+level measurement of the delivery check and the speech count of a voice sample (both fed with blocks
+streamed by :mod:`pipeline.audio.ffmpeg`).
 Samples are mono int16 (``PCM_DTYPE``) unless a function says float (full scale 1.0).
 """
 
@@ -123,6 +124,46 @@ def measure_pcm(blocks: Iterable[np.ndarray], *, sample_rate_hz: int, silence_th
         head_silence_s=head,
         tail_silence_s=tail,
     )
+
+
+SPEECH_FRAME_S = 0.03            # the unit of the speech count
+SPEECH_THRESHOLD_DB = -40.0      # a frame quieter than this (RMS, dBFS) is not speech
+SPEECH_ABOVE_FLOOR_DB = 10.0     # ... nor one within this much of the file's quietest frames
+SPEECH_FLOOR_PERCENTILE = 5.0    # "the quietest frames": this percentile of the frames' RMS
+
+
+def speech_seconds(blocks: np.ndarray | Iterable[np.ndarray], *, sample_rate_hz: int,
+                   threshold_db: float = SPEECH_THRESHOLD_DB,
+                   above_floor_db: float = SPEECH_ABOVE_FLOOR_DB) -> float:
+    """Seconds of speech in int16 ``blocks`` (one array, or blocks as
+    :func:`pipeline.audio.ffmpeg.stream_pcm` yields them): the number of whole 30 ms frames whose
+    RMS is above ``threshold_db`` dBFS *and* at least ``above_floor_db`` above the noise floor, times
+    30 ms. The floor is the 5th percentile of all frames' RMS, so steady hiss or hum, however loud,
+    counts as no speech, while digital silence leaves the absolute threshold in charge.
+
+    Deliberately a plain count (no hang-over across the short dips between words): it errs towards
+    too little speech, which costs a user a longer sample, never a paid preview of silence.
+    A trailing part-frame is ignored. Memory: one float per frame.
+    """
+    frame = max(1, round(sample_rate_hz * SPEECH_FRAME_S))
+    parts = [blocks] if isinstance(blocks, np.ndarray) else blocks
+    carry = np.zeros(0, dtype=np.float64)
+    energies: list[np.ndarray] = []
+    for block in parts:
+        pending = np.concatenate([carry, np.asarray(block, dtype=np.float64)])
+        whole = len(pending) - len(pending) % frame
+        if whole:
+            frames = pending[:whole].reshape(-1, frame)
+            energies.append(np.einsum("ij,ij->i", frames, frames) / frame)
+        carry = pending[whole:]
+    if not energies:
+        return 0.0
+    mean_sq = np.concatenate(energies)
+    floor = 10 ** (SILENCE_DB / 10) * INT16_FULL_SCALE ** 2
+    level_db = 10 * np.log10(np.maximum(mean_sq, floor) / INT16_FULL_SCALE ** 2)
+    noise_db = float(np.percentile(level_db, SPEECH_FLOOR_PERCENTILE))
+    limit_db = max(threshold_db, noise_db + above_floor_db)
+    return int(np.count_nonzero(level_db > limit_db)) * frame / sample_rate_hz
 
 
 # --------------------------------------------------------------------------------------------------

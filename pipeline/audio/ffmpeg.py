@@ -1,7 +1,8 @@
 """ffmpeg processes: the only code that runs ffmpeg (or points pydub at it).
 
 Finding ffmpeg, decoding a file to mono 16-bit PCM (whole, in batches, or streamed in blocks),
-encoding PCM written to a pipe into MP3 or AAC, and muxing chapter marks without re-encoding.
+reading the channel count and rate a file decodes to, encoding PCM written to a pipe into MP3 or
+AAC, and muxing chapter marks without re-encoding.
 
 Decoding never needs ffprobe: ffmpeg decodes to raw mono 16-bit PCM at a fixed rate
 (``-f s16le -ac 1 -ar 44100 -``) and the sample count is the duration. ffmpeg is
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -257,6 +259,68 @@ def decoded_duration_s(path: Path) -> float:
     return samples / rate
 
 
+@dataclass(frozen=True)
+class DecodedFormat:
+    """What the first audio stream of a file decodes to: its channel count and sample rate."""
+
+    channels: int
+    sample_rate_hz: int
+
+
+DECODED_FORMAT_PROBE_S = 0.1  # decoding this much is enough for ffmpeg to write the WAV header
+
+
+def decoded_format(path: Path, *, label: str | None = None) -> DecodedFormat:
+    """The channel count and sample rate of the first audio stream as ffmpeg decodes it.
+
+    The container's own header is not to be trusted for this: ffmpeg 5.1 (Debian 12's) writes the
+    MP4 sample entry of every AAC track as 2 channels (the ISO template value) and the AAC config
+    of a mono LC stream does not rule out implicit parametric stereo, so mutagen reports a mono M4B
+    as stereo; implicit SBR likewise hides the real rate. So the first ``DECODED_FORMAT_PROBE_S``
+    seconds are decoded to WAV on stdout at the stream's native layout and rate (no ``-ac``/``-ar``)
+    and the WAV header's ``fmt `` chunk is read. No ffprobe needed.
+
+    Raises :class:`AssemblyError` naming ``label`` (or the file) when it does not decode;
+    :class:`AudioToolError` when ffmpeg cannot be run at all.
+    """
+    what = label or str(path)
+    if not Path(path).is_file():
+        raise AssemblyError(f"{what}: audio file {path} does not exist")
+    cmd = [find_ffmpeg(), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0",
+           "-t", str(DECODED_FORMAT_PROBE_S), "-c:a", "pcm_s16le", "-f", "wav", "-"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, check=False)
+    except OSError as exc:
+        raise AudioToolError(f"could not run ffmpeg ({cmd[0]}): {exc}; {FFMPEG_INSTALL_HINT}") from exc
+    if proc.returncode != 0:
+        raise AssemblyError(f"{what}: {path} does not decode as audio ({_tail(proc.stderr)})")
+    found = _wav_format(proc.stdout)
+    if found is None:
+        raise AssemblyError(f"{what}: {path} decodes to no audio stream ffmpeg can describe")
+    return found
+
+
+def _wav_format(data: bytes) -> DecodedFormat | None:
+    """Channels and rate from the ``fmt `` chunk of a RIFF/WAVE byte string (ffmpeg may put a
+    ``LIST`` chunk first; sizes are bogus on a pipe, but only chunks before ``data`` are walked)."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    pos = 12
+    while pos + 8 <= len(data):
+        chunk_id, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        if chunk_id == b"fmt ":
+            body = data[pos + 8:pos + 16]
+            if len(body) < 8:
+                return None
+            channels = int.from_bytes(body[2:4], "little")
+            rate = int.from_bytes(body[4:8], "little")
+            return DecodedFormat(channels, rate) if channels and rate else None
+        if chunk_id == b"data":
+            return None
+        pos += 8 + size + (size & 1)
+    return None
+
+
 # --------------------------------------------------------------------------------------------------
 # Encoding
 
@@ -359,30 +423,41 @@ class ChapterMark:
     title: str
 
 
-def _ffmetadata_escape(value: str) -> str:
-    out = []
-    for ch in value.replace("\r", " ").replace("\n", " "):
-        if ch in "=;#\\":
-            out.append("\\")
-        out.append(ch)
-    return "".join(out)
+_LINE_BREAK_RE = re.compile(r"\s*(?:\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029])\s*")
+
+
+def chapter_title(title: str) -> str:
+    """``title`` as a chapter mark holds it: on one line. Each line break, with the blanks around
+    it, becomes one space; breaks at either end are dropped; NUL (which no argument can carry) is
+    removed. Anything else is kept as it is."""
+    title = title.replace("\0", "")
+    return " ".join(part for part in _LINE_BREAK_RE.split(title) if part)
 
 
 def mux_chapters(src: Path, dst: Path, *, chapters: list[ChapterMark], sample_rate_hz: int, what: str) -> None:
-    """Copy the audio of ``src`` into an M4B at ``dst`` with ``chapters`` (no re-encode).
+    r"""Copy the audio of ``src`` into an M4B at ``dst`` with ``chapters`` (no re-encode).
 
     ffmpeg writes both a QuickTime chapter track and Nero ``chpl`` chapters, so Apple players and
-    mutagen/most others see the same marks.
+    mutagen/most others see the same marks. Each mark is titled :func:`chapter_title` of its title.
+
+    The marks' times go through an FFMETADATA file, the titles on the command line
+    (``-metadata:c:N title=...``, which needs no escaping). ffmpeg's FFMETADATA reader (5.1 and 9.0
+    alike) takes a line ending in an escaped backslash (``title=a\\``) for one whose newline is
+    escaped: a title ending in ``\`` gained a newline and swallowed the next ``[CHAPTER]`` header,
+    so the following mark vanished and its title replaced this one's.
     """
     lines = [";FFMETADATA1"]
     for mark in chapters:
         lines += ["[CHAPTER]", f"TIMEBASE=1/{sample_rate_hz}", f"START={mark.start_sample}",
-                  f"END={mark.end_sample}", f"title={_ffmetadata_escape(mark.title)}"]
+                  f"END={mark.end_sample}"]
+    titles: list[str] = []
+    for index, mark in enumerate(chapters):
+        titles += [f"-metadata:c:{index}", f"title={chapter_title(mark.title)}"]
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".ffmeta", delete=False,
                                      dir=Path(dst).parent) as meta:
         meta.write("\n".join(lines) + "\n")
     try:
         _run_ffmpeg(["-y", "-i", str(src), "-i", meta.name, "-map", "0:a", "-map_metadata", "1",
-                     "-map_chapters", "1", "-c", "copy", "-f", "ipod", str(dst)], what=what)
+                     "-map_chapters", "1", *titles, "-c", "copy", "-f", "ipod", str(dst)], what=what)
     finally:
         os.unlink(meta.name)

@@ -1,7 +1,9 @@
 """Tags and container facts: the only code that uses mutagen.
 
 Writing ID3 tags to chapter MP3s and iTunes-style tags to the M4B, reading chapter marks back, and
-the container-level facts (codec, rate, bit rate and its mode) the delivery check reports. Mutagen's
+the container-level facts (codec, rate, bit rate and its mode) the delivery check reports; the
+channel count and rate come from the decoded stream when the caller has them
+(:func:`pipeline.audio.ffmpeg.decoded_format`), since an MP4 header can misstate them. Mutagen's
 own errors are translated here into :class:`AssemblyError`.
 """
 
@@ -9,8 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.errors import AssemblyError
+
+if TYPE_CHECKING:
+    from pipeline.audio.ffmpeg import DecodedFormat
 
 
 # --------------------------------------------------------------------------------------------------
@@ -143,8 +149,8 @@ def read_mp4_chapters(path: Path) -> list[tuple[float, str]]:
 
 @dataclass(frozen=True)
 class StreamInfo:
-    """Container-level facts of a file: ``codec`` ('mp3', 'aac', ...), ``bitrate_mode`` ('CBR',
-    'VBR', 'ABR' or 'unknown')."""
+    """Stream facts of a file: ``codec`` ('mp3', 'aac', ...), ``bitrate_mode`` ('CBR', 'VBR',
+    'ABR' or 'unknown'); ``sample_rate_hz`` and ``channels`` as decoded (see :func:`stream_info`)."""
 
     codec: str
     sample_rate_hz: int
@@ -198,8 +204,15 @@ def scan_mp3_bitrates(path: Path, *, max_frames: int = 1_000_000) -> set[int]:
     return rates
 
 
-def stream_info(path: Path) -> StreamInfo:
-    """Codec, sample rate, channels and bit rate (mode) from the container, via mutagen."""
+def stream_info(path: Path, *, decoded: DecodedFormat | None = None) -> StreamInfo:
+    """Codec, bit rate and its mode from the container (mutagen), with the sample rate and channel
+    count of ``decoded`` (what :func:`pipeline.audio.ffmpeg.decoded_format` found), else the
+    container's.
+
+    Pass ``decoded``: without it the channels and rate are whatever the header says, and the MP4
+    sample entry is not reliable (ffmpeg 5.1 writes 2 channels for every AAC track, so a mono M4B
+    reads as stereo). This function never runs ffmpeg itself.
+    """
     import mutagen
     from mutagen.mp3 import MP3, BitrateMode
 
@@ -212,6 +225,8 @@ def stream_info(path: Path) -> StreamInfo:
     info = f.info
     rate = int(getattr(info, "sample_rate", 0) or 0)
     channels = int(getattr(info, "channels", 0) or 0)
+    if decoded is not None:
+        rate, channels = decoded.sample_rate_hz, decoded.channels
     kbps = float(getattr(info, "bitrate", 0) or 0) / 1000
     if isinstance(f, MP3):
         mode = {BitrateMode.CBR: "CBR", BitrateMode.VBR: "VBR", BitrateMode.ABR: "ABR"}.get(

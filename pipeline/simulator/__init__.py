@@ -45,8 +45,14 @@ Ledger keys (``Simulator.ledger()`` and ``GET /admin/ledger``):
     options billed more than once and not refunded); ``balance`` {initial, remaining, voice_fee_credits};
     ``requests`` {"POST /api/open-api/v1/soundCloning/audios": n, "GET /api/open-api/v1/audios/{id}": n,
     ...}; ``responses`` {endpoint: {status or "dropped": n}}; ``files_origin`` {requests,
-    requests_with_authorization, authorization_seen, responses}; ``tasks`` [...]; ``voices`` [...];
-    ``now``; ``faults`` (spec in force).
+    requests_with_authorization, authorization_seen, responses}; ``task_faults`` {fail, dead_link,
+    no_link, status_alias, status_unknown: [task ids]} (the tasks each task fault hit); ``tasks`` [{id,
+    kind, status (true: queued/processing/completed/failed), reported_status (what a query shows), model_id,
+    billed_chars, voice_fee, created, take, faults}]; ``voices`` [...]; ``now``; ``faults`` (spec in force).
+
+Takes: resubmitting the same create body renders a slightly different take (pitch, pace, pauses) each
+time a previous task of that body completed; the first take is the audio this simulator always made.
+A task's ``take`` in the ledger says which one it is (see :mod:`pipeline.simulator.voice`).
 
 Determinism: task ids, model ids and fault decisions derive from hashes of the seed and the request
 (see :mod:`pipeline.simulator.faults`), so the same seed and the same requests give the same results.

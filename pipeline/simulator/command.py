@@ -35,8 +35,13 @@ def _parse_faults(ctx: click.Context, param: click.Parameter, value: str | None)
     name="simulator",
     epilog=(
         "Fault spec keys (probabilities 0-1 unless noted): seed, 429, 5xx, drop_before, "
-        "drop_after_create, fail, truncate, slow, expire, slow_s (seconds), retry_after_s (seconds). "
-        "Example: --faults 'seed=7,429=0.1,5xx=0.05,truncate=0.05'. Admin endpoints (no auth): "
+        "drop_after_create, fail, truncate, slow, expire, dead_link (a completed task's links always "
+        "403, re-queries return the same dead URLs), no_link (completed without audioUrl or "
+        "subtitleFile), status_alias (final status as a synonym: succeeded/success/finished/done, "
+        "error/failure), status_unknown (a task that only ever reports an undocumented status), "
+        "slow_s (seconds), retry_after_s (seconds). "
+        "Example: --faults 'seed=7,429=0.1,5xx=0.05,truncate=0.05,dead_link=0.02'. "
+        "Resubmitting an identical create renders a slightly different take. Admin endpoints (no auth): "
         "GET /admin/ledger, POST /admin/voices {modelId, createdAt?, activated?}, "
         "POST /admin/clock {advance_s}, POST /admin/faults {spec}."
     ),

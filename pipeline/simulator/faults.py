@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
+from typing import TypeVar
 
 # Spec key -> FaultProfile attribute. The keys are what `FaultProfile.parse` accepts.
 _RATE_KEYS = {
@@ -24,9 +26,21 @@ _RATE_KEYS = {
     "truncate": "truncate",
     "slow": "slow",
     "expire": "expire",
+    "dead_link": "dead_link",
+    "no_link": "no_link",
+    "status_alias": "status_alias",
+    "status_unknown": "status_unknown",
 }
 _VALUE_KEYS = {"seed": "seed", "slow_s": "slow_s", "retry_after_s": "retry_after_s"}
+# Task faults: decided once per created task (from the create request's key and occurrence) and kept
+# for every later query and download of that task, so the task behaves consistently.
+TASK_FAULT_KEYS = ("fail", "dead_link", "no_link", "status_alias", "status_unknown")
 INJECTED_5XX_STATUSES = (500, 502, 503)
+COMPLETED_STATUS_ALIASES = ("succeeded", "success", "finished", "done")
+FAILED_STATUS_ALIASES = ("error", "failure")
+UNKNOWN_STATUSES = ("paused_by_operator", "suspended", "awaiting_review")
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +60,25 @@ class FaultProfile:
     ``truncate``         download sends the full ``Content-Length`` but only part of the body, then closes
     ``slow``             API request or download is delayed by ``slow_s`` seconds before it is handled
     ``expire``           download of a URL that has not expired is refused with 403 as if it had
+    ``dead_link``        task fault: a completed task's ``audioUrl`` and ``subtitleFile`` are dead for good:
+                         every download of them gets 403 ("expired"), and every query returns the very
+                         same URLs as the first one that showed them, never fresh ones
+    ``no_link``          task fault: the query of the completed task says ``completed`` but has no
+                         ``audioUrl`` and no ``subtitleFile`` (as if purged); a preview keeps its ``modelId``
+    ``status_alias``     task fault: the final status is reported with a synonym, one of
+                         ``COMPLETED_STATUS_ALIASES`` for completed or ``FAILED_STATUS_ALIASES`` for failed
+                         (picked per task); links, ``modelId`` and ``error`` stay as usual
+    ``status_unknown``   task fault: every query returns one of ``UNKNOWN_STATUSES`` (picked per task),
+                         forever; the task never completes or fails, is not refunded, activates no voice,
+                         and stops holding a ``max_active_tasks`` slot when it would have finished
     ``slow_s``           delay of a slow response in seconds (default 2.0)
     ``retry_after_s``    ``Retry-After`` seconds sent with an injected 429 (default 1)
     ==================== ===================================================================================
+
+    Task faults (``fail`` and the four above) are decided once, when a create request makes its task, from
+    the seed, that request's key and occurrence; several may hit one task: ``status_unknown`` overrides
+    the others, ``fail`` makes the link faults moot, ``no_link`` overrides ``dead_link``, and
+    ``status_alias`` combines with either link fault. The ledger lists each task's effective task faults.
 
     Example: ``FaultProfile.parse("seed=7,429=0.1,5xx=0.05,drop_before=0.05,fail=0.05")``.
     ``FaultProfile()`` injects nothing.
@@ -63,6 +93,10 @@ class FaultProfile:
     truncate: float = 0.0
     slow: float = 0.0
     expire: float = 0.0
+    dead_link: float = 0.0
+    no_link: float = 0.0
+    status_alias: float = 0.0
+    status_unknown: float = 0.0
     slow_s: float = 2.0
     retry_after_s: int = 1
 
@@ -180,7 +214,7 @@ class FaultInjector:
             return False
         return stable_unit(profile.seed, kind, key, occurrence) < rate
 
-    def choose(self, kind: str, key: str, occurrence: int, options: tuple[int, ...]) -> int:
+    def choose(self, kind: str, key: str, occurrence: int, options: Sequence[_T]) -> _T:
         """A deterministic pick among ``options`` for this occurrence (e.g. which 5xx status)."""
         index = int(stable_unit(self._profile.seed, kind, "choice", key, occurrence) * len(options))
         return options[index]

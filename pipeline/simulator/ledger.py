@@ -8,6 +8,10 @@ counts and the files-origin ``Authorization`` observation are accumulated as req
 
 A **duplicate** is a group of audio tasks with the same modelId, contentText and options that were billed
 more than once and not refunded: the waste a client without idempotency guards causes by retrying.
+
+Each task also shows its ``take`` (which rendering of its request body its audio is), the task faults in
+effect on it and the status a query reports (which differs from its true ``status`` only under the
+``status_alias`` and ``status_unknown`` faults); ``task_faults`` lists the tasks each task fault hit.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import threading
 from collections import Counter, defaultdict
 from typing import Any
 
+from pipeline.simulator.faults import TASK_FAULT_KEYS
 from pipeline.simulator.tasks import Task, TaskKind, TaskStatus
 from pipeline.simulator.validation import AudioRequest
 
@@ -101,6 +106,7 @@ class Ledger:
                 "remaining": self.remaining_balance(tasks, now),
                 "voice_fee_credits": self._voice_fee_credits,
             },
+            "task_faults": {key: [t.id for t in tasks if key in t.faults] for key in TASK_FAULT_KEYS},
             "requests": requests,
             "responses": responses,
             "files_origin": files,
@@ -109,10 +115,13 @@ class Ledger:
                     "id": t.id,
                     "kind": _kind_name(t),
                     "status": t.status(now).value,
+                    "reported_status": t.reported_status(now),
                     "model_id": t.model_id,
                     "billed_chars": t.billed_chars,
                     "voice_fee": t.voice_fee,
                     "created": t.created,
+                    "take": t.take,
+                    "faults": list(t.faults),
                 }
                 for t in tasks
             ],

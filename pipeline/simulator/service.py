@@ -6,7 +6,11 @@ returned :class:`HttpResponse`, including its faults (drop the connection, trunc
 
 Order of checks for an API request: fault ``drop_before`` -> fault ``slow`` -> bearer key (401) ->
 requests per minute (429) -> fault ``429`` -> fault ``5xx`` -> route and validate (400/404) -> for a
-create: max active tasks (429), balance (402), create and bill, fault ``drop_after_create``.
+create: max active tasks (429), balance (402), create and bill (its task faults and take decided here),
+fault ``drop_after_create``.
+
+Order for a files-origin download: fault ``drop_before`` -> fault ``slow`` -> fault ``5xx`` -> signature
+(403) -> expiry, task fault ``dead_link`` or fault ``expire`` (403) -> content (404) -> fault ``truncate``.
 
 Errors use the envelope ``{"code": <status * 100>, "msg": "<field>: <rule>", "data": null}`` (the
 reference leaves error codes undocumented; clients must not key on them).
@@ -20,7 +24,7 @@ import math
 import threading
 import urllib.parse
 import uuid
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.parser import BytesParser
@@ -28,7 +32,15 @@ from email.policy import HTTP
 from typing import Any
 
 from pipeline.simulator.config import SimulatorClock, SimulatorConfig
-from pipeline.simulator.faults import INJECTED_5XX_STATUSES, FaultInjector, FaultProfile, stable_bytes
+from pipeline.simulator.faults import (
+    COMPLETED_STATUS_ALIASES,
+    FAILED_STATUS_ALIASES,
+    INJECTED_5XX_STATUSES,
+    UNKNOWN_STATUSES,
+    FaultInjector,
+    FaultProfile,
+    stable_bytes,
+)
 from pipeline.simulator.files import UPLOAD_LIMIT_BYTES, UPLOAD_MIME_TYPES, FileStore, LinkState
 from pipeline.simulator.ledger import Ledger
 from pipeline.simulator.markup import count_billed_chars
@@ -51,6 +63,7 @@ UPLOAD_PATH = f"{API_PREFIX}/files/upload"
 OK_CODE = 20000
 RATE_WINDOW_S = 60.0
 INJECTED_FAILURE_MESSAGE = "synthesis failed: internal error while generating audio (injected fault)"
+LINK_EXPIRED_MESSAGE = "url: the link has expired; query the task again for a fresh URL"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +138,8 @@ class SoundCloneService:
         self._lock = threading.RLock()  # serialises the check-then-create of limits and balance
         self._request_times: dict[str, deque[float]] = {}
         self._media = _MediaCache(limit_bytes=config.audio_cache_bytes)
+        self._heard_takes: Counter[str] = Counter()  # request key -> highest take whose audio was downloaded
+        self._dead_links: dict[str, dict[str, str]] = {}  # task id -> the links it shows for ever
         now = self.clock.now()
         for model_id in config.preload_voices:
             self._tasks.register_voice(model_id, created_at=now, activated=True)
@@ -207,7 +222,7 @@ class SoundCloneService:
             task = self._create(key, occurrence, validate_audio_request(body))
         if self._faults.decide("drop_after_create", key, occurrence):
             return HttpResponse(0, drop=True)  # created and billed, but the client never hears of it
-        return envelope(self._task_view(task, self.clock.now()))
+        return envelope(self._task_view(task, self.clock.now(), created=True))
 
     def _check_auth(self, request: HttpRequest) -> None:
         header = request.headers.get("authorization", "")
@@ -256,8 +271,7 @@ class SoundCloneService:
                 kind, voice_fee = TaskKind.PREVIEW, 0
                 model_id = f"model_{stable_bytes(seed, 'model', task_id, size=8).hex()}"
             self._check_active_limit(now)
-            if fails_with is None and self._faults.decide("fail", key, occurrence):
-                fails_with = INJECTED_FAILURE_MESSAGE
+            faults, fails_with, status_alias, unknown_status = self._task_faults(key, occurrence, fails_with)
             duration = self.config.task_base_s + self.config.task_s_per_char * chars
             task = Task(
                 id=task_id,
@@ -271,6 +285,11 @@ class SoundCloneService:
                 billed_chars=chars,
                 voice_fee=voice_fee,
                 model_id=model_id,
+                request_key=key,
+                take=self._heard_takes[key] + 1,
+                faults=faults,
+                status_alias=status_alias,
+                unknown_status=unknown_status,
             )
             remaining = self._ledger.remaining_balance(self._tasks.tasks(), now)
             if remaining is not None and self._ledger.cost(task) > remaining:
@@ -283,6 +302,31 @@ class SoundCloneService:
                 )
             self._tasks.add_task(task)
             return task
+
+    def _task_faults(
+        self, key: str, occurrence: int, fails_with: str | None
+    ) -> tuple[tuple[str, ...], str | None, str | None, str | None]:
+        """The task faults that hit this create, decided once for the task's whole life:
+        (effective fault keys, failure message, status alias, unknown status); see ``FaultProfile``."""
+        decide = self._faults.decide
+        if decide("status_unknown", key, occurrence):
+            unknown = self._faults.choose("status_unknown", key, occurrence, UNKNOWN_STATUSES)
+            return ("status_unknown",), None, None, unknown  # never finishes: every other fault is moot
+        faults: list[str] = []
+        if fails_with is None and decide("fail", key, occurrence):
+            fails_with = INJECTED_FAILURE_MESSAGE
+            faults.append("fail")
+        if fails_with is None:
+            if decide("no_link", key, occurrence):
+                faults.append("no_link")
+            elif decide("dead_link", key, occurrence):
+                faults.append("dead_link")
+        alias = None
+        if decide("status_alias", key, occurrence):
+            aliases = COMPLETED_STATUS_ALIASES if fails_with is None else FAILED_STATUS_ALIASES
+            alias = self._faults.choose("status_alias", key, occurrence, aliases)
+            faults.append("status_alias")
+        return tuple(faults), fails_with, alias, None
 
     def _check_model(self, model_id: str, now: float) -> None:
         state = self._tasks.voice_state(model_id, now)
@@ -332,24 +376,43 @@ class SoundCloneService:
             return error(404, f"id: no task {task_id!r}")
         return envelope(self._task_view(task, self.clock.now()))
 
-    def _task_view(self, task: Task, now: float) -> dict[str, Any]:
+    def _task_view(self, task: Task, now: float, *, created: bool = False) -> dict[str, Any]:
+        """The task's ``data`` as a query (or, ``created``, the create response) shows it at ``now``."""
         status = task.status(now)
+        # status_unknown hits queries only: the create response keeps its documented shape ("queued")
+        reported = status.value if created and task.unknown_status else task.reported_status(now)
         view: dict[str, Any] = {
             "id": task.id,
             "object": "audio",
             "created": int(task.created),
             "model": task.kind.value,
-            "status": status.value,
+            "status": reported,
             "error": task.fails_with if status is TaskStatus.FAILED else None,
         }
         if status is TaskStatus.COMPLETED:
             if task.kind is TaskKind.PREVIEW:
                 view["modelId"] = task.model_id
                 self._tasks.voice_state(task.model_id, now)  # the voice now exists
-            view["audioUrl"] = self._link(f"/files/audio/{task.id}.mp3", now)
-            if isinstance(task.request, AudioRequest) and task.request.subtitle_enable:
-                view["subtitleFile"] = self._link(f"/files/subtitles/{task.id}.json", now)
+            if "no_link" not in task.faults:  # no_link: completed, but the audio is gone
+                view.update(self._links(task, now))
         return view
+
+    def _links(self, task: Task, now: float) -> dict[str, str]:
+        """``audioUrl`` (and ``subtitleFile``) for a completed task: freshly signed, except that a
+        ``dead_link`` task shows the links of its first completed view for ever."""
+        if "dead_link" in task.faults:
+            with self._lock:
+                frozen = self._dead_links.get(task.id)
+                if frozen is None:
+                    frozen = self._dead_links[task.id] = self._fresh_links(task, now)
+                return dict(frozen)
+        return self._fresh_links(task, now)
+
+    def _fresh_links(self, task: Task, now: float) -> dict[str, str]:
+        links = {"audioUrl": self._link(f"/files/audio/{task.id}.mp3", now)}
+        if isinstance(task.request, AudioRequest) and task.request.subtitle_enable:
+            links["subtitleFile"] = self._link(f"/files/subtitles/{task.id}.json", now)
+        return links
 
     def _link(self, path: str, now: float) -> str:
         return self.files_base_url + self._files.sign(path, now=now)
@@ -395,16 +458,39 @@ class SoundCloneService:
         state = self._files.check(request.path, request.query, now=now)
         if state is LinkState.INVALID:
             return error(403, "url: the link's signature is missing or invalid")
-        if state is LinkState.EXPIRED or self._faults.decide("expire", key, occurrence):
-            return error(403, "url: the link has expired; query the task again for a fresh URL")
+        if (
+            state is LinkState.EXPIRED
+            or self._is_dead_link(request.path)
+            or self._faults.decide("expire", key, occurrence)
+        ):
+            return error(403, LINK_EXPIRED_MESSAGE)
         found = self._file_content(request.path, now)
         if found is None:
             return error(404, f"url: no file at {request.path}")
         content, content_type = found
+        if request.method == "GET" and request.path.startswith("/files/audio/"):
+            self._hear(request.path)  # a HEAD hears nothing
         response = HttpResponse(200, content, content_type=content_type)
         if content and self._faults.decide("truncate", key, occurrence):
             response.truncate_at = int(self._faults.fraction("truncate", key, occurrence) * len(content))
         return response
+
+    def _hear(self, path: str) -> None:
+        """A client downloaded this task's audio: its take is used up (the next identical create renders
+        the next one)."""
+        task = self._tasks.get_task(path.rsplit("/", 1)[-1].rpartition(".")[0])
+        if task is not None:
+            with self._lock:
+                key = task.request_key
+                self._heard_takes[key] = max(self._heard_takes[key], task.take)
+
+    def _is_dead_link(self, path: str) -> bool:
+        """Whether ``path`` is the audio or subtitles of a task hit by the ``dead_link`` fault."""
+        folder, _, name = path.removeprefix("/files/").partition("/")
+        if folder not in ("audio", "subtitles"):
+            return False
+        task = self._tasks.get_task(name.rpartition(".")[0])
+        return task is not None and "dead_link" in task.faults
 
     def _file_content(self, path: str, now: float) -> tuple[bytes, str] | None:
         folder, _, name = path.removeprefix("/files/").partition("/")
@@ -435,9 +521,10 @@ class SoundCloneService:
                 pitch=request.pitch,
                 emotion=request.emotion,
                 language=request.language,
+                take=task.take,
             )
         else:
-            settings = VoiceSettings(model_id=task.model_id, language=request.language)
+            settings = VoiceSettings(model_id=task.model_id, language=request.language, take=task.take)
         return self._media.get(task.id, lambda: synthesize(task.text, settings, backend=self._backend))
 
     # --- admin ----------------------------------------------------------------------------------------

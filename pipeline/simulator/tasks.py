@@ -5,7 +5,16 @@ whether it will fail. Its status at any moment is then a pure function of the cl
 thread runs and advancing a fake clock moves every task along.
 
 Lifecycle (the reference's "Query task"): ``queued`` for the first ``QUEUED_FRACTION`` of the task's
-duration, ``processing`` for the rest, then ``completed`` or ``failed`` (final).
+duration, ``processing`` for the rest, then ``completed`` or ``failed`` (final). Task faults (see
+:class:`~pipeline.simulator.faults.FaultProfile`) change what a query *reports*, not this lifecycle,
+except ``status_unknown``: such a task stays ``processing`` for good (never final, never refunded).
+
+Takes: a task's ``take`` says which rendering of its request body its audio is (see
+:func:`~pipeline.simulator.voice.take_variation`). Take 1 is the audio the simulator has always rendered
+for that body. A take is used up once a client has downloaded its audio: the next identical create then
+renders the next take. Audio nobody downloaded (a refused request, a failed task, a task whose create
+response was lost, a dead or missing link) uses up nothing, so the first audio a client hears of a body
+is take 1 however many faults came before it, and a deliberate retake is take 2.
 
 Voices: a modelId exists from the moment its preview task completes (or when registered). Unless
 activated it is valid for ``MODEL_LIFETIME_S`` (3 days) after creation; the first audio task using it
@@ -46,7 +55,11 @@ class Task:
     """A created task and its predetermined fate.
 
     ``billed_chars`` and ``voice_fee`` are what its creation charged; both are refunded if it fails.
-    ``model_id`` is the voice used (audio) or produced (preview).
+    ``model_id`` is the voice used (audio) or produced (preview). ``request_key`` is the fault module's key
+    of the create request (same canonical body, same key); ``take`` is its rendering of that body (1: the
+    first). ``faults`` are the task faults in effect (spec keys, e.g. ``("dead_link",)``);
+    ``status_alias`` is the word a query reports instead of its final status, ``unknown_status`` the
+    word every query reports instead of any status (the task then never finishes).
     """
 
     id: str
@@ -60,17 +73,32 @@ class Task:
     billed_chars: int
     voice_fee: int
     model_id: str
+    request_key: str = ""
+    take: int = 1
+    faults: tuple[str, ...] = ()
+    status_alias: str | None = None
+    unknown_status: str | None = None
 
     def status(self, now: float) -> TaskStatus:
-        """The task's status at time ``now`` (simulator clock, unix seconds)."""
+        """The task's true status at time ``now`` (simulator clock, unix seconds)."""
         if now < self.started_at:
             return TaskStatus.QUEUED
-        if now < self.finished_at:
+        if now < self.finished_at or self.unknown_status is not None:
             return TaskStatus.PROCESSING
         return TaskStatus.FAILED if self.fails_with is not None else TaskStatus.COMPLETED
 
+    def reported_status(self, now: float) -> str:
+        """The ``status`` a query shows at ``now``: the true one unless a status fault replaces it."""
+        if self.unknown_status is not None:
+            return self.unknown_status
+        status = self.status(now)
+        if self.status_alias is not None and status in (TaskStatus.COMPLETED, TaskStatus.FAILED):
+            return self.status_alias
+        return status.value
+
     def is_active(self, now: float) -> bool:
-        """Queued or processing at ``now``."""
+        """Queued or processing at ``now`` (a task stuck in an unknown status is active only until it
+        would have finished, so it does not hold a ``max_active_tasks`` slot for ever)."""
         return now < self.finished_at
 
     @property

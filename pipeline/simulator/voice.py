@@ -12,6 +12,13 @@ Two backends share one timeline model:
 * ``espeak``: real speech from ``espeak-ng`` (when it is on PATH), synthesised per spoken segment so
   sentence times are exact; word times are spread over each segment by character count.
 
+Takes: ``VoiceSettings.take`` is which rendering of the same request this is. Take 1 is the voice as
+described above, byte for byte. Every later take is a small, deterministic variation seeded by its take
+number alone (:func:`take_variation`): the voice 3-7 % higher or lower (the sign alternates from take to
+take), its pace 3-6 % faster or slower, its comma and sentence pauses 10-25 % longer or shorter (``<#x#>``
+pauses stay exact); espeak gets the same pace and pitch change through ``-s`` and ``-p``. Subtitles are
+computed from the same timeline, so every take's subtitles match its own audio.
+
 Subtitles follow the MiniMax shape described in the reference: a JSON array of sentence entries
 ``{text, pronounce_text, time_begin, time_end, text_begin, text_end, timestamped_words}``; times in
 milliseconds (fractional), offsets into the submitted text (markers counted, end exclusive); ``text`` is
@@ -66,6 +73,11 @@ RELEASE_S = 0.025
 CONSONANT_S = 0.03
 VOICE_GAIN = 0.3  # peak of a vol=1.0 voice, full scale = 1.0
 ESPEAK_SAMPLE_RATE_HZ = 22_050
+ESPEAK_WORDS_PER_MINUTE = 175
+ESPEAK_PITCH_PER_SEMITONE = 3  # espeak-ng -p runs 0-99; 3 steps is roughly a semitone
+TAKE_PITCH_CHANGE = (0.03, 0.07)  # a later take's voice is 3-7 % higher or lower (0.5-1.2 semitones)
+TAKE_PACE_CHANGE = (0.03, 0.06)  # ... speaks 3-6 % faster or slower
+TAKE_PAUSE_CHANGE = (0.10, 0.25)  # ... and makes its comma and sentence pauses 10-25 % longer or shorter
 
 VOICES = ("synthetic", "espeak", "auto")
 EMOTION_PITCH = {
@@ -90,7 +102,8 @@ ESPEAK_LANGUAGES = {
 
 @dataclass(frozen=True, slots=True)
 class VoiceSettings:
-    """How to speak: the cloned voice and the audio task's options (defaults are the API's)."""
+    """How to speak: the cloned voice and the audio task's options (defaults are the API's), and
+    ``take``, which rendering of the same request this is (1: the first; see :func:`take_variation`)."""
 
     model_id: str
     speed: float = 1.0
@@ -98,6 +111,42 @@ class VoiceSettings:
     pitch: int = 0
     emotion: str = "neutral"
     language: str = "auto"
+    take: int = 1
+
+    def __post_init__(self) -> None:
+        if self.take < 1:
+            raise ValueError(f"take must be 1 or more; got {self.take}")
+
+
+@dataclass(frozen=True, slots=True)
+class TakeVariation:
+    """How a take differs from take 1: factors on the voice's pitch, its pace and its punctuation pauses."""
+
+    pitch: float = 1.0
+    pace: float = 1.0
+    pauses: float = 1.0
+
+
+def take_variation(take: int) -> TakeVariation:
+    """The variation of take ``take``: none for take 1; for later takes, factors drawn from the take
+    number alone (so take 2 of any text sounds the same way different). The pitch goes up on even takes
+    and down on odd ones, so two consecutive takes differ by at least 6 % in pitch."""
+    if take < 1:
+        raise ValueError(f"take must be 1 or more; got {take}")
+    if take == 1:
+        return TakeVariation()
+
+    def change(name: str, bounds: tuple[float, float]) -> float:
+        low, high = bounds
+        return low + (high - low) * stable_unit("take", name, take)
+
+    pace_sign = 1.0 if stable_unit("take", "pace sign", take) < 0.5 else -1.0
+    pause_sign = 1.0 if stable_unit("take", "pause sign", take) < 0.5 else -1.0
+    return TakeVariation(
+        pitch=1.0 + (1.0 if take % 2 == 0 else -1.0) * change("pitch", TAKE_PITCH_CHANGE),
+        pace=1.0 + pace_sign * change("pace", TAKE_PACE_CHANGE),
+        pauses=1.0 + pause_sign * change("pauses", TAKE_PAUSE_CHANGE),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,13 +210,18 @@ def synthesize(text: str, settings: VoiceSettings, *, backend: str = "synthetic"
     """Speak ``text`` (valid markup assumed) and return MP3 bytes with matching sentence timings.
 
     Deterministic: the same text and settings give the same bytes. ``backend`` is ``synthetic`` or
-    ``espeak`` (see :func:`resolve_voice`).
+    ``espeak`` (see :func:`resolve_voice`). ``settings.take`` above 1 varies the voice slightly (see
+    :func:`take_variation`).
     """
+    variation = take_variation(settings.take)
     if backend == "espeak":
-        return _synthesize_espeak(text, settings)
-    sentences, speech_end_s = plan_timeline(text, speed=settings.speed)
+        return _synthesize_espeak(text, settings, variation)
+    # factors of exactly 1.0 for take 1: the same floating-point results, so the same bytes as ever
+    sentences, speech_end_s = plan_timeline(
+        text, speed=settings.speed * variation.pace, pause_factor=variation.pauses
+    )
     total = _frame_aligned_samples(speech_end_s + TRAILING_SILENCE_S)
-    syllables = _syllables(sentences, settings, text)
+    syllables = _syllables(sentences, settings, text, pitch_factor=variation.pitch)
     starts = np.array([s.start for s in syllables], dtype=np.int64)
 
     def encode_chunk(bounds: tuple[int, int]) -> bytes:
@@ -228,10 +282,13 @@ def _strip_markers_in(text: str, sentence: SentenceTiming) -> str:
 # --- timeline -----------------------------------------------------------------------------------------
 
 
-def plan_timeline(text: str, *, speed: float) -> tuple[list[SentenceTiming], float]:
+def plan_timeline(
+    text: str, *, speed: float, pause_factor: float = 1.0
+) -> tuple[list[SentenceTiming], float]:
     """Place every word of ``text`` on the synthetic voice's timeline.
 
-    Returns the sentences (each with at least one word) and the time the last word ends, in seconds.
+    ``pause_factor`` stretches the comma and sentence pauses (not ``<#x#>`` pauses). Returns the sentences
+    (each with at least one word) and the time the last word ends, in seconds.
     """
     latin_slot_s = 1.0 / (LATIN_CHARS_PER_S * speed)
     syllabic_slot_s = 1.0 / (SYLLABIC_CHARS_PER_S * speed)
@@ -255,19 +312,19 @@ def plan_timeline(text: str, *, speed: float) -> tuple[list[SentenceTiming], flo
                 speech_end = cursor + voiced
                 cursor += syllabic_slot_s
             else:
-                cursor += _silence_s(token, latin_slot_s=latin_slot_s, speed=speed)
+                cursor += _silence_s(token, latin_slot_s=latin_slot_s, speed=speed, pause_factor=pause_factor)
     return [s for s, _ in sentences], speech_end
 
 
-def _silence_s(token: Token, *, latin_slot_s: float, speed: float) -> float:
+def _silence_s(token: Token, *, latin_slot_s: float, speed: float, pause_factor: float) -> float:
     if token.kind is TokenKind.PAUSE:
-        return token.seconds  # exactly what the marker asks for, never scaled by speed
+        return token.seconds  # exactly what the marker asks for, never scaled by speed or take
     if token.kind is TokenKind.SPACE:
         return latin_slot_s
     if token.kind is TokenKind.COMMA:
-        return COMMA_PAUSE_S / speed
+        return COMMA_PAUSE_S / speed * pause_factor
     if token.kind is TokenKind.STOP:
-        return STOP_PAUSE_S / speed
+        return STOP_PAUSE_S / speed * pause_factor
     return 0.0
 
 
@@ -384,11 +441,13 @@ class _Syllable:
     noise_offset: int
 
 
-def _syllables(sentences: list[SentenceTiming], settings: VoiceSettings, seed_text: str) -> list[_Syllable]:
-    pitch_factor, depth = EMOTION_PITCH.get(settings.emotion, (1.0, 1.0))
+def _syllables(
+    sentences: list[SentenceTiming], settings: VoiceSettings, seed_text: str, *, pitch_factor: float
+) -> list[_Syllable]:
+    emotion_factor, depth = EMOTION_PITCH.get(settings.emotion, (1.0, 1.0))
     base_f0 = (
-        (95.0 + 120.0 * stable_unit("f0", settings.model_id)) * pitch_factor * 2.0 ** (settings.pitch / 12)
-    )
+        (95.0 + 120.0 * stable_unit("f0", settings.model_id)) * emotion_factor * 2.0 ** (settings.pitch / 12)
+    ) * pitch_factor
     text_key = stable_bytes("text", seed_text).hex()  # hash the (long) text once, not per syllable
     result = []
     for sentence in sentences:
@@ -535,7 +594,7 @@ def encode_mp3(blocks: Iterator[np.ndarray], *, total_samples: int) -> bytes:
 # --- espeak -------------------------------------------------------------------------------------------
 
 
-def _synthesize_espeak(text: str, settings: VoiceSettings) -> Speech:
+def _synthesize_espeak(text: str, settings: VoiceSettings, variation: TakeVariation) -> Speech:
     """Real speech: espeak-ng per spoken segment (sentence, or part between pause markers)."""
     sentences = [s for s, _ in _group_sentences(tokenize(text), text)]
     pieces: list[np.ndarray] = [np.zeros(int(LEADING_SILENCE_S * SAMPLE_RATE_HZ), dtype=np.float32)]
@@ -546,13 +605,13 @@ def _synthesize_espeak(text: str, settings: VoiceSettings) -> Speech:
         # pauses between sentences, then the gap a sentence break takes
         between = sum(p.seconds for p in pauses if previous_end_offset <= p.start < sentence.start)
         if previous_end_offset:
-            gap = int((STOP_PAUSE_S / settings.speed + between) * SAMPLE_RATE_HZ)
+            gap = int((STOP_PAUSE_S / settings.speed * variation.pauses + between) * SAMPLE_RATE_HZ)
             pieces.append(np.zeros(gap, dtype=np.float32))
             cursor += gap
         segments = _segments_between_pauses(text, sentence, pauses)
         words: list[WordTiming] = []
         for seg_start, seg_end, pause_after in segments:
-            audio = _espeak_segment(text[seg_start:seg_end], settings)
+            audio = _espeak_segment(text[seg_start:seg_end], settings, variation)
             begin = cursor
             pieces.append(audio)
             cursor += len(audio)
@@ -600,16 +659,31 @@ def _spread_words(text: str, start: int, end: int, begin_s: float, end_s: float)
     return words
 
 
-def _espeak_segment(segment: str, settings: VoiceSettings) -> np.ndarray:
-    """Speak one segment with espeak-ng, trimmed of its own silence, resampled to 32 kHz."""
+def espeak_command(segment: str, settings: VoiceSettings, variation: TakeVariation) -> list[str]:
+    """The espeak-ng command line that speaks ``segment``: voice, rate (``-s``) and pitch (``-p``)."""
     voice = ESPEAK_LANGUAGES.get(settings.language, "en")
-    words_per_minute = round(175 * settings.speed)
-    pitch = int(min(99, max(0, 50 + 3 * settings.pitch + 30 * (stable_unit("f0", settings.model_id) - 0.5))))
+    words_per_minute = round(ESPEAK_WORDS_PER_MINUTE * settings.speed * variation.pace)
+    take_steps = 12 * ESPEAK_PITCH_PER_SEMITONE * math.log2(variation.pitch)  # 0.0 for take 1
+    pitch = int(
+        min(
+            99,
+            max(
+                0,
+                50
+                + ESPEAK_PITCH_PER_SEMITONE * settings.pitch
+                + 30 * (stable_unit("f0", settings.model_id) - 0.5)
+                + take_steps,
+            ),
+        )
+    )
+    rate_and_pitch = ["-s", str(words_per_minute), "-p", str(pitch)]
+    return ["espeak-ng", "--stdout", "-v", voice, *rate_and_pitch, "--", segment]
+
+
+def _espeak_segment(segment: str, settings: VoiceSettings, variation: TakeVariation) -> np.ndarray:
+    """Speak one segment with espeak-ng, trimmed of its own silence, resampled to 32 kHz."""
     completed = subprocess.run(
-        ["espeak-ng", "--stdout", "-v", voice, "-s", str(words_per_minute), "-p", str(pitch), "--", segment],
-        capture_output=True,
-        check=True,
-        timeout=60,
+        espeak_command(segment, settings, variation), capture_output=True, check=True, timeout=60
     )
     with wave.open(io.BytesIO(completed.stdout)) as reader:
         rate = reader.getframerate()

@@ -11,6 +11,7 @@ import click
 import httpx
 from click.testing import CliRunner
 
+from pipeline.simulator import Simulator
 from pipeline.simulator.command import simulator_command
 
 
@@ -20,8 +21,17 @@ def test_command_is_named_simulator_and_has_help_for_every_option() -> None:
         assert isinstance(parameter, click.Option) and parameter.help, parameter.name
     result = CliRunner().invoke(simulator_command, ["--help"])
     assert result.exit_code == 0
-    for needle in ("--faults", "--register-voice", "--files-port", "drop_after_create", "/admin/ledger"):
+    for needle in ("--faults", "--register-voice", "--files-port", "drop_after_create", "/admin/ledger",
+                   "dead_link", "no_link", "status_alias", "status_unknown", "take"):  # fmt: skip
         assert needle in result.output
+
+
+def test_faults_option_accepts_and_lists_the_task_fault_keys(monkeypatch) -> None:
+    monkeypatch.setattr(Simulator, "serve_forever", lambda self: self.stop())  # start, print, return
+    spec = "seed=3,dead_link=0.1,no_link=0.2,status_alias=0.3,status_unknown=0.05"
+    result = CliRunner().invoke(simulator_command, ["--faults", spec, "--port", "0"])
+    assert result.exit_code == 0, result.output
+    assert f"Faults: {spec};" in result.output
 
 
 def test_bad_fault_spec_is_a_usage_error() -> None:

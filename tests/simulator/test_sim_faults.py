@@ -12,14 +12,18 @@ from simulator_helpers import API_KEY, VOICE, Api
 
 from pipeline.simulator import FaultProfile, Simulator, SimulatorConfig
 
-FULL_SPEC = "seed=7,429=0.1,5xx=0.05,drop_before=0.05,drop_after_create=0.05,fail=0.05,truncate=0.05,slow=0.02,expire=0.05"
+FULL_SPEC = (
+    "seed=7,429=0.1,5xx=0.05,drop_before=0.05,drop_after_create=0.05,fail=0.05,truncate=0.05,slow=0.02,"
+    "expire=0.05,dead_link=0.03,no_link=0.02,status_alias=0.04,status_unknown=0.01"
+)
 
 
 def test_parse_reads_every_documented_key_and_round_trips() -> None:
     profile = FaultProfile.parse(FULL_SPEC + ",slow_s=0.5,retry_after_s=3")
     assert profile == FaultProfile(
         seed=7, rate_429=0.1, rate_5xx=0.05, drop_before=0.05, drop_after_create=0.05, fail=0.05,
-        truncate=0.05, slow=0.02, expire=0.05, slow_s=0.5, retry_after_s=3,
+        truncate=0.05, slow=0.02, expire=0.05, dead_link=0.03, no_link=0.02, status_alias=0.04,
+        status_unknown=0.01, slow_s=0.5, retry_after_s=3,
     )  # fmt: skip
     assert FaultProfile.parse(profile.to_spec()) == profile
     assert FaultProfile.parse("") == FaultProfile.parse("none") == FaultProfile()
