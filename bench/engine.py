@@ -52,7 +52,12 @@ sys.path[:0] = [str(ROOT)]
 KEY = "sk-bench-engine"
 MODEL = "model_bench"
 CHUNKS_PER_CHAPTER = 50
-WORDS = ["the", "keeper", "climbed", "stair", "dusk", "lit", "lamp", "wick", "caught", "tide", "turned", "rocks", "ferry", "lantern", "crossed", "bay", "pressure", "falling", "wind", "rising", "north", "east", "signal", "harbour", "twice", "stopped", "morning", "gulls", "rail", "sea", "flat", "grey", "horizon", "nobody", "came", "trimmed", "polished", "glass", "waited", "log", "entry", "barometer", "spray", "window"]
+WORDS = [
+    'the', 'keeper', 'climbed', 'stair', 'dusk', 'lit', 'lamp', 'wick', 'caught', 'tide', 'turned', 'rocks',
+    'ferry', 'lantern', 'crossed', 'bay', 'pressure', 'falling', 'wind', 'rising', 'north', 'east', 'signal',
+    'harbour', 'twice', 'stopped', 'morning', 'gulls', 'rail', 'sea', 'flat', 'grey', 'horizon', 'nobody',
+    'came', 'trimmed', 'polished', 'glass', 'waited', 'log', 'entry', 'barometer', 'spray', 'window'
+]
 
 
 def paragraph(rng: random.Random, number: int) -> str:

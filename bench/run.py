@@ -75,7 +75,7 @@ def main() -> None:
     widths = [max(len(r[i]) for r in [("figure", "measured", "baseline (same run)", "aim"), *rows]) for i in range(4)]
     print()
     for line in [("figure", "measured", "baseline (same run)", "aim"), *rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)))
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"load average now {os.getloadavg()[0]:.1f}")
     if not (chunking and engine and assembly):

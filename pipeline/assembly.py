@@ -53,9 +53,9 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from pipeline.audio import dsp, ffmpeg, tags
 from pipeline import fsio
 from pipeline import subtitles as subs
+from pipeline.audio import dsp, ffmpeg, tags
 from pipeline.errors import AssemblyError
 from pipeline.layout import BookLayout
 from pipeline.models import ChapterPlan, Chunk, ChunkAudio, Manifest

@@ -66,7 +66,7 @@ def main(verbose: bool) -> None:
 
 
 def _format_seconds(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
 
@@ -354,11 +354,11 @@ def status(manifests: tuple[Path, ...], as_json: bool, simulate: bool) -> None:
             errors.append((manifest.path, str(error)))
     if as_json:
         docs = [status_to_json(b) for b in books]
-        docs += [{"manifest": str(path), "error": error} for path, error in errors]
+        docs += [{"manifest": str(path), "error": problem} for path, problem in errors]
         click.echo(json.dumps(docs, ensure_ascii=False, indent=2))
         return
-    for path, error in errors:
-        click.echo(f"{path}: cannot show its status\n{error}")
+    for path, problem in errors:
+        click.echo(f"{path}: cannot show its status\n{problem}")
     for book in books:
         totals = book.totals
         done = totals.get("downloaded", 0)
@@ -422,7 +422,8 @@ def schema() -> None:
 @click.option("--at", "words", metavar="WORDS", help="Words from the sentence to retake; they pick the chunk.")
 @click.option("--simulate", is_flag=True, help="Against a local simulator (for rehearsals).")
 @click.option("--base-url", metavar="URL", help="API base URL (default: $SOUNDCLONE_BASE_URL, the manifest, ...).")
-@click.option("--api-key-file", type=click.Path(path_type=Path, dir_okay=False), help="Read the API key from this file.")
+@click.option("--api-key-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Read the API key from this file.")
 @_same_book_option
 def retake(manifest: Path, chapter: str, index: int | None, words: str | None, simulate: bool,
            base_url: str | None, api_key_file: Path | None, same_book: bool) -> None:

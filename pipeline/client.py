@@ -43,8 +43,17 @@ import httpx
 
 from pipeline.config import ApiKey, RunConfig
 from pipeline.errors import (
-    AmbiguousError, ApiUnreachable, AuthError, BalanceError, ConfigError, DownloadError, EndpointError,
-    RequestRejected, StorageError, TransientError, UnknownTaskStatus,
+    AmbiguousError,
+    ApiUnreachable,
+    AuthError,
+    BalanceError,
+    ConfigError,
+    DownloadError,
+    EndpointError,
+    RequestRejected,
+    StorageError,
+    TransientError,
+    UnknownTaskStatus,
 )
 
 log = logging.getLogger(__name__)
@@ -406,7 +415,7 @@ class SoundCloneClient:
         """How long to wait before retry number ``attempt`` (0-based): Retry-After, else jittered backoff."""
         if error is not None and error.retry_after_s is not None:
             return error.retry_after_s
-        return self._rng.uniform(0.5, 1.0) * min(self._backoff_cap_s, self._backoff_base_s * 2 ** attempt)
+        return float(self._rng.uniform(0.5, 1.0) * min(self._backoff_cap_s, self._backoff_base_s * 2 ** attempt))
 
     async def _call(self, method: str, path: str, *, billed: bool, before_send: Callable[[], None] | None = None,
                     **kwargs: Any) -> Any:

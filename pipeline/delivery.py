@@ -31,11 +31,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.audio import dsp, ffmpeg, tags
 from pipeline.assembly import read_state
+from pipeline.audio import dsp, ffmpeg, tags
+from pipeline.errors import AssemblyError, AudioToolError
 from pipeline.fsio import write_atomic
 from pipeline.layout import BookLayout
-from pipeline.errors import AssemblyError, AudioToolError
 from pipeline.models import Manifest
 
 ERROR = "error"
@@ -107,7 +107,8 @@ class DeliveryReport:
                          i.bitrate_mode, f"{m.rms_db:.1f}", f"{m.peak_db:.1f}", f"{m.noise_floor_db:.1f}",
                          f"{m.head_silence_s:.2f}", f"{m.tail_silence_s:.2f}", result))
         widths = [max(len(r[c]) for r in (head, *rows)) for c in range(len(head))]
-        lines = ["  ".join(cell.ljust(w) if c == 0 else cell.rjust(w) for c, (cell, w) in enumerate(zip(row, widths)))
+        lines = ["  ".join(cell.ljust(w) if c == 0 else cell.rjust(w)
+                           for c, (cell, w) in enumerate(zip(row, widths, strict=True)))
                  for row in (head, *rows)]
         lines.insert(1, "  ".join("-" * w for w in widths))
         notes: list[str] = []

@@ -312,7 +312,7 @@ class Engine:
             owner = item.job if item is not None else job
             where = error.filename or (owner.layout.root if owner is not None else Path.cwd())
             self._stop(fsio.storage_error(error, where, doing=what))
-        except Exception as error:  # a bug: stop, wind down, and re-raise it at the end
+        except Exception as error:  # noqa: BLE001 - a bug: stop, wind down, and re-raise it at the end
             self._bugs.append(error)
             self._stop(None)
 
@@ -408,7 +408,7 @@ class Engine:
         take and render the chunk again."""
         journal, layout, key = item.job.journal, item.job.layout, item.chunk.key
         take = max([1, *(t.take for t in journal.takes(key))]) + 1
-        kept = []
+        kept: list[Path | None] = []
         for old, new in zip(layout.take_paths(key), layout.take_paths(key, take), strict=True):
             if old.exists():
                 try:
@@ -576,7 +576,8 @@ class Engine:
         journal.transition(chunk.key, S.DOWNLOADED, audio_path=str(audio_path),
                            subtitle_path=str(subtitle_path) if has_subs else None, duration_s=duration)
         journal.note_voice_activated(chunk.request.model_id)
-        self._emit(Progress("downloaded", chunk.chapter_id, chunk.index, f"{duration:.1f}s", book=item.job.result.title))
+        self._emit(Progress("downloaded", chunk.chapter_id, chunk.index, f"{duration:.1f}s",
+                            book=item.job.result.title))
         self._chunk_done(item)
 
     async def _fresh_info(self, task_id: str, refused: Counter[str]) -> TaskInfo:
@@ -612,13 +613,15 @@ class Engine:
         for attempt in range(DOWNLOAD_TRIES):
             if info is None or not info.audio_url:
                 info = await self._fresh_info(task_id, refused)
+            audio_url = info.audio_url
+            assert audio_url is not None
             with fsio.TempFiles(audio_path.parent) as temps:
                 tmp_audio, tmp_subs = temps.new(audio_path.name), temps.new(subtitle_path.name)
                 try:
                     try:
-                        await self.client.download(info.audio_url, tmp_audio)
+                        await self.client.download(audio_url, tmp_audio)
                     except DownloadError:
-                        refused[info.audio_url] += 1
+                        refused[audio_url] += 1
                         if refused.total() >= LINK_REFUSALS_BEFORE_EXPIRED:
                             raise LinkExpired(f"every audio link of task {task_id} is refused ({refused.total()} "
                                               "refusals)") from None

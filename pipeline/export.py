@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from pipeline.audio import ffmpeg, tags
 from pipeline import fsio
 from pipeline.assembly import ChapterOutput, cover_digest, file_digest, read_state
-from pipeline.layout import BookLayout
+from pipeline.audio import ffmpeg, tags
 from pipeline.errors import AssemblyError
+from pipeline.layout import BookLayout
 from pipeline.models import Manifest
 
 EXPORT_FORMAT = 1

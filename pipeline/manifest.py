@@ -403,7 +403,7 @@ class _Validator:
             self.add(path, f"is empty; give {spec.rule()} or remove the key")
             return _INVALID
         if kind in ("str", "path", "url"):
-            if not isinstance(value, str) or isinstance(value, bool):
+            if not isinstance(value, str):
                 self.add(path, f"must be text, not {_type_name(value)}; quote it")
                 return _INVALID
             if not value.strip():

@@ -11,7 +11,6 @@ from pipeline.models import ChapterPlan, Chunk, ChunkState, Manifest, PlanTotals
 from pipeline.store import ChunkRow, Journal
 from pipeline.text import marker_seconds, spoken_only
 
-
 # Body field -> the manifest setting that sets it (to say why a chunk renders again).
 _SETTING_OF_FIELD = {"modelId": "voice.model_id (or voice.name)", "soundVersion": "voice.sound_version",
                      "emotion": "voice.emotion", "speed": "voice.speed", "vol": "voice.vol", "pitch": "voice.pitch",

@@ -130,8 +130,8 @@ class AudioRequest:
         """The keys a journal of the first release gave this chunk, by the subtitles mode it was
         rendered with (that release put the mode in the key)."""
         fields = self.audio_fields()
-        voice = {name: fields[name] for name in ("modelId", "soundVersion", "emotion", "speed", "vol", "pitch")
-                 if name in fields}
+        names = ("modelId", "soundVersion", "emotion", "speed", "vol", "pitch")
+        voice: dict[str, Any] = {name: fields[name] for name in names if name in fields}
         return {mode: legacy_key(text=str(fields["contentText"]), voice=voice, language=str(fields.get("language")),
                                  subtitles=mode)
                 for mode in SUBTITLE_LEVELS}

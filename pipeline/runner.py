@@ -88,7 +88,8 @@ def expand_manifest_paths(paths: Sequence[Path]) -> list[Path]:
     return out
 
 
-def load_all(paths: Sequence[Path], *, simulate: bool = False) -> tuple[list[Manifest], list[tuple[Path, PipelineError]]]:
+def load_all(paths: Sequence[Path], *, simulate: bool = False
+             ) -> tuple[list[Manifest], list[tuple[Path, PipelineError]]]:
     """Every manifest of ``paths`` (files, or folders of them); a bad one is set aside, not fatal."""
     manifests: list[Manifest] = []
     rejected: list[tuple[Path, PipelineError]] = []

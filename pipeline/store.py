@@ -517,7 +517,8 @@ class Journal:
         if kind:
             query += " WHERE kind = ?"
             args = (kind,)
-        return [tuple(row) for row in self._read(query + " ORDER BY id", args)]  # type: ignore[misc]
+        return [(float(at), key, str(kind_), str(detail)) for at, key, kind_, detail in
+                self._read(query + " ORDER BY id", args)]
 
     def billing(self) -> Billing:
         """Tasks and characters billed (created, not failed) and refunded (failed), retakes included."""

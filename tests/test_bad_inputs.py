@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-
 from e2e_support import write_files
+
 from pipeline.cli import main
 from pipeline.simulator import Simulator, SimulatorConfig
 

@@ -12,9 +12,9 @@ from audio_factory import build_chapter, encode_mp3, make_manifest
 
 from pipeline.assembly import ChapterOutput, assemble_chapter
 from pipeline.delivery import check_delivery, write_delivery_report
-from pipeline.layout import REPORT_NAME
 from pipeline.errors import AssemblyError
 from pipeline.export import export_book
+from pipeline.layout import REPORT_NAME
 from pipeline.models import AudioSettings, Manifest
 
 

@@ -11,12 +11,12 @@ import pytest
 import yaml
 
 from pipeline import runner
+from pipeline.audio.ffmpeg import decode_pcm
 from pipeline.errors import ConfigError
 from pipeline.finishing import chunk_audio
 from pipeline.models import ChunkAudio
-from pipeline.store import Journal
-from pipeline.audio.ffmpeg import decode_pcm
 from pipeline.simulator import Simulator, SimulatorConfig
+from pipeline.store import Journal
 
 API_KEY = "sk-editorial"
 MODEL = "model_editor"

@@ -157,7 +157,7 @@ def assert_nothing_arrived(listener: socket.socket) -> None:
 def test_plain_http_to_a_remote_host_is_refused_before_any_request(
         manifest: Path, tmp_path: Path, trap: tuple[socket.socket, str], how: str) -> None:
     listener, proxy = trap
-    proxies = {name: proxy for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy")}
+    proxies = dict.fromkeys(("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"), proxy)
     if how == "env":
         env = command_env(SOUNDCLONE_BASE_URL="http://example.com", SOUNDCLONE_API_KEY=KEY, **proxies)
         result = audiobook("run", str(manifest), env=env, timeout=60)

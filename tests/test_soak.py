@@ -16,11 +16,18 @@ import time
 from pathlib import Path
 
 import yaml
-
 from e2e_support import (
-    API_KEY, MODEL, REPO, assert_no_unreported_duplicates, audiobook, chapter_digests, command_env,
-    journal_states, reported_ambiguous,
+    API_KEY,
+    MODEL,
+    REPO,
+    assert_no_unreported_duplicates,
+    audiobook,
+    chapter_digests,
+    command_env,
+    journal_states,
+    reported_ambiguous,
 )
+
 from pipeline.simulator import FaultProfile, Simulator, SimulatorConfig
 
 CHUNKS = int(os.environ.get("SOAK_CHUNKS", "40"))
@@ -28,8 +35,7 @@ CHUNKS_PER_CHAPTER = 12
 FAULTS = ("seed={seed},429=0.08,5xx=0.05,drop_before=0.04,drop_after_create=0.04,fail=0.06,truncate=0.05,"
           "slow=0.02,slow_s=0.05,expire=0.05,retry_after_s=0")
 
-WORDS = ("keeper lamp tide storm gull rope window stair harbour lantern barometer ferry pressure night "
-         "morning island current signal beacon weather").split()
+WORDS = ["keeper", "lamp", "tide", "storm", "gull", "rope", "window", "stair", "harbour", "lantern", "barometer", "ferry", "pressure", "night", "morning", "island", "current", "signal", "beacon", "weather"]
 
 
 def sentence(n: int) -> str:

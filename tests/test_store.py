@@ -12,9 +12,9 @@ import pytest
 
 from pipeline import store
 from pipeline.errors import StateError, StorageError
+from pipeline.layout import JOURNAL_NAME
 from pipeline.models import Chunk, ChunkState, Voice
 from pipeline.request import AudioRequest
-from pipeline.layout import JOURNAL_NAME
 from pipeline.store import MIGRATIONS, TRANSITIONS, ChunkRow, Journal
 
 S = ChunkState
@@ -27,7 +27,7 @@ def chunk(n: int, *, chapter: str = "ch01", text: str | None = None) -> Chunk:
                  pause_before_s=0.0, pause_after_s=0.0, request=request)
 
 
-def K(n: int) -> str:  # noqa: N802 - the key of chunk(n)
+def K(n: int) -> str:
     return chunk(n).key
 
 

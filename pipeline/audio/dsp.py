@@ -108,10 +108,8 @@ def measure_pcm(blocks: Iterable[np.ndarray], *, sample_rate_hz: int, silence_th
         scan_frames(carry, total - len(carry))
     if total == 0:
         raise AssemblyError(f"{label}: decodes to no audio")
-    if min_window_sq is None:  # shorter than one window: the whole file is the window
-        window_rms = math.sqrt(sum_sq / total)
-    else:
-        window_rms = math.sqrt(min_window_sq / (2 * hop))
+    # shorter than one window: the whole file is the window
+    window_rms = math.sqrt(sum_sq / total if min_window_sq is None else min_window_sq / (2 * hop))
     head = (first_loud if first_loud is not None else total) / sample_rate_hz
     tail = (total - last_loud if last_loud is not None else total) / sample_rate_hz
     return Measurement(
@@ -232,7 +230,8 @@ def inter_sample_peaks(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
     # window j covers padded[j : j + 16] = x[j - 8 : j + 8]; interpolation between n and n+1 uses
     # taps x[n-7 .. n+8], i.e. window n + 1.
     rows = windows[np.asarray(idx) + 1]
-    return np.max(np.abs(rows @ _interp_kernels()), axis=1)
+    peaks: np.ndarray = np.max(np.abs(rows @ _interp_kernels()), axis=1)
+    return peaks
 
 
 def true_peak_abs(x: np.ndarray, *, hot_from: int = 0) -> float:
@@ -291,7 +290,8 @@ def limiter_gains(x: np.ndarray, *, ceiling: float) -> np.ndarray:
     if float(spread.min()) >= 1.0:
         return np.ones(n)
     centres = np.arange(nb) * LIMITER_BLOCK + (LIMITER_BLOCK - 1) / 2
-    return np.interp(np.arange(n), centres, spread)
+    gains: np.ndarray = np.interp(np.arange(n), centres, spread)
+    return gains
 
 
 ROOM_TONE_LOOP = 1 << 18   # samples; the loop is periodic by construction (circular filtering)

@@ -16,6 +16,7 @@ failing on our own PCM).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -368,10 +369,8 @@ class PcmEncoder:
     def close(self) -> None:
         assert self._proc.stdin is not None
         try:
-            try:
+            with contextlib.suppress(BrokenPipeError):
                 self._proc.stdin.close()
-            except BrokenPipeError:
-                pass
             code = self._proc.wait()
             if code != 0:
                 raise AudioToolError(f"ffmpeg failed to encode {self.what} (exit {code}): {self._stderr()}")

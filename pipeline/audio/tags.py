@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import AssemblyError
 
@@ -105,26 +105,26 @@ def tag_mp4(path: Path, tags: Tags) -> None:
         mp4 = MP4(str(path))
         if mp4.tags is None:
             mp4.add_tags()
-        assert mp4.tags is not None
-        mp4.tags["©nam"] = [tags.title]
-        mp4.tags["©alb"] = [tags.album]
-        mp4.tags["©gen"] = ["Audiobook"]
-        mp4.tags["stik"] = [2]  # media kind: audiobook
+        box: Any = mp4.tags  # mutagen's MP4Tags (untyped)
+        box["©nam"] = [tags.title]
+        box["©alb"] = [tags.album]
+        box["©gen"] = ["Audiobook"]
+        box["stik"] = [2]  # media kind: audiobook
         if tags.author:
-            mp4.tags["©ART"] = [tags.author]
-            mp4.tags["aART"] = [tags.author]
+            box["©ART"] = [tags.author]
+            box["aART"] = [tags.author]
         if tags.narrator:
-            mp4.tags["©wrt"] = [tags.narrator]
-            mp4.tags["----:com.apple.iTunes:NARRATOR"] = [tags.narrator.encode("utf-8")]
+            box["©wrt"] = [tags.narrator]
+            box["----:com.apple.iTunes:NARRATOR"] = [tags.narrator.encode("utf-8")]
         if tags.year is not None:
-            mp4.tags["©day"] = [str(tags.year)]
+            box["©day"] = [str(tags.year)]
         if tags.description:
-            mp4.tags["desc"] = [tags.description]
-            mp4.tags["©cmt"] = [tags.description]
+            box["desc"] = [tags.description]
+            box["©cmt"] = [tags.description]
         if tags.cover is not None:
             data, mime = _cover_bytes(tags.cover)
             fmt = MP4Cover.FORMAT_JPEG if mime == "image/jpeg" else MP4Cover.FORMAT_PNG
-            mp4.tags["covr"] = [MP4Cover(data, imageformat=fmt)]
+            box["covr"] = [MP4Cover(data, imageformat=fmt)]
         mp4.save()
     except AssemblyError:
         raise

@@ -25,7 +25,7 @@ def measure_duration_s(data: bytes, *, extension: str) -> float | None:
     if extension == "wav":
         try:
             with wave.open(io.BytesIO(data)) as reader:
-                return reader.getnframes() / float(reader.getframerate())
+                return float(reader.getnframes()) / float(reader.getframerate())
         except (wave.Error, EOFError):
             pass
     return _measure_with_ffmpeg(data, extension=extension)

@@ -8,6 +8,7 @@ is left open to trigger a ``ResourceWarning``.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 import threading
@@ -56,10 +57,8 @@ class _OriginServer(ThreadingHTTPServer):
         with self._connections_lock:
             connections = list(self._connections)
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):  # already closed by the peer
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed by the peer
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # a client that hangs up mid-response is normal here (fault tests do it on purpose)
@@ -123,10 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         service = self.server.service
         try:
-            if self.server.files:
-                response = service.handle_file(request)
-            else:
-                response = service.handle_api(request)
+            response = service.handle_file(request) if self.server.files else service.handle_api(request)
         except Exception as exc:  # noqa: BLE001 (a simulator bug must still answer, and say what broke)
             if self.server.verbose:
                 traceback.print_exc()
@@ -297,7 +293,7 @@ class Simulator:
 
     def register_voice(
         self, model_id: str, *, activated: bool = False, created_at: float | None = None
-    ) -> dict:
+    ) -> dict[str, Any]:
         """Make ``model_id`` usable by audio tasks, as if its preview completed at ``created_at``
         (default: now). Unless ``activated``, it expires 3 days later if no audio task completes."""
         return self.service.register_voice(model_id, activated=activated, created_at=created_at)
@@ -319,7 +315,7 @@ class Simulator:
         """Replace the fault profile for every later request."""
         self.service.set_faults(profile)
 
-    def ledger(self) -> dict:
+    def ledger(self) -> dict[str, Any]:
         """What the account was billed and what the servers saw; see :mod:`pipeline.simulator`."""
         return self.service.ledger()
 
