@@ -364,7 +364,8 @@ def status(manifests: tuple[Path, ...], as_json: bool, simulate: bool) -> None:
         done = totals.get("downloaded", 0)
         count = sum(totals.values())
         billing = book.billing
-        line = (f"{book.title} ({book.manifest}): {done}/{count} chunks downloaded; billed so far: {billing.tasks} "
+        billed = "simulated so far (nothing is charged)" if simulate else "billed so far"
+        line = (f"{book.title} ({book.manifest}): {done}/{count} chunks downloaded; {billed}: {billing.tasks} "
                 f"task(s), {billing.chars:,} characters")
         if billing.refunded_tasks:
             line += f" (and {billing.refunded_tasks} failed task(s), {billing.refunded_chars:,} characters, refunded)"

@@ -431,6 +431,11 @@ class SoundCloneClient:
                 return await self._once(method, path, billed=billed, before_send=before_send, **kwargs)
             except TransientError as error:
                 if attempt + 1 >= self._max_tries:
+                    if self._connect_failures >= max(self._max_tries, self._unreachable_after_failures):
+                        # every try of this request failed to connect, however quick the backoff: the
+                        # API is unreachable, not one request unlucky
+                        self._declare_unreachable(error.__cause__ or error)
+                        raise ApiUnreachable(self._unreachable or str(error)) from (error.__cause__ or error)
                     raise
                 if billed and isinstance(error, AmbiguousError):
                     raise  # retrying could pay twice; the caller counts it against the chunk's attempts
@@ -520,15 +525,19 @@ class SoundCloneClient:
         span_s = self._clock() - self._failing_since
         if self._unreachable is None and (self._connect_failures >= self._unreachable_after_failures
                                           and span_s >= self._unreachable_after_s):
-            root = _root_cause(exc)
-            last = f"{type(exc).__name__}: {exc}" if root is exc else \
-                f"{type(exc).__name__} ({type(root).__name__}: {root})"
-            self._unreachable = (
-                f"cannot reach the SoundClone API at {self._api_host}: {self._connect_failures} connection "
-                f"attempts in a row failed over {span_s:.1f}s (last error: {_clip(last)}); check the network, "
-                "--base-url or SOUNDCLONE_BASE_URL, then rerun the same command (nothing is lost)")
+            self._declare_unreachable(exc)
         if self._unreachable is not None:
             raise ApiUnreachable(self._unreachable) from exc
+
+    def _declare_unreachable(self, exc: BaseException) -> None:
+        span_s = self._clock() - self._failing_since
+        root = _root_cause(exc)
+        last = f"{type(exc).__name__}: {exc}" if root is exc else \
+            f"{type(exc).__name__} ({type(root).__name__}: {root})"
+        self._unreachable = (
+            f"cannot reach the SoundClone API at {self._api_host}: {self._connect_failures} connection "
+            f"attempts in a row failed over {span_s:.1f}s (last error: {_clip(last)}); check the network, "
+            "--base-url or SOUNDCLONE_BASE_URL, then rerun the same command (nothing is lost)")
 
     def _raise_if_unreachable(self) -> None:
         if self._unreachable is not None:

@@ -223,6 +223,10 @@ class Engine:
         self._stopped: PipelineError | None = None
         self._bugs: list[BaseException] = []
         self._unanswered_in_a_row = 0
+        # The batch's first create goes alone: a base URL that is not the API (a redirect, a web page)
+        # must stop the batch after one request, not one per worker.
+        self._first_create_done = asyncio.Event()
+        self._first_create_started = False
         # Observed render speed (seconds of wall time per billed character), to space polls.
         self._render_s_per_char: float | None = None
 
@@ -438,6 +442,22 @@ class Engine:
             raise
 
     async def _create_and_record(self, item: _Item) -> object:
+        if not self._first_create_done.is_set():
+            if self._first_create_started:
+                await self._first_create_done.wait()
+                if self.stopping:
+                    return None
+            else:
+                self._first_create_started = True
+        try:
+            return await self._create_once_answered(item)
+        except STOPS_BATCH as error:
+            self._stop(error)  # before the creates waiting for this first answer can go
+            raise
+        finally:
+            self._first_create_done.set()
+
+    async def _create_once_answered(self, item: _Item) -> object:
         journal, chunk = item.job.journal, item.chunk
         request = chunk.request
         intent = False
@@ -536,7 +556,7 @@ class Engine:
                              "again, at a new charge")
             return None
         except UnknownTaskStatus as error:
-            self._fail(item, f"{error}; the task is kept (not resubmitted), a rerun polls it again")
+            self._fail(item, str(error))  # it says the task is kept and a rerun polls it again
             return None
         except TransientError as error:
             self._fail(item, f"{error}; rerun to keep polling it (it will not be resubmitted)")

@@ -475,22 +475,28 @@ def test_a_billed_create_against_an_unreachable_api_stops_too() -> None:
 
 
 def test_quick_failures_need_the_time_span_too_and_the_count_spans_requests() -> None:
-    """Five chunks failing at the same instant are not yet "unreachable" (a blip); the count carries on
-    across requests, so the first failure after the time span has passed stops it."""
+    """Failures at the same instant are not yet "unreachable" (a blip) while a request still has tries left
+    and an answer comes; once requests run out of tries with no connection at all, the API is unreachable
+    (the time-span rule is covered above, with a ticking clock)."""
     clock = FakeClock()
     sleep = Recorder()  # the clock stands still
-    script = Script(refused)
+    script = Script(refused, refused, refused, queried(), refused)
 
     async def main() -> None:
-        async with make_client(script, sleep, clock=clock, max_tries=3) as client:
-            results = await asyncio.gather(*(client.query(f"audio_{i}") for i in range(3)), return_exceptions=True)
-            assert all(type(r) is TransientError for r in results)  # 9 failures in 0 s: retried, then raised
-            clock.now += UNREACHABLE_AFTER_S
-            with pytest.raises(ApiUnreachable, match="10 connection attempts in a row failed over 5.0s"):
-                await client.query("audio_9")
-            assert len(script.requests) == 10
-
+        async with make_client(script, sleep, clock=clock, max_tries=5) as client:
+            assert (await client.query("audio_1")).status == "completed"  # 3 quick failures, then an answer
+            script.answers = [refused]
+            results = await asyncio.gather(*(client.query(f"audio_{i}") for i in range(2)), return_exceptions=True)
+            assert all(type(r) is ApiUnreachable for r in results), results  # 5 tries each, none connected
     run(main)
+
+
+def test_a_request_whose_every_try_fails_to_connect_is_unreachable_however_quick() -> None:
+    clock = FakeClock()
+    script = Script(refused)
+    with pytest.raises(ApiUnreachable, match="cannot reach the SoundClone API"):
+        call(script, create, Recorder(), clock=clock, max_tries=6)
+    assert len(script.requests) == 6
 
 
 def test_any_http_answer_resets_the_count() -> None:
