@@ -114,20 +114,23 @@ def _cell(text: str, width: int) -> str:
 
 
 def render_plan(book: Any) -> str:
-    from pipeline.planning import chapter_seconds
+    from pipeline.planning import chapter_seconds, chapter_tasks
 
     t = book.totals
     cur = t.currency
     rows = [f"{'chapter':<12} {_cell('title', 28)} {'tasks':>5} {'billed chars':>12} {'audio':>8} {'cost':>10}"]
-    for cp in book.chapters:
-        cost = book.manifest.pricing.cost(billed_chars=cp.billed_chars, tasks=len(cp.chunks))
-        rows.append(f"{_cell(cp.chapter.id, 12)} {_cell(cp.chapter.title, 28)} {len(cp.chunks):>5} "
-                    f"{cp.billed_chars:>12,} {_format_seconds(chapter_seconds(cp)):>8} {cost:>10.2f}")
-    rows.append(f"{'total':<12} {_cell(book.manifest.book.title, 28)} {t.chunks:>5} {t.billed_chars:>12,} "
+    for cp, tasks, task_chars in chapter_tasks(book):
+        cost = book.manifest.pricing.cost(billed_chars=task_chars, tasks=tasks)
+        rows.append(f"{_cell(cp.chapter.id, 12)} {_cell(cp.chapter.title, 28)} {tasks:>5} "
+                    f"{task_chars:>12,} {_format_seconds(chapter_seconds(cp)):>8} {cost:>10.2f}")
+    rows.append(f"{'total':<12} {_cell(book.manifest.book.title, 28)} {t.tasks:>5} {t.billed_chars:>12,} "
                 f"{_format_seconds(t.est_audio_s):>8} {t.est_cost:>10.2f} {cur}")
-    rows.append(f"tasks: {t.chunks} (lower bound {t.lower_bound_tasks}); chunk limit "
+    same = f", {t.chunks - t.tasks} chunk(s) repeat an earlier text and render once" if t.chunks > t.tasks else ""
+    rows.append(f"tasks: {t.tasks} (lower bound {t.lower_bound_tasks}{same}); chunk limit "
                 f"{book.manifest.chunking.max_chars:,} code points")
-    if any(c.reused or c.dropped or c.expired for c in book.changes):
+    earlier = any(c.reused or c.dropped or c.expired or any(f.reason not in ("", "new") for f in c.chunks)
+                  for c in book.changes)
+    if earlier:
         rows.append("changes since the last render:")
         for change in book.changes:
             if change.to_render or change.dropped:
@@ -356,7 +359,7 @@ def status(manifests: tuple[Path, ...], as_json: bool, simulate: bool) -> None:
         docs = [status_to_json(b) for b in books]
         docs += [{"manifest": str(path), "error": problem} for path, problem in errors]
         click.echo(json.dumps(docs, ensure_ascii=False, indent=2))
-        return
+        sys.exit(2 if errors else 0)
     for path, problem in errors:
         click.echo(f"{path}: cannot show its status\n{problem}")
     for book in books:

@@ -51,10 +51,10 @@ from pipeline.errors import (
     DownloadError,
     EndpointError,
     RequestRejected,
-    StorageError,
     TransientError,
     UnknownTaskStatus,
 )
+from pipeline.fsio import storage_error
 
 log = logging.getLogger(__name__)
 
@@ -324,8 +324,8 @@ class SoundCloneClient:
         if status is None:
             shown = _clip(self._redact(raw_status), 80)
             raise UnknownTaskStatus(
-                f"task {task_id} reports status {shown!r}, which this client does not know; it is not "
-                "resubmitted (it may still finish, billed once): a rerun polls it again",
+                f"task {task_id} reports status {shown!r}, which this client does not know; the task is kept, "
+                "not resubmitted (it may still finish, billed once): a rerun polls it again",
                 msg=shown, task_id=task_id)
         error = data.get("error")
         return TaskInfo(
@@ -342,14 +342,16 @@ class SoundCloneClient:
             with path.open("rb") as fh:
                 data = await self._call("POST", UPLOAD_PATH, files={"file": (path.name, fh)}, billed=False)
         except OSError as exc:
-            raise StorageError(f"cannot read {path} for upload: {exc.strerror or exc}", path=path) from exc
+            raise storage_error(exc, path, doing="read for upload") from exc
         url = data.get("url") if isinstance(data, dict) else None
         if not isinstance(url, str) or not url:
             raise RequestRejected(f"upload of {path.name}: the answer has no url")
         return url
 
-    async def download(self, url: str, dest: Path, *, max_bytes: int = AUDIO_MAX_BYTES) -> int:
-        """Stream ``url`` into ``dest`` (created or replaced); returns the byte count.
+    async def download(self, url: str, dest: Path, *, max_bytes: int = AUDIO_MAX_BYTES,
+                       target: Path | None = None) -> int:
+        """Stream ``url`` into ``dest`` (created or replaced); returns the byte count. ``target`` is the
+        file ``dest`` will become (a temporary ``dest`` is renamed into it): errors name it.
 
         Redirects are followed (at most :data:`DOWNLOAD_MAX_REDIRECTS`, each hop http(s) only, never
         with credentials). Raises :class:`DownloadError` for refused (4xx), over-size or redirect-looping
@@ -395,8 +397,7 @@ class SoundCloneClient:
         except httpx.InvalidURL as exc:
             raise DownloadError(f"refusing to download '{url[:80]}': not a valid URL ({exc})") from exc
         except OSError as exc:
-            raise StorageError(f"cannot write {dest}: {exc.strerror or exc}; check that the output folder is "
-                               "writable and the disk is not full, then rerun", path=dest) from exc
+            raise storage_error(exc, target or dest, doing="save the download as") from exc
         if written == 0:
             raise TransientError("download was empty")
         return written

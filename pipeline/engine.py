@@ -240,7 +240,7 @@ class Engine:
                 if not self._chapter_waiting[(id(job), plan.chapter.id)]:
                     self._start_stitch(job, plan)
         for _ in range(self.config.concurrency):
-            self._spawn(self._worker(queue), what="run the batch")
+            self._spawn(lambda: self._worker(queue), what="run the batch")
         try:
             while self._tasks:
                 await asyncio.wait(list(self._tasks))
@@ -290,17 +290,19 @@ class Engine:
         audio, _ = job.layout.take_paths(key)
         return audio.is_file() and audio.stat().st_size > 0
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], *, what: str, item: _Item | None = None,
+    def _spawn(self, work: Callable[[], Coroutine[Any, Any, None]], *, what: str, item: _Item | None = None,
                job: BookJob | None = None, chapter_id: str | None = None) -> None:
-        task = asyncio.create_task(self._guard(coro, what=what, item=item, job=job, chapter_id=chapter_id))
+        """Run ``work()`` in the background under :meth:`_guard`. The coroutine is made only when the
+        task starts, so work cancelled before it began leaves nothing un-awaited behind."""
+        task = asyncio.create_task(self._guard(work, what=what, item=item, job=job, chapter_id=chapter_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _guard(self, coro: Coroutine[Any, Any, None], *, what: str, item: _Item | None,
+    async def _guard(self, work: Callable[[], Coroutine[Any, Any, None]], *, what: str, item: _Item | None,
                      job: BookJob | None, chapter_id: str | None) -> None:
         """Run background work; route whatever it raises (see the module docstring)."""
         try:
-            await coro
+            await work()
         except asyncio.CancelledError:
             raise
         except STOPS_BATCH as error:
@@ -512,10 +514,16 @@ class Engine:
                 abandon()  # a definite refusal (key, balance) or a stop: nothing was created
                 raise
         self._unanswered_in_a_row = 0
-        journal.record_task(chunk.key, task_id)
-        journal.note_voice_used(request.model_id)
-        item.job.result.tasks_created += 1
+        item.job.result.tasks_created += 1  # created and billed, whatever happens to the journal next
         item.job.result.chars_created += chunk.billed_chars
+        try:
+            journal.record_task(chunk.key, task_id)
+        except PipelineError as error:
+            item.job.result.possible_duplicates.append(
+                f"{chunk.chapter_id} chunk {chunk.index}: task {task_id} was created (and billed) but the journal "
+                f"could not record it ({error}); a rerun does not know it and renders the chunk again")
+            raise
+        journal.note_voice_used(request.model_id)
         self._emit(Progress("submitted", chunk.chapter_id, chunk.index, task_id, book=item.job.result.title))
         return task_id
 
@@ -571,7 +579,7 @@ class Engine:
     # --- downloads ------------------------------------------------------------------------------
 
     def _start_download(self, item: _Item, task_id: str, info: TaskInfo | None) -> None:
-        self._spawn(self._download(item, task_id, info), what="download chunk audio", item=item)
+        self._spawn(lambda: self._download(item, task_id, info), what="download chunk audio", item=item)
 
     async def _download(self, item: _Item, task_id: str, info: TaskInfo | None) -> None:
         journal, chunk = item.job.journal, item.chunk
@@ -639,7 +647,7 @@ class Engine:
                 tmp_audio, tmp_subs = temps.new(audio_path.name), temps.new(subtitle_path.name)
                 try:
                     try:
-                        await self.client.download(audio_url, tmp_audio)
+                        await self.client.download(audio_url, tmp_audio, target=audio_path)
                     except DownloadError:
                         refused[audio_url] += 1
                         if refused.total() >= LINK_REFUSALS_BEFORE_EXPIRED:
@@ -652,7 +660,8 @@ class Engine:
                     has_subs = False
                     if want_subtitles and info.subtitle_url and info.subtitle_url not in refused_subtitles:
                         try:
-                            await self.client.download(info.subtitle_url, tmp_subs, max_bytes=SUBTITLE_MAX_BYTES)
+                            await self.client.download(info.subtitle_url, tmp_subs, max_bytes=SUBTITLE_MAX_BYTES,
+                                                       target=subtitle_path)
                         except DownloadError as error:
                             # The audio is in hand and paid for: keep it, without timings.
                             refused_subtitles.add(info.subtitle_url)
@@ -788,7 +797,7 @@ class Engine:
             self._emit(Progress("chapter-done", plan.chapter.id, None, ", ".join(p.name for p in paths),
                                 book=job.result.title))
 
-        self._spawn(stitch(), what=f"assemble chapter {plan.chapter.id}", job=job, chapter_id=plan.chapter.id)
+        self._spawn(stitch, what=f"assemble chapter {plan.chapter.id}", job=job, chapter_id=plan.chapter.id)
 
     # --- reporting ------------------------------------------------------------------------------
 

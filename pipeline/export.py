@@ -58,6 +58,8 @@ def export_book(*, manifest: Manifest, chapters: Sequence[ChapterOutput], force:
     target = layout.book_file(manifest.book.title)
     state_path = layout.book_state
     fsio.ensure_dir(layout.state)
+    aac_name = f"{target.stem}.aac.m4a"
+    fsio.remove_stale_parts(output, [aac_name, target.name])  # left by an interrupted export
     fingerprint = _fingerprint(manifest, ordered)
     state = read_state(state_path)
     if (not force and state is not None and state.get("fingerprint") == fingerprint
@@ -66,8 +68,6 @@ def export_book(*, manifest: Manifest, chapters: Sequence[ChapterOutput], force:
 
     sr = manifest.audio.sample_rate_hz
     marks: list[ffmpeg.ChapterMark] = []
-    aac_name = f"{target.stem}.aac.m4a"
-    fsio.remove_stale_parts(output, [aac_name, target.name])  # left by an interrupted export
     with fsio.TempFiles(output) as temps:
         aac = temps.new(aac_name)
         with ffmpeg.aac_encoder(aac, sample_rate_hz=sr, bitrate_kbps=manifest.audio.m4b_bitrate_kbps,

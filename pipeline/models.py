@@ -226,6 +226,9 @@ class ChunkState(enum.StrEnum):
 
 @dataclass(frozen=True)
 class PlanTotals:
+    """A book's totals. ``tasks`` counts distinct chunks (the same text with the same voice twice in a
+    book renders once); ``billed_chars`` and ``est_cost`` are those tasks'."""
+
     chapters: int
     chunks: int
     chars: int
@@ -234,6 +237,7 @@ class PlanTotals:
     est_audio_s: float
     est_cost: float
     currency: str
+    tasks: int = 0
 
 
 @dataclass

@@ -93,13 +93,14 @@ def plan_book(manifest: Manifest, *, chapter_ids: Sequence[str] = (), journal: J
         for c in selected
     )
     chunks = [chunk for p in plans for chunk in p.chunks]
-    billed = sum(c.billed_chars for c in chunks)
+    distinct = list({c.key: c for c in chunks}.values())
+    billed = sum(c.billed_chars for c in distinct)
     totals = PlanTotals(
         chapters=len(plans), chunks=len(chunks), chars=sum(c.chars for c in chunks), billed_chars=billed,
         lower_bound_tasks=lower_bound_tasks([p.chapter.text for p in plans], manifest.chunking.max_chars),
         est_audio_s=round(sum(chapter_seconds(p) for p in plans), 1),
-        est_cost=round(manifest.pricing.cost(billed_chars=billed, tasks=len(chunks)), 4),
-        currency=manifest.pricing.currency,
+        est_cost=round(manifest.pricing.cost(billed_chars=billed, tasks=len(distinct)), 4),
+        currency=manifest.pricing.currency, tasks=len(distinct),
     )
     rows: dict[str, ChunkRow] = {}
     old_rows: dict[str, ChunkRow] = {}
@@ -172,23 +173,34 @@ def _change(manifest: Manifest, plan: ChapterPlan, fates: Sequence[ChunkFate], p
         chunks=tuple(fates))
 
 
+def chapter_tasks(plan: BookPlan) -> list[tuple[ChapterPlan, int, int]]:
+    """Each chapter with the tasks it needs and their billed characters: a chunk whose text (with the
+    same voice) came earlier in the book renders once, so it is priced where it first appears."""
+    seen: set[str] = set()
+    out = []
+    for cp in plan.chapters:
+        new = [c for c in {c.key: c for c in cp.chunks}.values() if c.key not in seen]
+        seen.update(c.key for c in new)
+        out.append((cp, len(new), sum(c.billed_chars for c in new)))
+    return out
+
+
 def plan_to_json(plan: BookPlan) -> dict[str, Any]:
     """The ``plan --json`` document (its shape is part of the CLI's contract)."""
     pricing = plan.manifest.pricing
     chapters = []
     changes = {c.chapter_id: c for c in plan.changes}
     fates = {(c.chapter_id, f.index): f for c in plan.changes for f in c.chunks}
-    for cp in plan.chapters:
-        billed = cp.billed_chars
+    for cp, tasks, task_chars in chapter_tasks(plan):
         chapters.append({
             "id": cp.chapter.id,
             "title": cp.chapter.title,
             "language": cp.chapter.language,
             "chars": sum(c.chars for c in cp.chunks),
-            "billed_chars": billed,
-            "tasks": len(cp.chunks),
+            "billed_chars": cp.billed_chars,
+            "tasks": tasks,
             "est_audio_s": round(chapter_seconds(cp), 1),
-            "est_cost": round(pricing.cost(billed_chars=billed, tasks=len(cp.chunks)), 4),
+            "est_cost": round(pricing.cost(billed_chars=task_chars, tasks=tasks), 4),
             "changes": _change_json(changes.get(cp.chapter.id)),
             "chunks": [{
                 "index": c.index, "key": c.key, "text": c.text, "chars": c.chars,
@@ -202,7 +214,7 @@ def plan_to_json(plan: BookPlan) -> dict[str, Any]:
         "title": plan.manifest.book.title,
         "chapters": chapters,
         "totals": {
-            "chapters": t.chapters, "chunks": t.chunks, "tasks": t.chunks, "chars": t.chars,
+            "chapters": t.chapters, "chunks": t.chunks, "tasks": t.tasks, "chars": t.chars,
             "billed_chars": t.billed_chars, "lower_bound_tasks": t.lower_bound_tasks,
             "est_audio_s": t.est_audio_s, "est_cost": t.est_cost, "currency": t.currency,
             "changes": _change_json(plan.pending),

@@ -235,7 +235,7 @@ def check_cost(books: Sequence[PreparedBook], max_cost: float | None) -> None:
     currency = books[0].plan.manifest.pricing.currency if books else ""
     if not math.isfinite(max_cost) or max_cost < 0:
         raise CostLimitError(f"--max-cost {max_cost}: give an amount of {currency or 'money'} of at least 0")
-    total = sum(b.pending_cost for b in books)
+    total = round(sum(b.pending_cost for b in books), 6)  # 0.01 + 0.05 must not exceed 0.06
     if total > max_cost:
         shown, limit = money(total, max_cost)
         raise CostLimitError(f"the estimated cost {shown} {currency} exceeds --max-cost {limit}; raise the limit, "

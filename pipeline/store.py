@@ -31,6 +31,7 @@ Schema changes go through :data:`MIGRATIONS`, numbered by ``PRAGMA user_version`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -152,7 +153,7 @@ def existing_journal(folder: Path) -> Iterator[Journal | None]:
     if not (folder / JOURNAL_NAME).exists():
         yield None
         return
-    with Journal.open(folder) as journal:
+    with Journal.open(folder, readonly=True) as journal:
         yield journal
 
 
@@ -192,6 +193,31 @@ def run_lock(folder: Path) -> Iterator[None]:
             handle.seek(0)
             handle.truncate()
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _unwritable(folder: Path) -> bool:
+    """Whether ``folder`` is on a read-only file system or not writable for this user."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return True
+    except OSError:
+        return False
+    return not os.access(folder, os.W_OK)
+
+
+def _open_error(path: Path, exc: sqlite3.Error) -> StateError:
+    """Why a journal would not open, with the fix; never advise moving away a journal that is merely
+    unwritable (it holds the ids of paid tasks)."""
+    folder = path.parent
+    text = str(exc)
+    if _unwritable(folder):
+        return StateError(f"the journal {path} cannot be opened for writing: {folder} is read-only (or not writable "
+                          "for this user). Make it writable, then rerun the same command")
+    if "not a database" in text or "malformed" in text:
+        return StateError(f"the journal {path} is damaged ({text}). Keep a copy, move it aside and rerun: finished "
+                          "audio in cache/ is kept, but tasks still rendering are forgotten and paid for again")
+    return StateError(f"the journal {path} cannot be opened ({text}); check that {folder} is a writable folder "
+                      "with free space, then rerun")
 
 
 @dataclass(frozen=True)
@@ -273,28 +299,51 @@ class Journal:
         self._clock = clock
 
     @classmethod
-    def open(cls, folder: Path, *, clock: Callable[[], float] = time.time, create: bool = True) -> Journal:
+    def open(cls, folder: Path, *, clock: Callable[[], float] = time.time, create: bool = True,
+             readonly: bool = False) -> Journal:
+        """Open (and, unless ``readonly``, create and migrate) the journal in ``folder``.
+
+        A ``readonly`` journal is for readers (``status``, ``plan``): when the folder cannot be
+        written (a read-only disk) it is opened immutable, so reading still works.
+        """
         path = folder / JOURNAL_NAME
-        if not create and not path.exists():
+        if (not create or readonly) and not path.exists():
             raise StateError(f"no journal at {path}: this book has not been run yet")
-        ensure_dir(folder)
+        if not readonly:
+            ensure_dir(folder)
         try:
-            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            return cls._connect(path, clock)
         except sqlite3.Error as exc:
-            raise StateError(f"the journal {path} cannot be opened ({exc}); check that {folder} is a writable "
-                             "folder") from exc
+            if readonly and _unwritable(folder):
+                return cls._connect_immutable(path, clock)
+            raise _open_error(path, exc) from exc
+
+    @classmethod
+    def _connect(cls, path: Path, clock: Callable[[], float]) -> Journal:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA foreign_keys=ON")
             journal = cls(conn, path, clock)
             journal._migrate()
-        except BaseException as exc:
+        except BaseException:
             conn.close()
-            if not isinstance(exc, sqlite3.Error):
-                raise
-            raise StateError(f"the journal {path} cannot be opened ({exc}); if it is damaged, move it "
-                             "aside and rerun (finished audio in cache/ is kept)") from exc
+            raise
         return journal
+
+    @classmethod
+    def _connect_immutable(cls, path: Path, clock: Callable[[], float]) -> Journal:
+        try:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True, isolation_level=None,
+                                   check_same_thread=False)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise _open_error(path, exc) from exc
+        if version != len(MIGRATIONS):
+            conn.close()
+            raise StateError(f"the journal {path} is from another version (schema {version}) and its folder cannot be "
+                             "written, so it cannot be brought up to date; make the folder writable and rerun")
+        return cls(conn, path, clock)
 
     def close(self) -> None:
         self._conn.close()
@@ -316,10 +365,13 @@ class Journal:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                # also when COMMIT itself failed: SQLITE_BUSY leaves the transaction open
+                if self._conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise self._error(exc, "written") from exc
 

@@ -19,9 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import settings
-
 from e2e_support import write_files
+from hypothesis import settings
 
 ENV_PREFIX = "SOUNDCLONE_"
 KEPT_ENV = {"SOUNDCLONE_FFMPEG"}

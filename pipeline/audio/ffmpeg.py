@@ -17,6 +17,7 @@ failing on our own PCM).
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import re
@@ -34,7 +35,8 @@ from typing import IO, Self
 import numpy as np
 
 from pipeline.audio.dsp import BYTES_PER_SAMPLE, PCM_DTYPE
-from pipeline.errors import AssemblyError, AudioToolError
+from pipeline.errors import AssemblyError, AudioToolError, PipelineError
+from pipeline.fsio import storage_error
 
 DECODE_BLOCK_SAMPLES = 1 << 18  # ~6 s at 44.1 kHz: the unit of every streaming read
 STDERR_TAIL_CHARS = 1500
@@ -107,7 +109,22 @@ def _tail(text: str | bytes) -> str:
     return text[-STDERR_TAIL_CHARS:] if text else "(no output)"
 
 
-def _run_ffmpeg(args: list[str], *, what: str, input_bytes: bytes | None = None) -> bytes:
+# What ffmpeg prints when the file system refuses its output (strerror of ENOSPC, EDQUOT, EROFS).
+_DISK_ERRORS = {"No space left on device": errno.ENOSPC, "Disk quota exceeded": errno.EDQUOT,
+                "Read-only file system": errno.EROFS}
+
+
+def _failure(what: str, stderr: str, output: Path | None) -> PipelineError:
+    """ffmpeg's failure as our error: a full or read-only disk is a storage problem (it stops a batch),
+    anything else a tool failure."""
+    for text, code in _DISK_ERRORS.items():
+        if text in stderr and output is not None:
+            return storage_error(OSError(code, text), output, doing=f"write ({what})")
+    return AudioToolError(f"ffmpeg failed to {what}: {stderr}")
+
+
+def _run_ffmpeg(args: list[str], *, what: str, input_bytes: bytes | None = None,
+                output: Path | None = None) -> bytes:
     """Run ffmpeg to completion and return its stdout; a failure raises :class:`AudioToolError`."""
     cmd = [find_ffmpeg(), "-hide_banner", *(["-nostdin"] if input_bytes is None else []), "-v", "error", *args]
     try:
@@ -115,7 +132,7 @@ def _run_ffmpeg(args: list[str], *, what: str, input_bytes: bytes | None = None)
     except OSError as exc:
         raise AudioToolError(f"could not run ffmpeg ({cmd[0]}) to {what}: {exc}; {FFMPEG_INSTALL_HINT}") from exc
     if proc.returncode != 0:
-        raise AudioToolError(f"ffmpeg failed to {what} (exit {proc.returncode}): {_tail(proc.stderr)}")
+        raise _failure(what, f"(exit {proc.returncode}) {_tail(proc.stderr)}", output)
     return proc.stdout
 
 
@@ -359,7 +376,7 @@ class PcmEncoder:
             self._proc.stdin.write(data.data)
         except (BrokenPipeError, OSError) as exc:
             self._proc.wait()
-            raise AudioToolError(f"ffmpeg stopped while encoding {self.what}: {self._stderr()}") from exc
+            raise _failure(f"encode {self.what}", f"(it stopped) {self._stderr()}", self.out_path) from exc
         self.samples_written += len(data)
 
     def _stderr(self) -> str:
@@ -373,7 +390,7 @@ class PcmEncoder:
                 self._proc.stdin.close()
             code = self._proc.wait()
             if code != 0:
-                raise AudioToolError(f"ffmpeg failed to encode {self.what} (exit {code}): {self._stderr()}")
+                raise _failure(f"encode {self.what}", f"(exit {code}) {self._stderr()}", self.out_path)
         finally:
             self._err.close()
 
@@ -457,6 +474,6 @@ def mux_chapters(src: Path, dst: Path, *, chapters: list[ChapterMark], sample_ra
         meta.write("\n".join(lines) + "\n")
     try:
         _run_ffmpeg(["-y", "-i", str(src), "-i", meta.name, "-map", "0:a", "-map_metadata", "1",
-                     "-map_chapters", "1", *titles, "-c", "copy", "-f", "ipod", str(dst)], what=what)
+                     "-map_chapters", "1", *titles, "-c", "copy", "-f", "ipod", str(dst)], what=what, output=Path(dst))
     finally:
         os.unlink(meta.name)
