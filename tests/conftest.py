@@ -102,6 +102,19 @@ def segmentation_scores(request: pytest.FixtureRequest) -> dict[str, tuple[int, 
     return request.config.stash.setdefault(_SCORES_KEY, {})
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist, a worker hands its scores to the controller, which prints the summary."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["segmentation_scores"] = session.config.stash.get(_SCORES_KEY, {})
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    scores = getattr(node, "workeroutput", {}).get("segmentation_scores") or {}
+    node.config.stash.setdefault(_SCORES_KEY, {}).update({name: tuple(pair) for name, pair in scores.items()})
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     scores = config.stash.get(_SCORES_KEY, {})
     if scores:
