@@ -464,14 +464,15 @@ class Journal:
         if not missing:
             return found
         legacy = {old: (r, mode) for r in missing for mode, old in r.legacy_keys().items()}
+        adopted: dict[str, ChunkRow] = {}
         for old_key, row in self.rows(legacy).items():
             request, mode = legacy[old_key]
-            if row.body is not None or request.key in found:
+            if row.body is not None:
                 continue  # a current row that merely shares the key space: not a legacy one
-            best = found.get(request.key)
+            best = adopted.get(request.key)  # rendered in several modes: the richest take serves most
             if best is None or SUBTITLE_LEVELS[mode] > SUBTITLE_LEVELS[best.subtitles or "off"]:
-                found[request.key] = ChunkRow(**{**row.__dict__, "subtitles": mode})
-        return found
+                adopted[request.key] = ChunkRow(**{**row.__dict__, "subtitles": mode})
+        return {**found, **adopted}
 
     def adopt(self, old_key: str, request: AudioRequest, *, subtitles: str) -> None:
         """Re-key a first-release row (and everything that names it) to ``request.key`` and record

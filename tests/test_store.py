@@ -357,3 +357,28 @@ def test_a_second_writer_gets_a_state_error_not_a_hang(
         finally:
             writer.close()
         assert begin(second, 0).state == S.SUBMITTING
+
+
+# --- first-release rows ------------------------------------------------------------------------
+
+def _legacy_row(folder: Path, key: str, text: str, state: str = "downloaded") -> None:
+    conn = raw(folder)
+    try:
+        conn.execute("INSERT INTO chunks (key, chapter_id, idx, text, billed_chars, model_id, state, updated_at) "
+                     "VALUES (?, 'ch01', 0, ?, ?, 'model_1', ?, 0)", (key, text, len(text), state))
+    finally:
+        conn.close()
+
+
+def test_rows_for_finds_a_first_release_row_by_its_legacy_key_and_prefers_the_richest_take(tmp_path: Path) -> None:
+    wanted = chunk(7).request
+    legacy = wanted.legacy_keys()
+    with Journal.open(tmp_path) as journal:
+        _legacy_row(tmp_path, legacy["off"], wanted.text)
+        _legacy_row(tmp_path, legacy["word"], wanted.text)
+        found = journal.rows_for([wanted])
+        assert found[wanted.key].key == legacy["word"] and found[wanted.key].subtitles == "word"
+        journal.adopt(legacy["word"], wanted, subtitles="word")
+        row = journal.get(wanted.key)
+        assert row.request == wanted.with_subtitles("word") and row.subtitles == "word"
+        assert journal.rows_for([wanted])[wanted.key].key == wanted.key  # adopted: found under its own key
