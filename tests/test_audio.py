@@ -33,10 +33,24 @@ def measure_file(path: Path, *, sample_rate_hz: int, silence_threshold_db: float
 
 
 @pytest.fixture
-def fresh_ffmpeg_lookup():
+def fresh_ffmpeg_lookup(monkeypatch: pytest.MonkeyPatch):
+    """The lookup from scratch, without the SOUNDCLONE_FFMPEG that CI sets for its second run."""
+    monkeypatch.delenv(ffmpeg.ENV_FFMPEG, raising=False)
     ffmpeg._locate_ffmpeg.cache_clear()
     yield
     ffmpeg._locate_ffmpeg.cache_clear()
+
+
+def test_soundclone_ffmpeg_wins_over_path(fresh_ffmpeg_lookup: None, monkeypatch: pytest.MonkeyPatch,
+                                          tmp_path: Path) -> None:
+    chosen, on_path = tmp_path / "my-ffmpeg", tmp_path / "ffmpeg"
+    monkeypatch.setattr(shutil, "which", lambda name: {str(chosen): str(chosen), "ffmpeg": str(on_path)}.get(name))
+    monkeypatch.setenv(ffmpeg.ENV_FFMPEG, str(chosen))
+    assert ffmpeg.find_ffmpeg() == str(chosen)
+    ffmpeg._locate_ffmpeg.cache_clear()
+    monkeypatch.setenv(ffmpeg.ENV_FFMPEG, str(tmp_path / "missing"))
+    with pytest.raises(AudioToolError, match="SOUNDCLONE_FFMPEG=.*missing is not an executable ffmpeg"):
+        ffmpeg.find_ffmpeg()
 
 
 def test_ffmpeg_from_path_first(fresh_ffmpeg_lookup: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
