@@ -63,6 +63,7 @@ def run_assembly(workdir: Path) -> dict[str, float]:
 
     from pipeline.assembly import assemble_chapter
     from pipeline.models import ChapterPlan, ChapterSpec, Chunk, ChunkAudio, Voice
+    from pipeline.request import AudioRequest
 
     rows = json.loads((workdir / "chunks.json").read_text(encoding="utf-8"))
     chunks = []
@@ -71,7 +72,8 @@ def run_assembly(workdir: Path) -> dict[str, float]:
         i = row["index"]
         chunk = Chunk(chapter_id="bench", index=i, start=0, end=len(row["text"]), text=row["text"],
                       billed_chars=len(row["text"]), pause_before_s=0.0 if i == 0 else 0.8, pause_after_s=0.0,
-                      key=f"k{i}")
+                      request=AudioRequest.for_chunk(row["text"], voice=Voice(model_id=f"v{i}"), language="English",
+                                                     subtitles="sentence"))
         chunks.append(chunk)
         audio.append(ChunkAudio(chunk, workdir / f"chunk-{i:03d}.mp3", workdir / f"chunk-{i:03d}.json"))
     spec = ChapterSpec(id="bench", title="Bench", number=1, text="", voice=Voice(model_id="v"), language="English")

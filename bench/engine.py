@@ -140,10 +140,10 @@ def timed_client_class():
             self.completed_at: dict[str, float] = {}
             self.last_download_at = 0.0
 
-        async def create_audio(self, **kwargs):
+        async def create_audio(self, body, **kwargs):
             start = time.time()
-            task_id = await super().create_audio(**kwargs)
-            self.creates[task_id] = (start, time.time(), len(kwargs["text"]))  # no markers in the bench text
+            task_id = await super().create_audio(body, **kwargs)
+            self.creates[task_id] = (start, time.time(), len(body["contentText"]))  # no markers in the bench text
             return task_id
 
         async def query(self, task_id: str):
@@ -215,7 +215,7 @@ async def render(plan, config, base_url: str, journal_spent: dict[str, list[floa
             job = BookJob(manifest=plan.manifest, chapters=plan.chapters, journal=journal,
                           on_chapter_ready=no_assembly)
             start = time.time()
-            (result,) = await engine.run([job])
+            (result,) = (await engine.run([job])).books
             return result, start, time.time() - start, client
     finally:
         stop.set()
@@ -261,7 +261,7 @@ def main() -> None:
             manifest = write_book(workdir, paragraphs=paragraphs, concurrency=args.concurrency, poll_s=args.poll,
                                   subtitles=args.subtitles)
             started = time.perf_counter()
-            plan = runner.plan(manifest)
+            plan = runner.plan(runner.load(manifest))
             planning_s = time.perf_counter() - started
             chunks = [c for cp in plan.chapters for c in cp.chunks]
             if len(chunks) >= args.chunks:
