@@ -41,6 +41,8 @@ is kept in ``.assembly/chapter-<id>.json``; an unchanged chapter is not rebuilt.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -55,13 +57,13 @@ import numpy as np
 
 from pipeline import fsio
 from pipeline import subtitles as subs
-from pipeline.audio import dsp, ffmpeg, tags
+from pipeline.audio import dsp, ffmpeg, segments, tags
 from pipeline.errors import AssemblyError
-from pipeline.layout import BookLayout
+from pipeline.layout import AAC_DIR, BookLayout
 from pipeline.models import ChapterPlan, Chunk, ChunkAudio, Manifest
 
 # Bump when the same inputs would now produce different outputs: forces a rebuild.
-ASSEMBLY_FORMAT = 1
+ASSEMBLY_FORMAT = 2  # 2: pydub's linear fades; chunk files named by size and mtime
 DECODE_AHEAD = 2       # batches of clips decoded concurrently in pass 1
 DECODE_BATCH_FILES = 8
 DECODE_BATCH_BYTES = 4 << 20
@@ -127,6 +129,11 @@ class ChapterOutput:
     pause_after: int = 0
     spans: tuple[ChunkSpan, ...] = field(default=(), repr=False)
     warnings: tuple[str, ...] = ()
+    # The chapter's share of the book: its AAC as ADTS frames (joined to the others by stream copy),
+    # the bit rate it was encoded at and its length in frames; None when the book is not made.
+    aac_path: Path | None = None
+    aac_bitrate_kbps: int = 0
+    aac_frames: int = 0
 
     @property
     def paths(self) -> tuple[Path, ...]:
@@ -137,6 +144,7 @@ class ChapterOutput:
         data = asdict(self)
         for key in ("audio_path", "srt_path", "vtt_path"):
             data[key] = None if data[key] is None else Path(data[key]).name
+        data["aac_path"] = None if self.aac_path is None else self.aac_path.name
         data["word_paths"] = [Path(p).name for p in self.word_paths]
         data["spans"] = [asdict(s) for s in self.spans]
         data.pop("rebuilt")
@@ -154,6 +162,8 @@ class ChapterOutput:
         values["word_paths"] = tuple(folder / n for n in values.get("word_paths", []))
         values["spans"] = tuple(ChunkSpan(**s) for s in values.get("spans", []))
         values["warnings"] = tuple(values.get("warnings", []))
+        aac = values.get("aac_path")
+        values["aac_path"] = None if aac is None else BookLayout(folder).state / AAC_DIR / aac
         return cls(rebuilt=rebuilt, **values)
 
 
@@ -184,18 +194,34 @@ def cover_digest(manifest: Manifest) -> str | None:
     return file_digest(cover)
 
 
+def file_identity(path: Path) -> str:
+    """``size:mtime_ns`` of a file. Chunk audio is content-addressed and only ever replaced whole (an
+    atomic rename), so this names its content without reading it."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise AssemblyError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return f"{info.st_size}:{info.st_mtime_ns}"
+
+
+# Audio settings that do not shape a chapter's own files (the book's AAC has its own bit rate; the
+# profile only judges the files).
+_NOT_CHAPTER_SETTINGS = ("m4b", "m4b_bitrate_kbps", "profile")
+
+
 def _fingerprint(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[ChunkAudio], track: int,
                  total_tracks: int) -> str:
     book = asdict(manifest.book)
     book["cover"] = cover_digest(manifest)
     chapter = plan.chapter
+    settings = {k: v for k, v in asdict(manifest.audio).items() if k not in _NOT_CHAPTER_SETTINGS}
     doc = {
         "format": ASSEMBLY_FORMAT,
         "chapter": {"id": chapter.id, "title": chapter.title, "number": chapter.number},
         "track": track,
         "total_tracks": total_tracks,
         "subtitles": manifest.subtitles,
-        "audio": asdict(manifest.audio),
+        "audio": settings,
         "book": book,
         "chunks": [
             {
@@ -204,8 +230,8 @@ def _fingerprint(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[Chunk
                 "text": hashlib.sha256(a.chunk.text.encode("utf-8")).hexdigest(),
                 "pause_before_s": a.chunk.pause_before_s,
                 "pause_after_s": a.chunk.pause_after_s,
-                "audio": file_digest(a.audio_path),
-                "subtitles": file_digest(a.subtitle_path)
+                "audio": file_identity(a.audio_path),
+                "subtitles": file_identity(a.subtitle_path)
                 if a.subtitle_path is not None and manifest.subtitles != "off" else None,
             }
             for a in audio
@@ -399,17 +425,21 @@ def _first_pass(manifest: Manifest, audio: Sequence[ChunkAudio], pcm: BinaryIO, 
                     "file so `audiobook run` synthesizes it again, or lower audio.silence_threshold_db")
             first, end = bounds
             start, stop = max(0, first - keep), min(len(samples), end + keep)
-            kept = dsp.apply_fades(samples[start:stop], fade)
+            # pydub does the per-chunk work: the chunk as a segment, trimmed to its speech, faded at
+            # both cuts, after its inserted silence; one chunk at a time, straight into the PCM file
+            clip = segments.faded(segments.trimmed(segments.from_samples(samples, sample_rate_hz=sr), start, stop),
+                                  fade)
             pause = max(0, round(item.chunk.pause_before_s * sr))
-            _write_zeros(pcm, pause)
+            pcm.write(segments.silence(pause, sample_rate_hz=sr).raw_data)
             pos += pause
-            pcm.write(np.ascontiguousarray(kept).data)
+            pcm.write(clip.raw_data)
+            kept = segments.samples_of(clip)
             for s in range(0, len(kept), 1 << 20):  # bounded temporaries even for a very long clip
                 sum_sq += levels.add(kept[s:s + (1 << 20)], position=pos + s)
             spans.append(ChunkSpan(index=item.chunk.index, pause_before=pause, origin=pos - start,
                                    kept_start=pos, kept_end=pos + len(kept), decoded=len(samples)))
             pos += len(kept)
-            del samples, kept
+            del samples, kept, clip
     _write_zeros(pcm, pause_after + tail)
     pos += pause_after + tail
     return _Pass1(spans=spans, samples=pos, sum_sq=sum_sq, head=head, tail=tail, pause_after=pause_after,
@@ -428,14 +458,15 @@ def _read_samples(f: BinaryIO, start: int, stop: int) -> np.ndarray:
 
 def render_chapter_pcm(pcm: BinaryIO, *, total: int, gain: float, ceiling: float, sample_rate_hz: int,
                        room_tone_db: float) -> Iterator[np.ndarray]:
-    """Blocks of the finished chapter (int16): ``pcm`` times ``gain``, true-peak limited to ``ceiling``
-    (full scale 1.0), plus room tone. Reads at most one block plus context at a time."""
+    """Blocks of the finished chapter (int16): ``pcm`` times ``gain`` (applied by pydub), true-peak
+    limited to ``ceiling`` (full scale 1.0), plus room tone. Reads at most one block plus context at a
+    time."""
     ctx = dsp.LIMITER_CONTEXT
-    scale = gain / dsp.INT16_FULL_SCALE
+    gain_db = 20 * math.log10(gain)
     for start in range(0, total, PASS2_BLOCK):
         stop = min(total, start + PASS2_BLOCK)
         lo, hi = max(0, start - ctx), min(total, stop + ctx)
-        x = _read_samples(pcm, lo, hi).astype(np.float64) * scale
+        x = segments.gained(_read_samples(pcm, lo, hi), gain_db, sample_rate_hz=sample_rate_hz)
         x *= dsp.limiter_gains(x, ceiling=ceiling)
         y = x[start - lo:stop - lo]
         y += dsp.room_tone(start, stop - start, sample_rate_hz=sample_rate_hz, level_db=room_tone_db)
@@ -507,6 +538,48 @@ def _check_inputs(plan: ChapterPlan, audio: Sequence[ChunkAudio]) -> list[ChunkA
     return ordered
 
 
+def _write_state(path: Path, fingerprint: str, files: dict[str, int], result: ChapterOutput) -> None:
+    fsio.write_atomic(path, json.dumps({"fingerprint": fingerprint, "files": files, "output": result.to_json()},
+                                       indent=1, default=str))
+
+
+def _aac_intact(chapter: ChapterOutput, bitrate_kbps: int) -> bool:
+    return (chapter.aac_path is not None and chapter.aac_bitrate_kbps == bitrate_kbps and chapter.aac_frames > 0
+            and chapter.aac_path.is_file())
+
+
+def _encode_book_share(chapter: ChapterOutput, target: Path, *, bitrate_kbps: int) -> ChapterOutput:
+    """Encode a built chapter's share of the book from its MP3 (when the book was turned on, or its bit
+    rate changed, after the chapter was built)."""
+    sr = chapter.sample_rate_hz
+    with fsio.TempFiles(fsio.ensure_dir(target.parent)) as temps:
+        tmp = temps.new(target.name)
+        with ffmpeg.aac_encoder(tmp, sample_rate_hz=sr, bitrate_kbps=bitrate_kbps,
+                                what=f"chapter {chapter.chapter_id!r} for the book", container="adts") as encoder, \
+                ffmpeg.stream_pcm(chapter.audio_path, sample_rate_hz=sr,
+                                  label=f"chapter {chapter.chapter_id!r}") as blocks:
+            for block in blocks:
+                encoder.write(block)
+        frames = ffmpeg.adts_frames(tmp)
+        temps.commit(tmp, target)
+    return dataclasses.replace(chapter, aac_path=target, aac_bitrate_kbps=bitrate_kbps, aac_frames=frames)
+
+
+def ensure_book_share(manifest: Manifest, chapter: ChapterOutput) -> ChapterOutput:
+    """``chapter`` with its share of the book (its AAC at the manifest's M4B bit rate), encoding it from
+    the chapter's MP3 only when it is missing or of another bit rate; the chapter's state remembers it."""
+    bitrate = manifest.audio.m4b_bitrate_kbps
+    if _aac_intact(chapter, bitrate):
+        return chapter
+    layout = BookLayout(Path(manifest.output))
+    done = _encode_book_share(chapter, layout.chapter_aac(chapter.chapter_id), bitrate_kbps=bitrate)
+    state_path = layout.chapter_state(chapter.chapter_id)
+    state = read_state(state_path)
+    if state is not None and isinstance(state.get("files"), dict):
+        _write_state(state_path, str(state.get("fingerprint")), state["files"], done)
+    return done
+
+
 def _tags(manifest: Manifest, plan: ChapterPlan, track: int, total_tracks: int) -> tags.Tags:
     book = manifest.book
     return tags.Tags(title=plan.chapter.title, album=book.title, author=book.author,
@@ -517,13 +590,15 @@ def _tags(manifest: Manifest, plan: ChapterPlan, track: int, total_tracks: int) 
 
 def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[ChunkAudio], track: int,
                      total_tracks: int, force: bool = False) -> ChapterOutput:
-    """Stitch a chapter's cached chunk audio into ``NN-<id>.mp3`` plus its subtitle files.
+    """Stitch a chapter's cached chunk audio into ``NN-<id>.mp3`` plus its subtitle files and, when the
+    book is made (``audio.m4b``), its share of the book: the same samples encoded once more, as AAC.
 
     ``audio`` must hold a downloaded clip for every chunk of ``plan`` (matched by index and key).
     Returns the existing outputs untouched (``rebuilt=False``) when the fingerprint of every input
-    (chunk keys, text and pauses, audio and subtitle file contents, audio settings, tags, track
-    numbering) matches the last build and the files are intact, unless ``force``. Raises
-    :class:`AssemblyError` (bad or missing input) or :class:`AudioToolError` (ffmpeg).
+    (chunk keys, text and pauses, the identity of the audio and subtitle files, audio settings, tags,
+    track numbering) matches the last build and the files are intact, unless ``force``; its AAC is
+    encoded then only if it is missing or of another bit rate. Raises :class:`AssemblyError` (bad or
+    missing input) or :class:`AudioToolError` (ffmpeg).
     """
     chapter = plan.chapter
     items = _check_inputs(plan, audio)
@@ -533,9 +608,16 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
     state_path = layout.chapter_state(chapter.id)
     fingerprint = _fingerprint(manifest=manifest, plan=plan, audio=items, track=track, total_tracks=total_tracks)
     old_state = read_state(state_path)
+    aac_kbps = manifest.audio.m4b_bitrate_kbps if manifest.audio.m4b else 0
     if (not force and old_state is not None and old_state.get("fingerprint") == fingerprint
             and _outputs_intact(old_state, output)):
-        return ChapterOutput.from_json(old_state["output"], folder=output, rebuilt=False)
+        done = ChapterOutput.from_json(old_state["output"], folder=output, rebuilt=False)
+        if not aac_kbps:  # the book is not made (any more): the chapter has no share of it
+            done = dataclasses.replace(done, aac_path=None, aac_bitrate_kbps=0, aac_frames=0)
+        elif not _aac_intact(done, aac_kbps):
+            done = _encode_book_share(done, layout.chapter_aac(chapter.id), bitrate_kbps=aac_kbps)
+            _write_state(state_path, fingerprint, old_state["files"], done)
+        return done
 
     settings = manifest.audio
     sr = settings.sample_rate_hz
@@ -543,6 +625,7 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
     stem = final["mp3"].stem
 
     fsio.remove_stale_parts(output, [f"{stem}.pcm", *(p.name for p in final.values())])
+    fsio.remove_stale_parts(layout.chapter_aac(chapter.id).parent, [layout.chapter_aac(chapter.id).name])
     with fsio.TempFiles(output) as temps_made:
         pcm_path = temps_made.new(f"{stem}.pcm")
         with open(pcm_path, "w+b") as pcm:
@@ -555,11 +638,19 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
                                                 samples=first.samples) / 20)
             ceiling = 10 ** (settings.true_peak_db / 20)
             temp_mp3 = temps_made.new(final["mp3"].name)
-            with ffmpeg.mp3_encoder(temp_mp3, sample_rate_hz=sr, bitrate_kbps=settings.bitrate_kbps,
-                                    what=f"chapter {chapter.id!r}") as encoder:
+            aac_path = layout.chapter_aac(chapter.id)
+            temp_aac = temps_made.new(aac_path.name, folder=aac_path.parent) if aac_kbps else None
+            with contextlib.ExitStack() as encoders:
+                mp3 = encoders.enter_context(ffmpeg.mp3_encoder(
+                    temp_mp3, sample_rate_hz=sr, bitrate_kbps=settings.bitrate_kbps, what=f"chapter {chapter.id!r}"))
+                aac = None if temp_aac is None else encoders.enter_context(ffmpeg.aac_encoder(
+                    temp_aac, sample_rate_hz=sr, bitrate_kbps=aac_kbps, what=f"chapter {chapter.id!r} for the book",
+                    container="adts"))
                 for block in render_chapter_pcm(pcm, total=first.samples, gain=gain, ceiling=ceiling,
                                                 sample_rate_hz=sr, room_tone_db=settings.room_tone_db):
-                    encoder.write(block)
+                    mp3.write(block)
+                    if aac is not None:
+                        aac.write(block)
         fsio.unlink_quietly(pcm_path)
         tags.tag_mp3(temp_mp3, _tags(manifest, plan, track, total_tracks))
 
@@ -580,6 +671,10 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
                 temps[kind] = tmp
         for kind, tmp in temps.items():
             temps_made.commit(tmp, final[kind])
+        aac_frames = 0
+        if temp_aac is not None:
+            aac_frames = ffmpeg.adts_frames(temp_aac)
+            temps_made.commit(temp_aac, aac_path)
 
     result = ChapterOutput(
         chapter_id=chapter.id, title=chapter.title, track=track, audio_path=final["mp3"],
@@ -588,10 +683,11 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
         duration_s=first.samples / sr, rebuilt=True, samples=first.samples, sample_rate_hz=sr,
         gain_db=20 * math.log10(gain), head=first.head, tail=first.tail, pause_after=first.pause_after,
         spans=tuple(first.spans), warnings=tuple(warnings),
+        aac_path=aac_path if aac_frames else None, aac_bitrate_kbps=aac_kbps if aac_frames else 0,
+        aac_frames=aac_frames,
     )
     files = {p.name: p.stat().st_size for p in final.values()}
-    fsio.write_atomic(state_path, json.dumps({"fingerprint": fingerprint, "files": files,
-                                              "output": result.to_json()}, indent=1, default=str))
+    _write_state(state_path, fingerprint, files, result)
     # Outputs of an earlier build under other names (the track number changed, subtitles turned off)
     if old_state is not None and isinstance(old_state.get("files"), dict):
         for name in old_state["files"]:

@@ -29,13 +29,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from pipeline.assembly import read_state
 from pipeline.audio import dsp, ffmpeg, tags
 from pipeline.errors import AssemblyError, AudioToolError
 from pipeline.fsio import write_atomic
-from pipeline.layout import BookLayout
+from pipeline.layout import BOOK_SUFFIX, BookLayout
 from pipeline.models import Manifest
 
 ERROR = "error"
@@ -187,11 +186,15 @@ def profile_checks(profile: str, info: tags.StreamInfo, m: dsp.Measurement) -> l
                         "(audio.profile in the manifest)")
 
 
-def check_delivery(*, manifest: Manifest, files: Sequence[Path]) -> DeliveryReport:
-    """Measure each file and check it against ``manifest.audio.profile``.
+def check_delivery(*, manifest: Manifest, files: Sequence[Path],
+                   book_parts: Sequence[Path] = ()) -> DeliveryReport:
+    """Measure each file (or reuse its measurement, see :func:`measure`) and check it against
+    ``manifest.audio.profile``.
 
-    A file that cannot be read or decoded is reported (and fails) rather than stopping the others;
-    a missing ffmpeg still raises :class:`AudioToolError`.
+    ``book_parts`` are the parts the M4B among ``files`` was joined from (in order): its levels are
+    those of its parts together, so a ten-hour book is not decoded again to report them. A file that
+    cannot be read or decoded is reported (and fails) rather than stopping the others; a missing
+    ffmpeg still raises :class:`AudioToolError`.
     """
     settings = manifest.audio
     profile = settings.profile
@@ -199,12 +202,14 @@ def check_delivery(*, manifest: Manifest, files: Sequence[Path]) -> DeliveryRepo
         raise AssemblyError(f"unknown delivery profile {profile!r}; use one of acx, google-play, none "
                             "(audio.profile in the manifest)")
     reports: list[FileReport] = []
-    cache_path = BookLayout(manifest.output).measurements
-    cache = read_state(cache_path) or {}
     for path in files:
         path = Path(path)
         try:
-            info, measurement = _measure(path, manifest, cache)
+            if path.suffix == BOOK_SUFFIX and book_parts:
+                info = tags.stream_info(path, decoded=ffmpeg.decoded_format(path))
+                measurement = dsp.joined([measure(part, manifest)[1] for part in book_parts])
+            else:
+                info, measurement = measure(path, manifest)
         except AudioToolError:
             raise
         except AssemblyError as exc:
@@ -213,23 +218,24 @@ def check_delivery(*, manifest: Manifest, files: Sequence[Path]) -> DeliveryRepo
         # Measured at the file's own rate would be the same; the decoder resamples to the settings'
         # rate, and the container tells the real one.
         reports.append(FileReport(path, info, measurement, tuple(profile_checks(profile, info, measurement))))
-    if cache_path.parent.is_dir():
-        write_atomic(cache_path, json.dumps(cache))
     return DeliveryReport(profile=profile, files=tuple(reports))
 
 
-
-
-def _measure(path: Path, manifest: Manifest, cache: dict[str, Any]
-             ) -> tuple[tags.StreamInfo, dsp.Measurement]:
-    """Measure a file, or reuse the measurement of the same bytes: a rerun of a long book would
-    otherwise decode every file again just to report the same figures."""
+def measure(path: Path, manifest: Manifest) -> tuple[tags.StreamInfo, dsp.Measurement]:
+    """Measure a file, or reuse the measurement of the same bytes (kept per file in the book's
+    ``.assembly/measurements/``): a chapter is measured once, when it is built, and a rerun of a long
+    book does not decode every file again just to report the same figures."""
     settings = manifest.audio
-    stat = path.stat()
-    # v2: channels and rate come from the decoded stream (an older ffmpeg's MP4 header says stereo)
-    key = f"v2:{stat.st_size}:{stat.st_mtime_ns}:{settings.sample_rate_hz}:{settings.silence_threshold_db}"
-    hit = cache.get(path.name)
-    if isinstance(hit, dict) and hit.get("key") == key:
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise AssemblyError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    # v3: kept per file; channels and rate come from the decoded stream (an older ffmpeg's MP4 header
+    # says stereo)
+    key = f"v3:{stat.st_size}:{stat.st_mtime_ns}:{settings.sample_rate_hz}:{settings.silence_threshold_db}"
+    cache_path = BookLayout(manifest.output).measurement(path.name)
+    hit = read_state(cache_path)
+    if hit is not None and hit.get("key") == key:
         try:
             return tags.StreamInfo(**hit["info"]), dsp.Measurement(**hit["measurement"])
         except (KeyError, TypeError):
@@ -238,7 +244,8 @@ def _measure(path: Path, manifest: Manifest, cache: dict[str, Any]
     with ffmpeg.stream_pcm(path, sample_rate_hz=settings.sample_rate_hz) as blocks:
         measurement = dsp.measure_pcm(blocks, sample_rate_hz=settings.sample_rate_hz,
                                       silence_threshold_db=settings.silence_threshold_db, label=str(path))
-    cache[path.name] = {"key": key, "info": asdict(info), "measurement": asdict(measurement)}
+    if cache_path.parent.parent.is_dir():
+        write_atomic(cache_path, json.dumps({"key": key, "info": asdict(info), "measurement": asdict(measurement)}))
     return info, measurement
 
 

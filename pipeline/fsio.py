@@ -167,9 +167,9 @@ class TempFiles:
         self.folder = ensure_dir(folder)
         self._made: list[Path] = []
 
-    def new(self, name: str) -> Path:
-        """A temporary path for the file ``name`` (not created)."""
-        tmp = part_path(self.folder / name)
+    def new(self, name: str, *, folder: Path | None = None) -> Path:
+        """A temporary path for the file ``name`` (not created), in this group's folder or ``folder``."""
+        tmp = part_path((ensure_dir(folder) if folder is not None else self.folder) / name)
         self._made.append(tmp)
         return tmp
 

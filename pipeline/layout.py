@@ -7,7 +7,8 @@
       NN-<id>.mp3 .srt .vtt        chapter N (and .words.vtt, .words.json with word subtitles)
       <title slug>.m4b             the whole book
       delivery-report.json         the delivery check
-      .assembly/                   build state: chapter-<id>.json, book.json, delivery-measurements.json
+      .assembly/                   build state: chapter-<id>.json, aac/<id>.aac (each chapter's share of
+                                   the M4B), book.json, measurements/
 
 A ``--simulate`` rehearsal writes the same layout into the twin folder ``<output>-simulated``.
 
@@ -30,9 +31,10 @@ JOURNAL_NAME = "journal.sqlite"
 LOCK_NAME = ".run.lock"
 CACHE_DIR = "cache"
 STATE_DIR = ".assembly"
+AAC_DIR = "aac"  # in the state folder: each chapter's share of the book, as ADTS AAC
 REPORT_NAME = "delivery-report.json"
 BOOK_STATE_NAME = "book.json"
-MEASUREMENTS_NAME = "delivery-measurements.json"
+MEASUREMENTS_DIR = "measurements"
 SIMULATED_SUFFIX = "-simulated"
 BOOK_SUFFIX = ".m4b"
 
@@ -111,12 +113,16 @@ class BookLayout:
     def book_state(self) -> Path:
         return self.state / BOOK_STATE_NAME
 
-    @property
-    def measurements(self) -> Path:
-        return self.state / MEASUREMENTS_NAME
+    def measurement(self, name: str) -> Path:
+        """Where the delivery check keeps its measurement of the output file ``name``."""
+        return self.state / MEASUREMENTS_DIR / f"{name}.json"
 
     def chapter_state(self, chapter_id: str) -> Path:
         return self.state / f"chapter-{chapter_id}.json"
+
+    def chapter_aac(self, chapter_id: str) -> Path:
+        """The chapter's share of the M4B: its AAC, joined to the others by stream copy."""
+        return self.state / AAC_DIR / f"{chapter_id}.aac"
 
     def take_paths(self, key: str, take: int = 1) -> tuple[Path, Path]:
         """Where take ``take`` of a chunk keeps its verified audio and subtitle timings (take 1 is the
@@ -163,6 +169,11 @@ class BookLayout:
         if self.state.is_dir():
             wanted = {self.chapter_state(c.id) for c in manifest.chapters}
             stale += [p for p in sorted(self.state.glob("chapter-*.json")) if p not in wanted]
+            parts = {self.chapter_aac(c.id) for c in manifest.chapters} if manifest.audio.m4b else set()
+            stale += [p for p in sorted((self.state / AAC_DIR).glob("*.aac")) if p not in parts]
+            measured = {p.name for p in owned | parts}
+            stale += [p for p in sorted((self.state / MEASUREMENTS_DIR).glob("*.json"))
+                      if p.name.removesuffix(".json") not in measured]
         return stale
 
 

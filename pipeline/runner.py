@@ -27,15 +27,16 @@ import dataclasses
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.assembly import ChapterOutput
 from pipeline.config import ApiKey, RunConfig, resolve_run_config
 from pipeline.engine import BookJob, BookResult, Engine, Failure
 from pipeline.errors import ConfigError, CostLimitError, ManifestError, PipelineError, StateError
-from pipeline.finishing import assemble, chunk_audio, finish_book
+from pipeline.finishing import ChapterWorkers, chunk_audio, finish_book
 from pipeline.housekeeping import CleanResult, TakeInfo, find_chunk
 from pipeline.housekeeping import clean as clean_book
 from pipeline.housekeeping import list_takes as takes_of
@@ -316,26 +317,33 @@ async def _run_books(books: Sequence[PreparedBook], journals: Sequence[Journal],
     if options.simulate:
         for journal in journals:  # the tasks of an earlier simulator died with it
             journal.forget_tasks_in_flight()
-    async with SoundCloneClient.from_config(config) as client:
-        engine = Engine(client=client, config=config, on_event=on_event)
-        jobs = [BookJob(manifest=b.plan.manifest, chapters=b.plan.chapters, journal=j,
-                        on_chapter_ready=_stitcher(b.plan.manifest, j), rerender_expired=options.rerender_expired)
-                for b, j in zip(books, journals, strict=True)]
-        batch = await engine.run(jobs)
-    if batch.stopped is None:
-        for book, journal, result in zip(books, journals, batch.books, strict=True):
-            try:
-                result.outputs = await asyncio.to_thread(
-                    finish_book, book.plan.manifest, book.plan.chapters, selected=journal.selected_takes(),
-                    only=options.chapter_ids)
-            except PipelineError as error:
-                result.failures.append(Failure(book.plan.manifest.book.title, "-", None, str(error)))
+    built: list[dict[str, ChapterOutput]] = [{} for _ in books]
+    with ChapterWorkers() as workers:
+        async with SoundCloneClient.from_config(config) as client:
+            engine = Engine(client=client, config=config, on_event=on_event)
+            jobs = [BookJob(manifest=b.plan.manifest, chapters=b.plan.chapters, journal=j,
+                            on_chapter_ready=_stitcher(b.plan.manifest, j, workers, done),
+                            rerender_expired=options.rerender_expired)
+                    for b, j, done in zip(books, journals, built, strict=True)]
+            batch = await engine.run(jobs)
+        if batch.stopped is None:
+            for book, journal, result, done in zip(books, journals, batch.books, built, strict=True):
+                try:
+                    result.outputs = await asyncio.to_thread(
+                        finish_book, book.plan.manifest, book.plan.chapters, selected=journal.selected_takes(),
+                        only=options.chapter_ids, built=done, workers=workers)
+                except PipelineError as error:
+                    result.failures.append(Failure(book.plan.manifest.book.title, "-", None, str(error)))
     return RunReport(books=batch.books, stopped=batch.stopped)
 
 
-def _stitcher(manifest: Manifest, journal: Journal) -> Callable[[ChapterPlan], Any]:
+def _stitcher(manifest: Manifest, journal: Journal, workers: ChapterWorkers,
+              built: dict[str, ChapterOutput]) -> Callable[[ChapterPlan], Awaitable[list[Path]]]:
+    """Build a chapter in a worker process as soon as its audio is in, and keep what was built for the
+    book at the end of the run (so no chapter is assembled twice)."""
     async def on_chapter_ready(chapter_plan: ChapterPlan) -> list[Path]:
-        output = await asyncio.to_thread(assemble, manifest, chapter_plan, journal.selected_takes())
+        output = await workers.build(manifest, chapter_plan, journal.selected_takes())
+        built[chapter_plan.chapter.id] = output
         return [output.audio_path]
     return on_chapter_ready
 
@@ -429,12 +437,17 @@ def retake(manifest: Manifest, *, chapter_id: str, index: int | None = None, wor
                 async with SoundCloneClient.from_config(config) as client:
                     engine = Engine(client=client, config=config)
                     job = BookJob(manifest=manifest, chapters=book.chapters, journal=journal,
-                                  on_chapter_ready=_stitcher(manifest, journal))
+                                  on_chapter_ready=_assembled_afterwards)
                     return await engine.render_take(job, chunk)
 
             take = asyncio.run(go())
         files = finish_book(manifest, book.chapters, selected=journal.selected_takes(), only=(chapter_id,))
     return chunk, take, files
+
+
+async def _assembled_afterwards(chapter_plan: ChapterPlan) -> list[Path]:
+    """A retake renders one chunk; its chapter is assembled after it, with the book."""
+    return []
 
 
 def list_takes(manifest: Manifest, *, chapter_id: str) -> list[TakeInfo]:

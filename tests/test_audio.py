@@ -20,7 +20,7 @@ from audio_factory import (
     write_cover,
 )
 
-from pipeline.audio import dsp, ffmpeg, tags
+from pipeline.audio import dsp, ffmpeg, segments, tags
 from pipeline.errors import AssemblyError, AudioToolError
 
 SR = 44_100
@@ -197,10 +197,21 @@ def test_speech_bounds_and_fades() -> None:
     x[300:600] = 10_000
     assert dsp.speech_bounds(x, threshold_db=-50) == (300, 600)
     assert dsp.speech_bounds(np.full(100, 50, dtype=np.int16), threshold_db=-50) is None
-    faded = dsp.apply_fades(np.full(1000, 20_000, dtype=np.int16), 100)
-    assert abs(int(faded[0])) < 200 and abs(int(faded[-1])) < 200
+    # a fade of 100 samples at both ends (2.27 ms at 44.1 kHz, not a whole millisecond): length kept exactly
+    clip = segments.faded(segments.from_samples(np.full(1000, 20_000, dtype=np.int16), sample_rate_hz=SR), 100)
+    faded = segments.samples_of(clip)
+    assert len(faded) == 1000
+    assert abs(int(faded[0])) < 300 and abs(int(faded[-1])) < 300
     assert np.abs(np.diff(faded.astype(int))).max() < 700  # no step anywhere
     assert faded[500] == 20_000
+
+
+def test_pydub_segments_are_sample_exact_and_gain_keeps_headroom() -> None:
+    assert segments.silence(4410, sample_rate_hz=SR).frame_count() == 4410
+    whole = segments.from_samples(np.arange(1000, dtype=np.int16), sample_rate_hz=SR)
+    assert segments.samples_of(segments.trimmed(whole, 123, 457)).tolist() == list(range(123, 457))
+    loud = segments.gained(np.full(10, 30_000, dtype=np.int16), 6.0, sample_rate_hz=SR)
+    assert loud[0] == pytest.approx(30_000 / 32768 * 10 ** (6 / 20), rel=1e-3)  # over full scale: not clipped
 
 
 def test_true_peak_sees_between_samples() -> None:

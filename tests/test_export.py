@@ -1,15 +1,16 @@
-"""The whole-book M4B: one AAC encode, chapter marks that agree with the chapter files, tags."""
+"""The whole-book M4B: the chapters' AAC parts joined by copy, chapter marks that agree with the chapter files, tags."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from audio_factory import build_chapter, decode, make_manifest, write_cover
 
 from pipeline.assembly import ChapterOutput, assemble_chapter
-from pipeline.audio.ffmpeg import decoded_format
+from pipeline.audio.ffmpeg import AAC_FRAME_SAMPLES, decoded_format
 from pipeline.audio.tags import read_mp4_chapters, stream_info
 from pipeline.export import export_book
 from pipeline.layout import BookLayout, slugify
@@ -49,15 +50,43 @@ def test_book_is_named_after_the_title(book: tuple[Manifest, list[ChapterOutput]
 
 
 def test_chapter_marks_match_the_chapter_files(book: tuple[Manifest, list[ChapterOutput], Path]) -> None:
+    """Each mark is where its chapter's part begins (exactly: whole AAC frames), and the chapter's speech
+    starts in the book where it starts in its own file, give or take the encoder's 23 ms priming."""
     _, chapters, path = book
     marks = read_mp4_chapters(path)
     assert [t for _, t in marks] == [c.title for c in chapters]
-    start = 0.0
+    whole = decode(path)
+    start = 0
     for (mark_start, _), chapter in zip(marks, chapters, strict=True):
-        assert mark_start == pytest.approx(start, abs=0.001)
-        start += len(decode(chapter.audio_path)) / SR
-    # the book's audio is the chapters' audio end to end
-    assert len(decode(path)) / SR == pytest.approx(start, abs=0.03)
+        assert chapter.aac_frames > 0 and chapter.aac_path is not None and chapter.aac_path.is_file()
+        assert mark_start == pytest.approx(start / SR, abs=1 / SR)
+        own = decode(chapter.audio_path)
+        onset = int(np.argmax(np.abs(own) > 0.05))
+        region = whole[start:start + chapter.aac_frames * AAC_FRAME_SAMPLES]
+        assert abs(int(np.argmax(np.abs(region) > 0.05)) - (onset + AAC_FRAME_SAMPLES)) < 0.01 * SR
+        # a part holds the whole chapter: at most priming plus one frame of padding more
+        assert 0 <= chapter.aac_frames * AAC_FRAME_SAMPLES - len(own) <= 2 * AAC_FRAME_SAMPLES + 1
+        start += chapter.aac_frames * AAC_FRAME_SAMPLES
+    # the book's audio is the parts end to end
+    assert len(whole) == pytest.approx(start, abs=2)
+
+
+def test_an_edit_rebuilds_one_part_and_joins_the_rest_by_copy(tmp_path: Path) -> None:
+    manifest = make_manifest(tmp_path, subtitles="off")
+    chapters = []
+    for k in range(3):
+        built = build_chapter(tmp_path / "cache", chapter_id=f"c{k}", title=f"C{k}", number=k + 1, seed=7 * k,
+                              designs=_designs(1, k))
+        chapters.append(assemble_chapter(manifest=manifest, plan=built.plan, audio=built.audio, track=k + 1,
+                                         total_tracks=3))
+    export_book(manifest=manifest, chapters=chapters)
+    stamps = {c.chapter_id: c.aac_path.stat().st_mtime_ns for c in chapters if c.aac_path}
+    edited = build_chapter(tmp_path / "cache2", chapter_id="c1", title="C1", number=2, seed=99, designs=_designs(1, 9))
+    chapters[1] = assemble_chapter(manifest=manifest, plan=edited.plan, audio=edited.audio, track=2, total_tracks=3)
+    path = export_book(manifest=manifest, chapters=chapters)
+    assert path is not None and len(read_mp4_chapters(path)) == 3
+    after = {c.chapter_id: c.aac_path.stat().st_mtime_ns for c in chapters if c.aac_path}
+    assert after["c0"] == stamps["c0"] and after["c2"] == stamps["c2"] and after["c1"] != stamps["c1"]
 
 
 def test_book_is_aac_and_tagged(book: tuple[Manifest, list[ChapterOutput], Path]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -164,6 +164,22 @@ def speech_seconds(blocks: np.ndarray | Iterable[np.ndarray], *, sample_rate_hz:
     return int(np.count_nonzero(level_db > limit_db)) * frame / sample_rate_hz
 
 
+def joined(parts: Sequence[Measurement]) -> Measurement:
+    """The measurement of ``parts`` played one after the other, from theirs alone: energy and length
+    add up, peaks and the noise floor are the extremes, head and tail are the first's and the last's
+    (a quietest window straddling two parts is not seen: each part starts and ends in room tone)."""
+    if not parts:
+        raise ValueError("no parts to join")
+    samples = sum(p.samples for p in parts)
+    energy = sum(10 ** (p.rms_db / 10) * p.samples for p in parts)
+    return Measurement(
+        duration_s=sum(p.duration_s for p in parts), samples=samples,
+        rms_db=to_db(math.sqrt(energy / samples)) if samples else SILENCE_DB,
+        peak_db=max(p.peak_db for p in parts), true_peak_db=max(p.true_peak_db for p in parts),
+        noise_floor_db=min(p.noise_floor_db for p in parts), head_silence_s=parts[0].head_silence_s,
+        tail_silence_s=parts[-1].tail_silence_s)
+
+
 # --------------------------------------------------------------------------------------------------
 # Signal processing on numpy arrays
 
@@ -178,26 +194,6 @@ def speech_bounds(samples: np.ndarray, *, threshold_db: float) -> tuple[int, int
     first = int(np.argmax(loud))
     last = len(loud) - int(np.argmax(loud[::-1]))
     return first, last
-
-
-def fade_curve(length: int) -> np.ndarray:
-    """A raised-cosine ramp from 0 to (almost) 1 over ``length`` samples: no corner at either end."""
-    if length <= 0:
-        return np.zeros(0, dtype=np.float64)
-    t = (np.arange(length, dtype=np.float64) + 0.5) / length
-    return 0.5 - 0.5 * np.cos(np.pi * t)
-
-
-def apply_fades(samples: np.ndarray, fade_samples: int) -> np.ndarray:
-    """A copy of int16 ``samples`` with a fade-in and fade-out of ``fade_samples`` each (at most half
-    the clip)."""
-    out = samples.copy()
-    n = min(fade_samples, len(out) // 2)
-    if n > 0:
-        ramp = fade_curve(n)
-        out[:n] = np.round(out[:n] * ramp).astype(PCM_DTYPE)
-        out[-n:] = np.round(out[-n:] * ramp[::-1]).astype(PCM_DTYPE)
-    return out
 
 
 # True peak: 4x oversampling by windowed-sinc interpolation (the method of ITU-R BS.1770-4 Annex 2,

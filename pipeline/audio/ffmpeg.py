@@ -26,7 +26,7 @@ import subprocess
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -426,10 +426,38 @@ def mp3_encoder(out_path: Path, *, sample_rate_hz: int, bitrate_kbps: int, what:
                       container="mp3", what=what)
 
 
-def aac_encoder(out_path: Path, *, sample_rate_hz: int, bitrate_kbps: int, what: str) -> PcmEncoder:
-    """AAC-LC in an MP4 container (ffmpeg's native encoder; the edit list hides its priming)."""
+def aac_encoder(out_path: Path, *, sample_rate_hz: int, bitrate_kbps: int, what: str,
+                container: str = "mp4") -> PcmEncoder:
+    """AAC-LC (ffmpeg's native encoder) in an MP4 container (whose edit list hides the priming), or
+    with ``container="adts"`` as raw ADTS frames: a chapter's share of the book, which
+    :func:`mux_chapters` joins to the others by stream copy."""
     return PcmEncoder(out_path, sample_rate_hz=sample_rate_hz,
-                      codec_args=["-c:a", "aac", "-b:a", f"{bitrate_kbps}k"], container="mp4", what=what)
+                      codec_args=["-c:a", "aac", "-b:a", f"{bitrate_kbps}k"], container=container, what=what)
+
+
+AAC_FRAME_SAMPLES = 1024
+
+
+def adts_frames(path: Path) -> int:
+    """How many AAC frames (of :data:`AAC_FRAME_SAMPLES` samples each) an ADTS file holds, read from its
+    frame headers; the decoded length is exactly that many frames (priming and padding included)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise AssemblyError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    pos = frames = 0
+    while pos + 7 <= len(data):
+        if data[pos] != 0xFF or (data[pos + 1] & 0xF6) != 0xF0:
+            raise AssemblyError(f"{path} is not an ADTS AAC stream (no frame header at byte {pos}); delete it so it "
+                                "is encoded again")
+        length = ((data[pos + 3] & 0x03) << 11) | (data[pos + 4] << 3) | (data[pos + 5] >> 5)
+        if length < 7:
+            raise AssemblyError(f"{path}: a damaged ADTS frame at byte {pos}; delete it so it is encoded again")
+        frames += 1 + (data[pos + 6] & 0x03)  # raw data blocks in the frame, minus one
+        pos += length
+    if pos != len(data):
+        raise AssemblyError(f"{path} ends inside an AAC frame (truncated); delete it so it is encoded again")
+    return frames
 
 
 @dataclass(frozen=True)
@@ -450,8 +478,10 @@ def chapter_title(title: str) -> str:
     return " ".join(part for part in _LINE_BREAK_RE.split(title) if part)
 
 
-def mux_chapters(src: Path, dst: Path, *, chapters: list[ChapterMark], sample_rate_hz: int, what: str) -> None:
-    r"""Copy the audio of ``src`` into an M4B at ``dst`` with ``chapters`` (no re-encode).
+def mux_chapters(src: Path | Sequence[Path], dst: Path, *, chapters: list[ChapterMark], sample_rate_hz: int,
+                 what: str) -> None:
+    r"""Copy the audio of ``src`` (one file, or ADTS parts joined in order) into an M4B at ``dst`` with
+    ``chapters`` (no re-encode).
 
     ffmpeg writes both a QuickTime chapter track and Nero ``chpl`` chapters, so Apple players and
     mutagen/most others see the same marks. Each mark is titled :func:`chapter_title` of its title.
@@ -469,11 +499,23 @@ def mux_chapters(src: Path, dst: Path, *, chapters: list[ChapterMark], sample_ra
     titles: list[str] = []
     for index, mark in enumerate(chapters):
         titles += [f"-metadata:c:{index}", f"title={chapter_title(mark.title)}"]
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".ffmeta", delete=False,
-                                     dir=Path(dst).parent) as meta:
-        meta.write("\n".join(lines) + "\n")
+    parts = [Path(src)] if isinstance(src, (str, Path)) else [Path(p) for p in src]
+    made: list[str] = []
     try:
-        _run_ffmpeg(["-y", "-i", str(src), "-i", meta.name, "-map", "0:a", "-map_metadata", "1",
-                     "-map_chapters", "1", *titles, "-c", "copy", "-f", "ipod", str(dst)], what=what, output=Path(dst))
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".ffmeta", delete=False,
+                                         dir=Path(dst).parent) as meta:
+            meta.write("\n".join(lines) + "\n")
+        made.append(meta.name)
+        if len(parts) == 1:
+            inputs = ["-i", str(parts[0])]
+        else:  # ADTS parts one after the other: the concat demuxer reads them as one stream
+            with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".concat", delete=False,
+                                             dir=Path(dst).parent) as listing:
+                listing.write("".join("file '" + str(p.resolve()).replace("'", "'\\''") + "'\n" for p in parts))
+            made.append(listing.name)
+            inputs = ["-f", "concat", "-safe", "0", "-i", listing.name]
+        _run_ffmpeg(["-y", *inputs, "-i", meta.name, "-map", "0:a", "-map_metadata", "1", "-map_chapters", "1",
+                     *titles, "-c", "copy", "-f", "ipod", str(dst)], what=what, output=Path(dst))
     finally:
-        os.unlink(meta.name)
+        for name in made:
+            os.unlink(name)
