@@ -1,4 +1,5 @@
-"""Chapter assembly: cached chunk MP3s and subtitle files -> one chapter MP3 with SRT/VTT (issue 5).
+"""Chapter assembly: cached chunk MP3s and subtitle files -> one chapter MP3 with SRT/VTT, and the
+chapter's share of the book (its AAC).
 
 The chapter, in samples at ``AudioSettings.sample_rate_hz`` (44.1 kHz), is::
 
@@ -18,16 +19,22 @@ Hence the silence heard at the seam between chunks *i-1* and *i* is
 and the chapter length is exactly ``head + sum(pause_before) + sum(kept) + pause_after[n-1] + tail``
 samples; :class:`ChunkSpan` records every term.
 
-Every kept clip gets a raised-cosine fade of ``fade_ms`` at both ends (inside its kept silence, so
-speech is untouched unless the TTS clipped it), which removes clicks at every cut.
+Every kept clip gets a linear fade of ``fade_ms`` at both ends (inside its kept silence, so speech
+is untouched unless the TTS clipped it), which removes clicks at every cut.
 
-Memory does not grow with the number of chunks: pass 1 decodes one chunk at a time (the next one is
-decoded in the background), trims and fades it and appends it to a raw PCM file beside the outputs
-while summing its energy by peak level (:class:`LevelHistogram`); pass 2 reads that file in
-6-second blocks, applies the one gain that puts the whole chapter at ``target_rms_db`` RMS *after*
-the look-ahead true-peak limiter at ``true_peak_db`` (the histogram predicts what the limiter takes
-away), adds the room tone, and streams the result into a single ffmpeg MP3 encode (CBR
-``bitrate_kbps``). RMS is measured over the whole file, pauses included, as ACX measures it.
+pydub does the per-chunk work (:mod:`pipeline.audio.segments`), one chunk at a time: each decoded
+chunk becomes an ``AudioSegment``, is trimmed to its speech, faded, and written after its inserted
+silence; the chapter's gain is pydub's too. There is never a whole-chapter segment.
+
+Memory does not grow with the number of chunks: pass 1 decodes the chunks in batches (one ffmpeg per
+batch, the next batches in the background), stitches them one at a time into a raw PCM file beside
+the outputs while summing their energy by peak level (:class:`LevelHistogram`); pass 2 reads that
+file in 6-second blocks, applies the one gain that puts the whole chapter at ``target_rms_db`` RMS
+*after* the look-ahead true-peak limiter at ``true_peak_db`` (the histogram predicts what the limiter
+takes away), adds the room tone, and streams the result into one ffmpeg MP3 encode (CBR
+``bitrate_kbps``) and, when the book is made, one AAC encode of the same samples
+(``.assembly/aac/<id>.aac``, which :mod:`pipeline.export` joins into the M4B by stream copy). RMS is
+measured over the whole file, pauses included, as ACX measures it.
 
 Room tone: a deterministic, seamlessly looping pink-ish noise bed at ``room_tone_db`` (default -75
 dBFS RMS) is added under the whole chapter after the gain, so pauses, head and tail are never
@@ -36,7 +43,9 @@ digital silence (ACX rejects that) while the noise floor stays far under ACX's -
 Outputs (in ``manifest.output``): ``NN-<id>.mp3`` and, unless subtitles are off, ``NN-<id>.srt`` and
 ``NN-<id>.vtt``; with word subtitles also ``NN-<id>.words.vtt`` and ``NN-<id>.words.json``. Each is
 written to a temporary file in the same folder and renamed into place. A fingerprint of every input
-is kept in ``.assembly/chapter-<id>.json``; an unchanged chapter is not rebuilt.
+is kept in ``.assembly/chapter-<id>.json`` (chunk files are named by size and modification time:
+they are content-addressed and only ever replaced whole, so nothing is read to fingerprint them); an
+unchanged chapter is not rebuilt.
 """
 
 from __future__ import annotations
