@@ -17,11 +17,12 @@ import multiprocessing
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from types import TracebackType
 
 from pipeline.assembly import ChapterOutput, assemble_chapter, existing_chapter
-from pipeline.errors import PipelineError
+from pipeline.errors import AssemblyError, PipelineError
 from pipeline.layout import BookLayout
 from pipeline.models import ChapterPlan, ChunkAudio, Manifest
 
@@ -84,8 +85,15 @@ class ChapterWorkers:
         pool = self._executor()
         if pool is None:
             return await asyncio.to_thread(build_chapter, manifest, chapter_plan, dict(selected))
-        return await asyncio.get_running_loop().run_in_executor(pool, build_chapter, manifest, chapter_plan,
-                                                                dict(selected))
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, build_chapter, manifest, chapter_plan,
+                                                                    dict(selected))
+        except BrokenProcessPool as exc:
+            broken, self._pool = self._pool, None  # the next chapter gets fresh workers
+            if broken is not None:
+                broken.shutdown(wait=False, cancel_futures=True)
+            raise AssemblyError(f"chapter {chapter_plan.chapter.id}: its worker process died while building it "
+                                "(out of memory, or killed); rerun to build it (nothing is paid again)") from exc
 
     def build_all(self, manifest: Manifest, chapter_plans: Sequence[ChapterPlan], selected: Mapping[str, int], *,
                   force: bool = False) -> dict[str, ChapterOutput]:
