@@ -130,7 +130,10 @@ def greedy_makespan(durations: list[float], slots: int) -> float:
 
 
 def timed_client_class():
-    """A client that timestamps creates, the first answer ``completed`` per task, and downloads."""
+    """A client that timestamps creates, the first answer ``completed`` per task, and downloads: the
+    start of each task's first audio download (``download_started``, found by the audio link the
+    completed answer gave), the span of every file downloaded for a task (audio, subtitles) and the
+    end of the last download of any file."""
     from pipeline.client import SoundCloneClient
 
     class TimedClient(SoundCloneClient):
@@ -138,6 +141,10 @@ def timed_client_class():
             super().__init__(**kwargs)
             self.creates: dict[str, tuple[float, float, int]] = {}  # task id: start, end, characters
             self.completed_at: dict[str, float] = {}
+            self.download_started: dict[str, float] = {}
+            self.download_spans: dict[str, list[tuple[float, float]]] = {}  # task id: each file's start, end
+            self._task_of_link: dict[str, str] = {}
+            self._audio_links: set[str] = set()
             self.last_download_at = 0.0
 
         async def create_audio(self, body, **kwargs):
@@ -150,12 +157,28 @@ def timed_client_class():
             info = await super().query(task_id)
             if info.status == "completed":
                 self.completed_at.setdefault(task_id, time.time())
+                for link in (info.audio_url, info.subtitle_url):
+                    if link:
+                        self._task_of_link[link] = task_id
+                if info.audio_url:
+                    self._audio_links.add(info.audio_url)
             return info
 
-        async def download(self, *args, **kwargs):
-            written = await super().download(*args, **kwargs)
+        async def download(self, url, *args, **kwargs):
+            task_id = self._task_of_link.get(url)
+            start = time.time()
+            if task_id is not None and url in self._audio_links:
+                self.download_started.setdefault(task_id, start)
+            written = await super().download(url, *args, **kwargs)
             self.last_download_at = time.time()
+            if task_id is not None:
+                self.download_spans.setdefault(task_id, []).append((start, self.last_download_at))
             return written
+
+        def completion_to_download(self) -> dict[str, float]:
+            """Per task: from the poll that saw it completed to the start of its audio download."""
+            return {t: self.download_started[t] - seen for t, seen in self.completed_at.items()
+                    if t in self.download_started}
 
     return TimedClient
 
@@ -329,6 +352,11 @@ def main() -> None:
             print(f"  create request until the server has the task:  {stats(sent)}")
             print(f"  server's answer until the client has the id:   {stats(answered)}")
             print(f"  task finished until a poll sees it completed:  {stats(lag)}")
+            waits = list(client.completion_to_download().values())
+            if waits:
+                print(f"  poll saw it completed until its download began: mean {1000 * sum(waits) / len(waits):4.0f} "
+                      f"ms, p95 {1000 * percentile(waits, 0.95):4.0f} ms, max {1000 * max(waits):4.0f} ms "
+                      "(at most 4 downloads at a time)")
             print(f"  slots idle outside those (ramp-up, journal, the last wave): {idle:.1f} slot-s "
                   f"= {idle / args.concurrency:.2f} s of wall time")
         journal_s = sum(sum(v) for v in journal_spent.values())
@@ -350,6 +378,8 @@ def main() -> None:
                 "chunks": n, "concurrency": args.concurrency, "wall_s": wall_s, "ideal_s": ideal_s,
                 "ratio": wall_s / ideal_s, "requests_per_chunk": api_requests / n,
                 "client_cpu_ms_per_chunk": 1000 * client_cpu_s / n, "load_average": os.getloadavg()[0],
+                "loop_lag_max_ms": 1000 * max(loop_lags),
+                "completion_to_download_max_s": max(client.completion_to_download().values(), default=0.0),
             }), encoding="utf-8")
         if downloaded != n or result.failures:
             sys.exit(1)

@@ -35,21 +35,9 @@ from collections.abc import Sequence
 import sentencex
 
 from pipeline.errors import ChunkingError
-from pipeline.models import API_MAX_CHARS, ChapterSpec, Chunk, ChunkingSettings, PauseSettings
+from pipeline.models import API_MAX_CHARS, LANGUAGE_CODES, ChapterSpec, Chunk, ChunkingSettings, PauseSettings
 from pipeline.request import AudioRequest
 from pipeline.text import MARKER_BODY, MARKER_RE, billed_chars, marker_seconds
-
-# API language names (soundclone-api.md, "Languages") -> the ISO codes sentencex knows.
-_LANGUAGE_CODES = {
-    "English": "en", "Chinese": "zh", "Chinese,Yue": "zh", "Japanese": "ja", "Korean": "ko",
-    "Arabic": "ar", "Russian": "ru", "Spanish": "es", "French": "fr", "Portuguese": "pt",
-    "German": "de", "Turkish": "tr", "Dutch": "nl", "Ukrainian": "uk", "Vietnamese": "vi",
-    "Indonesian": "id", "Italian": "it", "Thai": "th", "Polish": "pl", "Romanian": "ro",
-    "Greek": "el", "Czech": "cs", "Finnish": "fi", "Hindi": "hi", "Bulgarian": "bg", "Danish": "da",
-    "Hebrew": "he", "Malay": "ms", "Persian": "fa", "Slovak": "sk", "Swedish": "sv",
-    "Croatian": "hr", "Filipino": "tl", "Hungarian": "hu", "Norwegian": "nb", "Slovenian": "sl",
-    "Catalan": "ca", "Nynorsk": "nn", "Tamil": "ta", "Afrikaans": "af",
-}
 
 _EDGE_HEAD_RE = re.compile(rf"(?:\s|<#{MARKER_BODY}#>)*")
 # Sentence and clause punctuation of the API's languages (Latin, CJK, Devanagari danda, Arabic).
@@ -79,7 +67,7 @@ _WORD_EDGE_RE = re.compile(f"[\\s{_CJK_CLASS}]")
 
 def _iso_code(language: str, text: str) -> str:
     if language and language != "auto":
-        return _LANGUAGE_CODES.get(language, language if len(language) <= 3 else "en")
+        return LANGUAGE_CODES.get(language, language if len(language) <= 3 else "en")
     sample = text[:4000]
     kana = sum(1 for ch in sample if "\u3040" <= ch <= "\u30ff")
     han = sum(1 for ch in sample if "\u4e00" <= ch <= "\u9fff")

@@ -36,6 +36,18 @@ LANGUAGES_V2_ONLY = (
 )
 LANGUAGE_AUTO = "auto"
 
+# API language names (soundclone-api.md, "Languages") -> ISO 639 codes (sentence splitting, imported books).
+LANGUAGE_CODES = {
+    "English": "en", "Chinese": "zh", "Chinese,Yue": "zh", "Japanese": "ja", "Korean": "ko",
+    "Arabic": "ar", "Russian": "ru", "Spanish": "es", "French": "fr", "Portuguese": "pt",
+    "German": "de", "Turkish": "tr", "Dutch": "nl", "Ukrainian": "uk", "Vietnamese": "vi",
+    "Indonesian": "id", "Italian": "it", "Thai": "th", "Polish": "pl", "Romanian": "ro",
+    "Greek": "el", "Czech": "cs", "Finnish": "fi", "Hindi": "hi", "Bulgarian": "bg", "Danish": "da",
+    "Hebrew": "he", "Malay": "ms", "Persian": "fa", "Slovak": "sk", "Swedish": "sv",
+    "Croatian": "hr", "Filipino": "tl", "Hungarian": "hu", "Norwegian": "nb", "Slovenian": "sl",
+    "Catalan": "ca", "Nynorsk": "nn", "Tamil": "ta", "Afrikaans": "af",
+}
+
 
 @dataclass(frozen=True)
 class Voice:
