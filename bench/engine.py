@@ -26,9 +26,12 @@ What is measured, and where:
   download to verify it (``RUSAGE_CHILDREN``, read before the simulator child is reaped; the
   simulator's own CPU is read after it is reaped and printed for scale).
 * **Where the time goes**: the client's stamps (wall clock) against the simulator's task creation
-  times split each task's overhead into request latency and poll lag; the journal's methods are
-  timed as the engine calls them on the event loop; a 5 ms sleep in a side task measures event-loop
-  lag. Machine load from other work inflates everything: the load average is printed.
+  times split each task's overhead into request latency and poll lag; from the poll that saw a task
+  completed to the start of its audio download (downloads beside the workers, at most 4 at a time,
+  each verified by an ffmpeg decode); the journal's methods are timed as the engine calls them on
+  the event loop; a 5 ms sleep in a side task measures event-loop lag. With real chapter assembly
+  beside the engine, see ``bench/overlap.py``. Machine load from other work inflates everything: the
+  load average is printed.
 """
 
 from __future__ import annotations

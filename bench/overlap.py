@@ -304,7 +304,7 @@ def summarize(o: Outcome) -> dict[str, float]:
         "loop_lag_max_ms": 1000 * max(loop), "loop_lag_p99_ms": 1000 * percentile(loop, 0.99),
         "loop_lag_max_during_builds_ms": 1000 * max((lag for _, lag in during), default=0.0),
         "loop_blocked_max_ms": blocked_ms(o, window),
-        "thread_lag_max_ms": 1000 * max(lag for t, lag in o.watch.thread if t <= o.last_download),
+        "thread_lag_max_ms": 1000 * max((lag for t, lag in o.watch.thread if t <= o.last_download), default=0.0),
         "loop_lag_max_after_downloads_ms": 1000 * max((lag for t, lag in o.watch.loop if t > o.last_download),
                                                       default=0.0),
         "c2d_mean_s": sum(waits.values()) / len(waits), "c2d_p95_s": percentile(list(waits.values()), 0.95),

@@ -1,11 +1,12 @@
 """Run every benchmark and print one table of figures, each against a baseline measured in the same run.
 
     python bench/run.py            # the full set (several minutes: a 2-hour chapter is assembled)
-    python bench/run.py --quick    # smaller cases, for a look in about a minute
+    python bench/run.py --quick    # smaller cases, for a look in a few minutes
 
-Each benchmark is its own script (``bench/chunking.py``, ``bench/engine.py``, ``bench/assembly.py``),
-run here as a child process with ``--json`` so that its peak memory is its own; their full printouts
-are kept above the table. See ``bench/README.md`` for how to read the figures.
+Each benchmark is its own script (``bench/chunking.py``, ``bench/engine.py``, ``bench/overlap.py``,
+``bench/assembly.py``, ``bench/tail.py``), run here as a child process with ``--json`` so that its
+peak memory is its own; their full printouts are kept above the table. See ``bench/README.md`` for
+how to read the figures.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 
 
-def run_bench(script: str, args: list[str]) -> dict[str, float] | None:
+def run_bench(script: str, args: list[str]) -> dict[str, Any] | None:
     with tempfile.TemporaryDirectory(prefix="bench-run-") as temp:
         out = Path(temp) / "figures.json"
         started = time.perf_counter()
@@ -32,7 +34,7 @@ def run_bench(script: str, args: list[str]) -> dict[str, float] | None:
         print(f"=== {script}: {time.perf_counter() - started:.0f} s, exit {proc.returncode}", flush=True)
         if proc.returncode != 0 or not out.exists():
             return None
-        figures: dict[str, float] = json.loads(out.read_text(encoding="utf-8"))
+        figures: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
         return figures
 
 
@@ -44,7 +46,11 @@ def main() -> None:
 
     chunking = run_bench("chunking.py", ["--mb", "1"] if quick else [])
     engine = run_bench("engine.py", ["--chunks", "60"] if quick else [])
+    overlap = run_bench("overlap.py", ["--chapters", "3", "--chunks-per-chapter", "2", "--chunk-chars", "800"]
+                        if quick else [])
     assembly = run_bench("assembly.py", ["--minutes", "20", "--chunks", "40"] if quick else [])
+    tail = run_bench("tail.py", ["--chapters", "8", "--chunks-per-chapter", "1", "--chunk-chars", "600"]
+                     if quick else [])
 
     rows: list[tuple[str, str, str, str]] = []
 
@@ -64,6 +70,15 @@ def main() -> None:
         row("client CPU per chunk", f"{engine['client_cpu_ms_per_chunk']:.1f} ms", "", "")
     else:
         row("engine", "FAILED", "", "")
+    if overlap:
+        base = overlap["baseline"]
+        row("loop lag while chapters build, worst", f"{overlap['loop_lag_max_ms']:.0f} ms "
+            f"({overlap['loop_blocked_max_ms']:.0f} ms not starvation)", f"stub assembly {base['loop_lag_max_ms']:.0f} ms "
+            f"({overlap['downloads_during_builds']} downloads during builds)", "< 100 ms")
+        row("completion-to-download, worst", f"{overlap['c2d_max_s']:.2f} s", f"stub assembly {base['c2d_max_s']:.2f} s",
+            "< 1 s")
+    else:
+        row("overlap", "FAILED", "", "")
     if assembly:
         row("assembly time / plain ffmpeg", f"{assembly['ratio']:.2f}", f"ffmpeg {assembly['baseline_s']:.1f} s "
             f"({assembly['audio_min']:.0f} min, {assembly['chunks']} chunks)", "<= 1.5")
@@ -71,6 +86,18 @@ def main() -> None:
             f"ffmpeg {assembly['baseline_peak_rss_mb']:.0f} MB", "<< 1024 MB")
     else:
         row("assembly", "FAILED", "", "")
+    if tail:
+        row("first task -> finished book / ideal", f"{tail['ratio']:.2f} ({tail['run_s']:.1f} s)",
+            f"ideal {tail['ideal_s']:.1f} s + last chapter {tail['encode_last_s']:.1f} s ({tail['chapters']} chapters)",
+            "<= 1.3")
+        row("tail: last download -> finished book", f"{tail['tail_s']:.1f} s",
+            f"last chapter encoded alone {tail['encode_last_s']:.1f} s", "")
+        row("rerun after a one-sentence edit", f"{tail['rebuild_ratio']:.2f} ({tail['rerun_s']:.1f} s)",
+            f"the chapter encoded alone {tail['rebuild_encode_s']:.1f} s", "<= 3")
+        row("  files rewritten beyond that chapter+book", f"{tail['other_files_rewritten']}",
+            f"{tail['tasks_rerendered']} task, {tail['chapters_rebuilt']} chapter rebuilt", "0")
+    else:
+        row("tail", "FAILED", "", "")
 
     widths = [max(len(r[i]) for r in [("figure", "measured", "baseline (same run)", "aim"), *rows]) for i in range(4)]
     print()
@@ -78,7 +105,13 @@ def main() -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"load average now {os.getloadavg()[0]:.1f}")
-    if not (chunking and engine and assembly):
+    scripts = {"chunking": chunking, "engine": engine, "overlap": overlap, "assembly": assembly, "tail": tail}
+    print("load average at the end of each script: " + ", ".join(
+        f"{name} {figures['load_average']:.1f}" for name, figures in scripts.items() if figures))
+    used = next((f["ffmpeg"] for f in (tail, overlap) if f and "ffmpeg" in f), None)
+    if used:
+        print(f"ffmpeg: {used}")
+    if not (chunking and engine and overlap and assembly and tail):
         sys.exit(1)
 
 

@@ -65,6 +65,7 @@ class Stamps:
 
     audio_downloads: list[tuple[float, float]] = field(default_factory=list)  # start, end
     builds: dict[str, list[float]] = field(default_factory=dict)  # chapter id: [submitted, returned]
+    rebuilt: list[str] = field(default_factory=list)  # chapters the workers built (not found up to date)
     finish: list[float] = field(default_factory=list)  # finish_book start, end
     export: list[float] = field(default_factory=list)  # export_book start, end
     delivery: list[float] = field(default_factory=list)  # check_delivery start, end
@@ -94,7 +95,10 @@ def stamped(stamps: Stamps) -> Iterator[None]:
     async def timed_build(self, manifest, chapter_plan, selected):
         stamps.builds[chapter_plan.chapter.id] = [time.time(), 0.0]
         try:
-            return await build(self, manifest, chapter_plan, selected)
+            output = await build(self, manifest, chapter_plan, selected)
+            if output.rebuilt:
+                stamps.rebuilt.append(chapter_plan.chapter.id)
+            return output
         finally:
             stamps.builds[chapter_plan.chapter.id][1] = time.time()
 
@@ -134,9 +138,9 @@ def run_book(manifest_path: Path, base_url: str, stamps: Stamps):
 
 
 def encode_alone(manifest, chapter_id: str, scratch: Path) -> tuple[float, float]:
-    """Assemble one chapter once more (``force=True``: MP3, subtitles, its AAC share of the book) into
-    ``scratch``, from the book's cached chunk audio; returns (seconds, audio seconds). The book's own
-    files are left alone, so a later run sees them as they were."""
+    """Assemble one chapter once more (``force=True``: MP3, subtitles and, unless the manifest's M4B is
+    off, its AAC share of the book) into ``scratch``, from the book's cached chunk audio; returns
+    (seconds, audio seconds). The book's own files are left alone, so a later run sees them as they were."""
     from pipeline import runner
     from pipeline.assembly import assemble_chapter
     from pipeline.finishing import chunk_audio
@@ -167,19 +171,20 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
 
 
 def edit_one_sentence(source: Path) -> str:
-    """Change one word of the second paragraph's first sentence for another of the same length (the
-    chunk boundaries stay where they were: only that chunk's text changes). Returns what changed."""
+    """Change one word of the second paragraph's first sentence (the first paragraph's, if it is the only
+    one) for another of the same length (the chunk boundaries stay where they were: only that chunk's
+    text changes). Returns what changed."""
     text = source.read_text(encoding="utf-8")
     paragraphs = text.split("\n\n")
-    target = paragraphs[1] if len(paragraphs) > 1 else paragraphs[0]
-    for match in re.finditer(r"[a-z]+", target):
+    number = 1 if len(paragraphs) > 1 else 0
+    target = paragraphs[number]
+    for match in re.finditer(r"\b[a-z]+\b", target):
         word = match.group()
         others = [w for w in WORDS if len(w) == len(word) and w != word]
         if others:
-            edited = target[:match.start()] + others[0] + target[match.end():]
-            paragraphs[paragraphs.index(target)] = edited
+            paragraphs[number] = target[:match.start()] + others[0] + target[match.end():]
             source.write_text("\n\n".join(paragraphs), encoding="utf-8")
-            return f"{source.name}: '{word}' -> '{others[0]}' at character {match.start()} of paragraph 2"
+            return f"{source.name}: '{word}' -> '{others[0]}' at character {match.start()} of paragraph {number + 1}"
     raise SystemExit(f"{source}: no word to edit")
 
 
@@ -280,7 +285,7 @@ def main() -> None:
             return f"{t - first_created:6.1f} s"
 
         print(f"\n1. the whole run: {len(tasks)} tasks, M4B {book_file.name} ({book_file.stat().st_size / 1e6:.1f} MB)")
-        print(f"  run() called {first_created - called:+.1f} s before the first task; returned {returned - finished:.2f} s "
+        print(f"  run() called {first_created - called:.1f} s before the first task; returned {returned - finished:.2f} s "
               "after the report")
         print(f"  first task created          {at(first_created)}")
         print(f"  last task completed (sim)   {at(last_completion)}   (ideal {ideal_s:.1f} s, greedy schedule "
@@ -303,9 +308,13 @@ def main() -> None:
               f"{last_build[1] - last_build[0]:.1f} s, then {finished - last_build[1]:.1f} s to the report")
         rendered_per_s = audio_min * 60 / ideal_s
         assembled_per_s = last_audio_s / encode_s
-        print(f"  pace: the API delivers {rendered_per_s:.0f} s of audio a second (ideal); one chapter encode "
-              f"takes {assembled_per_s:.0f} s of audio a second on {default_workers()} worker(s)"
-              f"{' -- slower: chapters queue' if assembled_per_s * default_workers() < rendered_per_s else ''}")
+        without_aac_s, _ = encode_alone(dataclasses.replace(manifest, audio=dataclasses.replace(
+            manifest.audio, m4b=False)), last_chapter, workdir / "scratch")
+        print(f"  the last chapter encoded alone: {encode_s:.1f} s; without its AAC share of the book (M4B off) "
+              f"{without_aac_s:.1f} s")
+        print(f"  pace: the API delivers {rendered_per_s:.0f} s of audio a second (ideal); a chapter encode does "
+              f"{assembled_per_s:.0f} s of audio a second, on {default_workers()} worker process(es)"
+              f"{': chapters queue for the workers' if assembled_per_s * default_workers() < rendered_per_s else ''}")
         print(f"first task -> finished book: {run_s:.1f} s; ideal {ideal_s:.1f} s + the last chapter ({last_chapter}, "
               f"{last_audio_s / 60:.1f} min) encoded alone {encode_s:.1f} s = {ideal_s + encode_s:.1f} s; "
               f"ratio {ratio:.2f} (aim <= {RATIO_AIM})")
@@ -331,14 +340,15 @@ def main() -> None:
         changed = sorted(name for name in after if before.get(name) != after[name])
         removed = sorted(name for name in before if name not in after)
         groups = classify(changed, chapter_id=chapter.id, track=chapter.number)
-        rebuilt = sorted(rerun_stamps.builds)
+        rebuilt = sorted(rerun_stamps.rebuilt)
         rebuild_encode_s, rebuilt_audio_s = encode_alone(edited, chapter.id, workdir / "scratch")
         rebuild_ratio = rerun_s / rebuild_encode_s
 
         print(f"\n2. after a one-sentence edit ({what}): the plan renders {pending.to_render} chunk(s)")
         rerun_tasks = [t for t in rerun_ledger["tasks"] if t["kind"] == "audio"]
-        print(f"  tasks rendered again: {len(rerun_tasks)} (each {FAST_RENDER_S:g} s at the simulator); "
-              f"chapters rebuilt: {', '.join(rebuilt) or 'none'}")
+        print(f"  tasks rendered again: {len(rerun_tasks)} (each {FAST_RENDER_S:g} s at the simulator); chapters sent "
+              f"to the workers: {len(rerun_stamps.builds)}, rebuilt: {', '.join(rebuilt) or 'none'} (the others "
+              "were found up to date)")
         if rerun_tasks and rerun_stamps.builds:
             created = min(t["created"] for t in rerun_tasks)
             submitted, built = rerun_stamps.builds[chapter.id] if chapter.id in rerun_stamps.builds else (0.0, 0.0)
@@ -360,7 +370,7 @@ def main() -> None:
             args.json_out.write_text(json.dumps({
                 "chapters": len(manifest.chapters), "chunks": len(chunks), "audio_min": audio_min,
                 "concurrency": args.concurrency, "run_s": run_s, "ideal_s": ideal_s, "encode_last_s": encode_s,
-                "ratio": ratio, "tail_s": tail_s, "rerun_s": rerun_s, "rebuild_encode_s": rebuild_encode_s,
+                "ratio": ratio, "tail_s": tail_s, "encode_last_without_aac_s": without_aac_s, "rerun_s": rerun_s, "rebuild_encode_s": rebuild_encode_s,
                 "rebuild_ratio": rebuild_ratio, "tasks_rerendered": len(rerun_tasks),
                 "chapters_rebuilt": len(rebuilt), "other_files_rewritten": len(groups["other (should be none)"]),
                 "load_average": os.getloadavg()[0], "ffmpeg": ffmpeg_used(),

@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -59,6 +61,20 @@ def build_chapter(manifest: Manifest, chapter_plan: ChapterPlan, selected: Mappi
     return built
 
 
+def _leave_with_parent(parent: int) -> None:
+    """In a worker: exit as soon as the process that started it is gone (a ``kill -9`` of a run must not
+    leave idle workers behind; a pool's workers do not notice on their own)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="leave-with-parent", daemon=True).start()
+
+
+PARENT_CHECK_S = 0.5
+
+
 def default_workers() -> int:
     """Chapter workers beside the engine: every core but one (the engine, downloads and their checks)."""
     return max(1, (os.cpu_count() or 2) - 1)
@@ -78,7 +94,8 @@ class ChapterWorkers:
 
     def _executor(self) -> Executor | None:
         if self._pool is None and self._workers > 0:
-            self._pool = ProcessPoolExecutor(max_workers=self._workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(max_workers=self._workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_leave_with_parent, initargs=(os.getpid(),))
         return self._pool
 
     async def build(self, manifest: Manifest, chapter_plan: ChapterPlan, selected: Mapping[str, int]) -> ChapterOutput:

@@ -188,6 +188,9 @@ class RunOptions:
     simulate: bool = False
     rerender_expired: bool = False
     same_book: bool = False
+    # worker processes that build chapters beside the engine (None: every core but one; 0: none, in
+    # this process)
+    chapter_workers: int | None = None
     simulator_options: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -318,7 +321,7 @@ async def _run_books(books: Sequence[PreparedBook], journals: Sequence[Journal],
         for journal in journals:  # the tasks of an earlier simulator died with it
             journal.forget_tasks_in_flight()
     built: list[dict[str, ChapterOutput]] = [{} for _ in books]
-    with ChapterWorkers() as workers:
+    with ChapterWorkers(options.chapter_workers) as workers:
         async with SoundCloneClient.from_config(config) as client:
             engine = Engine(client=client, config=config, on_event=on_event)
             jobs = [BookJob(manifest=b.plan.manifest, chapters=b.plan.chapters, journal=j,

@@ -43,3 +43,20 @@ def test_assembly_benchmark_runs(tmp_path: Path) -> None:
     out = bench("assembly.py", "--minutes", "1", "--chunks", "4", "--json", str(tmp_path / "assembly.json")).stdout
     assert "wall-time ratio assemble/baseline" in out
     assert json.loads((tmp_path / "assembly.json").read_text(encoding="utf-8"))
+
+
+def test_overlap_benchmark_runs(tmp_path: Path) -> None:
+    out = bench("overlap.py", "--chapters", "2", "--chunks-per-chapter", "1", "--chunk-chars", "300",
+                "--task-base-s", "0.2", "--task-s-per-char", "0", "--json", str(tmp_path / "overlap.json")).stdout
+    assert "worst event-loop lag while chapters assemble" in out and "ffmpeg:" in out
+    figures = json.loads((tmp_path / "overlap.json").read_text(encoding="utf-8"))
+    assert figures["loop_lag_max_ms"] >= 0 and figures["c2d_max_s"] >= 0 and "baseline" in figures
+
+
+def test_tail_benchmark_runs(tmp_path: Path) -> None:
+    out = bench("tail.py", "--chapters", "2", "--chunks-per-chapter", "1", "--chunk-chars", "200",
+                "--task-base-s", "0.1", "--task-s-per-char", "0", "--poll", "0.05",
+                "--json", str(tmp_path / "tail.json")).stdout
+    assert "first task -> finished book" in out and "rerun after the edit" in out
+    figures = json.loads((tmp_path / "tail.json").read_text(encoding="utf-8"))
+    assert figures["ratio"] > 0 and figures["tasks_rerendered"] == 1 and figures["other_files_rewritten"] == 0

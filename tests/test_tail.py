@@ -98,9 +98,7 @@ def run_book(sim: Simulator, manifest: Path, **options: Any) -> RunReport:
     return report
 
 
-def in_process_workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``_run_books`` makes its own ``ChapterWorkers()`` (no seam to pass one in): build in this process."""
-    monkeypatch.setattr(runner, "ChapterWorkers", lambda: ChapterWorkers(workers=0))
+IN_PROCESS = {"chapter_workers": 0}  # RunOptions: chapters are built in this process, where they can be watched
 
 
 FileStamp = tuple[int, int, int]  # (inode, mtime_ns, size)
@@ -333,13 +331,12 @@ def test_each_chapter_is_assembled_once_per_run_and_a_rerun_writes_nothing(
     file committed into place, every fingerprint digest and every chunk decode can be counted."""
     manifest = book("once", {"a": chapter_text("alpha", 2, words=14), "b": chapter_text("bravo", 2, words=14),
                              "c": chapter_text("charlie", 2, words=14)})
-    in_process_workers(monkeypatch)
     seen = Recorder(monkeypatch)
     plan = runner.plan(runner.load(manifest))
     files = BookFiles(plan)
     cache = files.layout.cache
 
-    run_book(sim, manifest)
+    run_book(sim, manifest, **IN_PROCESS)
     assert sorted(seen.assembled) == [("a", True), ("b", True), ("c", True)], seen.assembled
     for chapter_id in files.chapter_ids:
         for path in files.chapter_files[chapter_id]:
@@ -355,7 +352,7 @@ def test_each_chapter_is_assembled_once_per_run_and_a_rerun_writes_nothing(
     book_bytes = hashlib.sha256(files.m4b.read_bytes()).hexdigest()
     tasks = sim.ledger()["tasks_created"]["audio"]
     seen.reset()
-    run_book(sim, manifest)
+    run_book(sim, manifest, **IN_PROCESS)
     assert sim.ledger()["tasks_created"]["audio"] == tasks
     assert sorted(seen.assembled) == [("a", False), ("b", False), ("c", False)], \
         f"a rerun with nothing changed rebuilt chapters: {seen.assembled}"
@@ -416,7 +413,6 @@ def test_pydub_does_the_per_chunk_work_and_never_holds_a_whole_chapter(
     the 6 s blocks the gain is applied in), in this process: one per chunk's decoded audio, one per
     trimmed and faded clip, pauses and gain blocks, none as long as the chapter."""
     manifest_path = book("segments", {"s1": chapter_text("sierra", 3)}, subtitles="off")
-    in_process_workers(monkeypatch)
     frames: list[int] = []
     segment_class = vars(segments)["AudioSegment"]  # pydub's class, as the audio adapter imported it
     init = segment_class.__init__
@@ -427,7 +423,7 @@ def test_pydub_does_the_per_chunk_work_and_never_holds_a_whole_chapter(
 
     with monkeypatch.context() as patch:
         patch.setattr(segment_class, "__init__", recording_init)
-        run_book(sim, manifest_path)
+        run_book(sim, manifest_path, **IN_PROCESS)
     built = assembly.existing_chapter(runner.load(manifest_path), "s1")
     assert built is not None and len(built.spans) == 3
 
@@ -464,3 +460,61 @@ def test_only_the_audio_adapter_uses_pydub() -> None:
     outside = {name: lines for name, lines in users.items() if not name.startswith(f"pipeline{os.sep}audio{os.sep}")}
     assert outside == {}, f"pydub used outside pipeline/audio: {outside}"
     assert f"pipeline{os.sep}audio{os.sep}segments.py" in users
+
+
+def _children(pid: int) -> set[int]:
+    """Processes whose parent is ``pid`` (read from /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to see the worker processes")
+def test_chapter_workers_leave_when_a_run_is_killed(sim: Simulator, book: Callable[..., Path]) -> None:
+    """A ``kill -9`` of a run must not leave idle chapter workers behind (a pool's workers do not notice
+    their parent is gone on their own)."""
+    import signal
+    import subprocess
+    import sys
+
+    from e2e_support import command_env
+
+    manifest = book("killed", {"a": chapter_text("alpha", 1), "b": chapter_text("bravo", 6)},
+                    api={"concurrency": 1})
+    env = {**command_env(sim), "SOUNDCLONE_API_KEY": KEY}
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", str(manifest)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        workers: set[int] = set()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            workers = {p for p in _children(proc.pid) if "spawn_main" in (Path("/proc") / str(p) / "cmdline")
+                       .read_bytes().decode(errors="replace")} if _alive(proc.pid) else set()
+            if workers:
+                break
+            time.sleep(0.05)
+        assert workers, "the run never started a chapter worker"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(_alive(p) for p in workers):
+            time.sleep(0.1)
+        assert not [p for p in workers if _alive(p)], "chapter workers outlived the killed run"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
