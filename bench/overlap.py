@@ -49,7 +49,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
-from engine import (  # noqa: E402  (bench/ is the script's folder)
+from engine import (
     JOURNAL_CALLS,
     KEY,
     MODEL,
@@ -330,8 +330,9 @@ def blocking_call_in(o: Outcome, t: float, lag: float) -> str:
 
 def worst_moments(o: Outcome, count: int = 4) -> list[str]:
     worst = sorted(((t, lag) for t, lag in o.watch.loop if t <= o.last_download), key=lambda s: -s[1])[:count]
-    return [f"{1000 * lag:.0f} ms at {t - o.start:.1f} s (side thread {1000 * thread_lag_around(t, lag, o.watch.thread):.0f}"
-            f" ms{blocking_call_in(o, t, lag)}{', building' if in_builds(t, o.builds) else ''})" for t, lag in worst]
+    return [f"{1000 * lag:.0f} ms at {t - o.start:.1f} s (side thread "
+            f"{1000 * thread_lag_around(t, lag, o.watch.thread):.0f} ms{blocking_call_in(o, t, lag)}"
+            f"{', building' if in_builds(t, o.builds) else ''})" for t, lag in worst]
 
 
 def slow_call_summary(o: Outcome) -> str:
@@ -393,8 +394,9 @@ def main() -> None:
         print("\nchapter builds while the engine runs (s from the engine's start; last download at "
               f"{assembling.last_download - assembling.start:.1f} s):")
         for chapter_id, (begin, end) in assembling.builds.items():
-            print(f"  {chapter_id}: audio in at {begin - assembling.start:5.1f}, built at {end - assembling.start:5.1f} "
-                  f"({end - begin:4.1f} s{', after the last download' if end > assembling.last_download else ''})")
+            print(f"  {chapter_id}: audio in at {begin - assembling.start:5.1f}, built at "
+                  f"{end - assembling.start:5.1f} ({end - begin:4.1f} s"
+                  f"{', after the last download' if end > assembling.last_download else ''})")
 
         print(f"\n{'':36}{'baseline (stub)':>16}{'assembling':>14}")
         rows = [

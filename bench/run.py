@@ -73,10 +73,11 @@ def main() -> None:
     if overlap:
         base = overlap["baseline"]
         row("loop lag while chapters build, worst", f"{overlap['loop_lag_max_ms']:.0f} ms "
-            f"({overlap['loop_blocked_max_ms']:.0f} ms not starvation)", f"stub assembly {base['loop_lag_max_ms']:.0f} ms "
+            f"({overlap['loop_blocked_max_ms']:.0f} ms not starvation)",
+            f"stub assembly {base['loop_lag_max_ms']:.0f} ms "
             f"({overlap['downloads_during_builds']} downloads during builds)", "< 100 ms")
-        row("completion-to-download, worst", f"{overlap['c2d_max_s']:.2f} s", f"stub assembly {base['c2d_max_s']:.2f} s",
-            "< 1 s")
+        row("completion-to-download, worst", f"{overlap['c2d_max_s']:.2f} s",
+            f"stub assembly {base['c2d_max_s']:.2f} s", "< 1 s")
     else:
         row("overlap", "FAILED", "", "")
     if assembly:
@@ -107,7 +108,8 @@ def main() -> None:
           f"load average now {os.getloadavg()[0]:.1f}")
     scripts = {"chunking": chunking, "engine": engine, "overlap": overlap, "assembly": assembly, "tail": tail}
     print("load average at the end of each script: " + ", ".join(
-        f"{name} {figures['load_average']:.1f}" for name, figures in scripts.items() if figures))
+        f"{name} {figures['load_average']:.1f}" for name, figures in scripts.items()
+        if figures and "load_average" in figures))
     used = next((f["ffmpeg"] for f in (tail, overlap) if f and "ffmpeg" in f), None)
     if used:
         print(f"ffmpeg: {used}")

@@ -50,8 +50,8 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
-from engine import KEY, WORDS, admin_ledger, greedy_makespan, start_simulator, stop  # noqa: E402
-from overlap import ffmpeg_used, write_book  # noqa: E402
+from engine import KEY, WORDS, admin_ledger, greedy_makespan, start_simulator, stop
+from overlap import ffmpeg_used, write_book
 
 RATIO_AIM = 1.3
 REBUILD_AIM = 3.0
@@ -79,9 +79,9 @@ def stamped(stamps: Stamps) -> Iterator[None]:
     from pipeline.client import SoundCloneClient
     from pipeline.finishing import ChapterWorkers
 
-    originals = [(SoundCloneClient, "download", SoundCloneClient.download), (ChapterWorkers, "build", ChapterWorkers.build),
-                 (runner, "finish_book", runner.finish_book), (export, "export_book", export.export_book),
-                 (delivery, "check_delivery", delivery.check_delivery)]
+    originals = [(SoundCloneClient, "download", SoundCloneClient.download),
+                 (ChapterWorkers, "build", ChapterWorkers.build), (runner, "finish_book", runner.finish_book),
+                 (export, "export_book", export.export_book), (delivery, "check_delivery", delivery.check_delivery)]
     download, build, finish_book = SoundCloneClient.download, ChapterWorkers.build, runner.finish_book
     export_book, check_delivery = export.export_book, delivery.check_delivery
 
@@ -123,13 +123,14 @@ def stamped(stamps: Stamps) -> Iterator[None]:
             setattr(owner, name, original)
 
 
-def run_book(manifest_path: Path, base_url: str, stamps: Stamps):
+def run_book(manifest_path: Path, base_url: str, stamps: Stamps, *, workers: int | None):
     """One run of the book through the library entry point, as ``audiobook run`` calls it."""
     from pipeline import runner
     from pipeline.config import ENV_API_KEY
 
     with stamped(stamps):
-        report = runner.run([runner.load(manifest_path)], options=runner.RunOptions(base_url=base_url),
+        report = runner.run([runner.load(manifest_path)],
+                            options=runner.RunOptions(base_url=base_url, chapter_workers=workers),
                             env={ENV_API_KEY: KEY})
     if not report.ok:
         failures = [f"{f.chapter_id} {f.chunk_index}: {f.reason}" for b in report.books for f in b.failures]
@@ -197,7 +198,7 @@ def classify(changed: list[str], *, chapter_id: str, track: int) -> dict[str, li
     for name in changed:
         base = Path(name).name
         if name.startswith(stem + ".") or base in (f"chapter-{chapter_id}.json", f"{chapter_id}.aac") \
-                or base.startswith((f"{stem}.", f"{chapter_id}.aac.")) and "measurements" in name:
+                or (base.startswith((f"{stem}.", f"{chapter_id}.aac.")) and "measurements" in name):
             groups["edited chapter"].append(name)
         elif name.endswith(".m4b") or base == "book.json":
             groups["book"].append(name)
@@ -223,6 +224,9 @@ def main() -> None:
     parser.add_argument("--task-base-s", type=float, default=0.5, help="render time of every task (default 0.5)")
     parser.add_argument("--task-s-per-char", type=float, default=0.004,
                         help="extra render time per billed character (default 0.004: 40 s for a full task)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="chapter worker processes (RunOptions.chapter_workers; default: the runner's, every "
+                             "core but one)")
     parser.add_argument("--edit-chapter", type=int, help="the chapter edited for the rebuild (default: the middle one)")
     parser.add_argument("--workdir", type=Path, help="keep the book, journal and cache here")
     parser.add_argument("--json", dest="json_out", type=Path, help="also write the figures here (for bench/run.py)")
@@ -233,6 +237,7 @@ def main() -> None:
     from pipeline.layout import BookLayout
     from pipeline.voices import ENV_VOICES
 
+    workers = default_workers() if args.workers is None else args.workers
     temp = None
     workdir = args.workdir
     if workdir is None:
@@ -252,14 +257,14 @@ def main() -> None:
         print(f"book: {len(manifest.chapters)} chapters, {len(chunks)} chunks ({min(c.billed_chars for c in chunks)}-"
               f"{max(c.billed_chars for c in chunks)} characters), about {audio_min:.0f} min of audio; concurrency "
               f"{args.concurrency}, poll {args.poll:g} s; render {args.task_base_s:g} s + {args.task_s_per_char:g} s "
-              f"a character; sentence subtitles, M4B, ACX check; chapter workers {default_workers()}")
+              f"a character; sentence subtitles, M4B, ACX check; chapter workers {workers}")
         print(f"ffmpeg: {ffmpeg_used()}")
 
         # --- 1. the whole run --------------------------------------------------------------------
         simulator, base_url = start_simulator(args, workdir / "simulator.log")
         stamps = Stamps()
         called = time.time()
-        run_book(manifest_path, base_url, stamps)
+        run_book(manifest_path, base_url, stamps, workers=args.workers)
         returned = time.time()
         ledger = admin_ledger(base_url)
         stop(simulator)
@@ -285,17 +290,17 @@ def main() -> None:
             return f"{t - first_created:6.1f} s"
 
         print(f"\n1. the whole run: {len(tasks)} tasks, M4B {book_file.name} ({book_file.stat().st_size / 1e6:.1f} MB)")
-        print(f"  run() called {first_created - called:.1f} s before the first task; returned {returned - finished:.2f} s "
-              "after the report")
+        print(f"  run() called {first_created - called:.1f} s before the first task; returned "
+              f"{returned - finished:.2f} s after the report")
         print(f"  first task created          {at(first_created)}")
         print(f"  last task completed (sim)   {at(last_completion)}   (ideal {ideal_s:.1f} s, greedy schedule "
               f"{schedule_s:.1f} s)")
         print(f"  last audio download landed  {at(last_download)}")
         worker_free = first_created
         for chapter_id, (submitted, built) in sorted(stamps.builds.items(), key=lambda kv: kv[1][0]):
-            began = max(submitted, worker_free) if default_workers() == 1 else submitted
+            began = max(submitted, worker_free) if workers == 1 else submitted
             worker_free = built
-            queued = f", queued {began - submitted:4.1f} s" if default_workers() == 1 else ""
+            queued = f", queued {began - submitted:4.1f} s" if workers == 1 else ""
             print(f"  {chapter_id}: audio in {at(submitted)}, built {at(built)} ({built - submitted:4.1f} s{queued})")
         if stamps.finish:
             print(f"  finish_book                 {at(stamps.finish[0])} -> {at(stamps.finish[1])} (join "
@@ -313,8 +318,8 @@ def main() -> None:
         print(f"  the last chapter encoded alone: {encode_s:.1f} s; without its AAC share of the book (M4B off) "
               f"{without_aac_s:.1f} s")
         print(f"  pace: the API delivers {rendered_per_s:.0f} s of audio a second (ideal); a chapter encode does "
-              f"{assembled_per_s:.0f} s of audio a second, on {default_workers()} worker process(es)"
-              f"{': chapters queue for the workers' if assembled_per_s * default_workers() < rendered_per_s else ''}")
+              f"{assembled_per_s:.0f} s of audio a second, on {max(workers, 1)} worker process(es)"
+              f"{': chapters queue for the workers' if assembled_per_s * max(workers, 1) < rendered_per_s else ''}")
         print(f"first task -> finished book: {run_s:.1f} s; ideal {ideal_s:.1f} s + the last chapter ({last_chapter}, "
               f"{last_audio_s / 60:.1f} min) encoded alone {encode_s:.1f} s = {ideal_s + encode_s:.1f} s; "
               f"ratio {ratio:.2f} (aim <= {RATIO_AIM})")
@@ -331,7 +336,7 @@ def main() -> None:
         simulator, base_url = start_simulator(fast, workdir / "simulator-rerun.log")
         rerun_stamps = Stamps()
         begin = time.time()
-        run_book(manifest_path, base_url, rerun_stamps)
+        run_book(manifest_path, base_url, rerun_stamps, workers=args.workers)
         rerun_s = time.time() - begin
         rerun_ledger = admin_ledger(base_url)
         stop(simulator)
@@ -351,7 +356,7 @@ def main() -> None:
               "were found up to date)")
         if rerun_tasks and rerun_stamps.builds:
             created = min(t["created"] for t in rerun_tasks)
-            submitted, built = rerun_stamps.builds[chapter.id] if chapter.id in rerun_stamps.builds else (0.0, 0.0)
+            submitted, built = rerun_stamps.builds.get(chapter.id, (0.0, 0.0))
             print(f"  run() -> first task {created - begin:.2f} s; its audio in {submitted - begin:.2f} s; chapter "
                   f"built {built - begin:.2f} s ({built - submitted:.2f} s in the worker, process start included); "
                   f"finish_book {rerun_stamps.finish[1] - rerun_stamps.finish[0]:.2f} s (join "
@@ -369,8 +374,10 @@ def main() -> None:
         if args.json_out:
             args.json_out.write_text(json.dumps({
                 "chapters": len(manifest.chapters), "chunks": len(chunks), "audio_min": audio_min,
-                "concurrency": args.concurrency, "run_s": run_s, "ideal_s": ideal_s, "encode_last_s": encode_s,
-                "ratio": ratio, "tail_s": tail_s, "encode_last_without_aac_s": without_aac_s, "rerun_s": rerun_s, "rebuild_encode_s": rebuild_encode_s,
+                "concurrency": args.concurrency, "workers": workers, "run_s": run_s, "ideal_s": ideal_s,
+                "encode_last_s": encode_s,
+                "ratio": ratio, "tail_s": tail_s, "encode_last_without_aac_s": without_aac_s, "rerun_s": rerun_s,
+                "rebuild_encode_s": rebuild_encode_s,
                 "rebuild_ratio": rebuild_ratio, "tasks_rerendered": len(rerun_tasks),
                 "chapters_rebuilt": len(rebuilt), "other_files_rewritten": len(groups["other (should be none)"]),
                 "load_average": os.getloadavg()[0], "ffmpeg": ffmpeg_used(),
