@@ -26,6 +26,8 @@ the message and exits non-zero; a traceback is shown only with ``--verbose``. Pr
     │   └── LinkExpired        a completed task's audio is gone at the API (its links stay dead)
     ├── AssemblyError          stitching, encoding or tagging a chapter failed
     ├── AudioToolError         ffmpeg is missing or failed
+    ├── SourceFileError        a manuscript given to `init` cannot be imported (corrupt, hostile, not
+    │                          what its name says); names the file and what is wrong; nothing written
     ├── StorageError           the file system refused a write or read (read-only, full, a file where a
     │                          folder should be); names the path and the fix; stops the batch
     └── StateError             the journal is unreadable, locked, from a newer version, or the output
@@ -170,6 +172,18 @@ class ApiUnhealthy(ApiError):
 class LinkExpired(DownloadError):
     """A completed task's audio cannot be fetched any more: its link is refused and a fresh query
     gives no working one. Only a new (paid) task replaces it."""
+
+
+class SourceFileError(PipelineError):
+    """A manuscript given to ``audiobook init`` cannot be imported. The message is one line: the file,
+    what is wrong with it (a corrupt archive, a zip bomb, an unsafe member name, XML entities, a DOCX
+    that is not one) and, where there is one, the fix."""
+
+    exit_code = 2
+
+    def __init__(self, path: object, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
 
 
 class StorageError(PipelineError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 # Why a part is not read aloud by default (issue 13, item 2). A part with ``skip`` set is still written
@@ -49,3 +50,17 @@ class SourceBook:
     year: int | None = None
     cover: tuple[bytes, str] | None = None
     notes: tuple[str, ...] = field(default=())  # what the reader noticed and the user should know
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How a reader cuts the source into parts (``audiobook init`` flags).
+
+    ``split_level``: the heading level that starts a chapter (1: ``Heading 1`` in DOCX, ``#`` in
+    Markdown, ``<h1>`` in HTML, top-level TOC entries in EPUB; 2 cuts at the level below instead).
+    ``chapter_pattern``: for plain text and Markdown, a line matching it (``re.fullmatch`` on the
+    stripped line) also starts a chapter.
+    """
+
+    split_level: int = 1
+    chapter_pattern: re.Pattern[str] | None = None
