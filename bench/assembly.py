@@ -8,7 +8,9 @@ files) once into a temporary folder, then runs, each in a fresh process so peak 
 
 * ``assemble_chapter`` (decode, trim, fade, pauses, loudness, limiter, room tone, one MP3 encode,
   tags, SRT/VTT), and
-* the baseline: ``ffmpeg -f concat`` of the same MP3s re-encoded to a 192 kbps MP3.
+* the baseline: ``ffmpeg -f concat`` of the same MP3s, decoded once and encoded to what assembly
+  encodes: the chapter MP3 at the manifest's bit rate and, as the book is on by default, the chapter's
+  AAC share of the M4B (ADTS at the M4B bit rate). With ``--no-m4b`` both sides encode the MP3 only.
 
 Prints wall time and peak resident memory (the process's own and its largest ffmpeg child, from
 ``getrusage``) for both, and the time ratio (aim: at most 1.5).
@@ -26,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -58,8 +61,15 @@ def generate(workdir: Path, *, minutes: float, chunks: int) -> None:
     (workdir / "chunks.json").write_text(json.dumps(rows), encoding="utf-8")
 
 
-def run_assembly(workdir: Path) -> dict[str, float]:
+def bench_manifest(workdir: Path, *, m4b: bool) -> Any:
     from audio_factory import make_manifest
+
+    from pipeline.models import AudioSettings
+
+    return make_manifest(workdir / "assembly", subtitles="sentence", audio=AudioSettings(m4b=m4b))
+
+
+def run_assembly(workdir: Path, *, m4b: bool) -> dict[str, float]:
 
     from pipeline.assembly import assemble_chapter
     from pipeline.models import ChapterPlan, ChapterSpec, Chunk, ChunkAudio, Voice
@@ -77,28 +87,33 @@ def run_assembly(workdir: Path) -> dict[str, float]:
         chunks.append(chunk)
         audio.append(ChunkAudio(chunk, workdir / f"chunk-{i:03d}.mp3", workdir / f"chunk-{i:03d}.json"))
     spec = ChapterSpec(id="bench", title="Bench", number=1, text="", voice=Voice(model_id="v"), language="English")
-    manifest = make_manifest(workdir / "assembly", subtitles="sentence")
+    manifest = bench_manifest(workdir, m4b=m4b)
     start = time.perf_counter()
     out = assemble_chapter(manifest=manifest, plan=ChapterPlan(spec, tuple(chunks)), audio=audio, track=1,
                            total_tracks=1, force=True)
     return {"seconds": time.perf_counter() - start, "audio_s": out.duration_s}
 
 
-def run_baseline(workdir: Path) -> dict[str, float]:
+def run_baseline(workdir: Path, *, m4b: bool) -> dict[str, float]:
     from pipeline.audio.ffmpeg import find_ffmpeg
 
+    audio = bench_manifest(workdir, m4b=m4b).audio
     files = sorted(workdir.glob("chunk-*.mp3"))
     listing = workdir / "concat.txt"
     listing.write_text("".join(f"file '{f}'\n" for f in files), encoding="utf-8")
+    outputs = ["-ac", "1", "-ar", str(audio.sample_rate_hz), "-c:a", "libmp3lame", "-b:a", f"{audio.bitrate_kbps}k",
+               str(workdir / "baseline.mp3")]
+    if m4b:
+        outputs += ["-ac", "1", "-ar", str(audio.sample_rate_hz), "-c:a", "aac", "-b:a", f"{audio.m4b_bitrate_kbps}k",
+                    "-f", "adts", str(workdir / "baseline.aac")]
     start = time.perf_counter()
-    subprocess.run([find_ffmpeg(), "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
-                    "-ac", "1", "-ar", "44100", "-c:a", "libmp3lame", "-b:a", "192k", str(workdir / "baseline.mp3")],
+    subprocess.run([find_ffmpeg(), "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing), *outputs],
                    check=True)
     return {"seconds": time.perf_counter() - start}
 
 
-def child(kind: str, workdir: Path) -> None:
-    result = run_assembly(workdir) if kind == "assembly" else run_baseline(workdir)
+def child(kind: str, workdir: Path, *, m4b: bool) -> None:
+    result = run_assembly(workdir, m4b=m4b) if kind == "assembly" else run_baseline(workdir, m4b=m4b)
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     result["rss_self_mb"] = me.ru_maxrss / 1024
     result["rss_children_mb"] = kids.ru_maxrss / 1024
@@ -106,8 +121,9 @@ def child(kind: str, workdir: Path) -> None:
     print(json.dumps(result))
 
 
-def measure(kind: str, workdir: Path) -> dict[str, float]:
-    proc = subprocess.run([sys.executable, __file__, "--child", kind, "--workdir", str(workdir)],
+def measure(kind: str, workdir: Path, *, m4b: bool) -> dict[str, float]:
+    proc = subprocess.run([sys.executable, __file__, "--child", kind, "--workdir", str(workdir),
+                           *([] if m4b else ["--no-m4b"])],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         sys.exit(f"{kind} failed:\n{proc.stderr}")
@@ -120,10 +136,12 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=200, help="number of chunks (default 200)")
     parser.add_argument("--workdir", type=Path, help="reuse or keep the generated audio here")
     parser.add_argument("--json", dest="json_out", type=Path, help="also write the figures here (for bench/run.py)")
+    parser.add_argument("--no-m4b", dest="m4b", action="store_false",
+                        help="no book: assembly and baseline encode the chapter MP3 only")
     parser.add_argument("--child", choices=("assembly", "baseline"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.workdir)
+        child(args.child, args.workdir, m4b=args.m4b)
         return
 
     temp = None
@@ -137,11 +155,14 @@ def main() -> None:
             start = time.perf_counter()
             generate(workdir, minutes=args.minutes, chunks=args.chunks)
             print(f"generated {args.chunks} chunks ({args.minutes:g} min) in {time.perf_counter() - start:.1f} s")
-        base = measure("baseline", workdir)
-        asm = measure("assembly", workdir)
+        base = measure("baseline", workdir, m4b=args.m4b)
+        asm = measure("assembly", workdir, m4b=args.m4b)
         print(f"chapter: {asm['audio_s'] / 60:.1f} min of audio from {args.chunks} chunks")
+        encodes = "MP3+AAC" if args.m4b else "MP3"
+        print(f"both sides encode the chapter's {encodes}"
+              f"{' (its MP3 and its AAC share of the M4B)' if args.m4b else ' (--no-m4b)'}")
         print(f"{'':24}{'wall s':>9}{'CPU s':>9}{'peak RSS MB (self)':>20}{'(largest child)':>17}")
-        for name, r in (("ffmpeg concat+encode", base), ("assemble_chapter", asm)):
+        for name, r in ((f"ffmpeg decode+{encodes}", base), ("assemble_chapter", asm)):
             print(f"{name:24}{r['seconds']:9.1f}{r['cpu_s']:9.1f}{r['rss_self_mb']:20.0f}"
                   f"{r['rss_children_mb']:17.0f}")
         print(f"wall-time ratio assemble/baseline: {asm['seconds'] / base['seconds']:.2f} (aim <= 1.5); "
@@ -150,7 +171,7 @@ def main() -> None:
               f"on {os.cpu_count()} cores (other work on the machine inflates wall time)")
         if args.json_out:
             args.json_out.write_text(json.dumps({
-                "chunks": args.chunks, "audio_min": asm["audio_s"] / 60, "assembly_s": asm["seconds"],
+                "chunks": args.chunks, "m4b": args.m4b, "audio_min": asm["audio_s"] / 60, "assembly_s": asm["seconds"],
                 "baseline_s": base["seconds"], "ratio": asm["seconds"] / base["seconds"],
                 "peak_rss_mb": max(asm["rss_self_mb"], asm["rss_children_mb"]),
                 "baseline_peak_rss_mb": max(base["rss_self_mb"], base["rss_children_mb"]),
