@@ -359,7 +359,7 @@ def main() -> None:
     parser.add_argument("--task-s-per-char", type=float, default=0.005,
                         help="extra render time per billed character (default 0.005: 4-5 s a task)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="chapter worker processes (default: the runner's, every core but one)")
+                        help="chapter worker processes (default: the runner's, one per core at a lower priority)")
     parser.add_argument("--workdir", type=Path, help="keep the books, journals and caches here")
     parser.add_argument("--json", dest="json_out", type=Path, help="also write the figures here (for bench/run.py)")
     args = parser.parse_args()

@@ -225,8 +225,8 @@ def main() -> None:
     parser.add_argument("--task-s-per-char", type=float, default=0.004,
                         help="extra render time per billed character (default 0.004: 40 s for a full task)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="chapter worker processes (RunOptions.chapter_workers; default: the runner's, every "
-                             "core but one)")
+                        help="chapter worker processes (RunOptions.chapter_workers; default: the runner's, one per "
+                             "core at a lower priority)")
     parser.add_argument("--edit-chapter", type=int, help="the chapter edited for the rebuild (default: the middle one)")
     parser.add_argument("--workdir", type=Path, help="keep the book, journal and cache here")
     parser.add_argument("--json", dest="json_out", type=Path, help="also write the figures here (for bench/run.py)")

@@ -61,9 +61,14 @@ def build_chapter(manifest: Manifest, chapter_plan: ChapterPlan, selected: Mappi
     return built
 
 
-def _leave_with_parent(parent: int) -> None:
-    """In a worker: exit as soon as the process that started it is gone (a ``kill -9`` of a run must not
-    leave idle workers behind; a pool's workers do not notice on their own)."""
+def _start_worker(parent: int) -> None:
+    """In a worker: yield the CPU to the engine (its downloads and polls must not wait behind a chapter
+    encode; the ffmpeg children inherit the niceness), and exit as soon as the process that started it
+    is gone (a ``kill -9`` of a run must not leave idle workers behind; a pool's workers do not notice
+    on their own)."""
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICENESS)
+
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(PARENT_CHECK_S)
@@ -73,11 +78,18 @@ def _leave_with_parent(parent: int) -> None:
 
 
 PARENT_CHECK_S = 0.5
+WORKER_NICENESS = 10
 
 
 def default_workers() -> int:
-    """Chapter workers beside the engine: every core but one (the engine, downloads and their checks)."""
-    return max(1, (os.cpu_count() or 2) - 1)
+    """Chapter workers beside the engine: one per core the process may use. They run at a lower
+    priority (:data:`WORKER_NICENESS`), so the engine, which needs little CPU but needs it at once,
+    is never starved by them, and no core idles while chapters wait."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, cores)
 
 
 class ChapterWorkers:
@@ -95,7 +107,7 @@ class ChapterWorkers:
     def _executor(self) -> Executor | None:
         if self._pool is None and self._workers > 0:
             self._pool = ProcessPoolExecutor(max_workers=self._workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_leave_with_parent, initargs=(os.getpid(),))
+                                             initializer=_start_worker, initargs=(os.getpid(),))
         return self._pool
 
     async def build(self, manifest: Manifest, chapter_plan: ChapterPlan, selected: Mapping[str, int]) -> ChapterOutput:

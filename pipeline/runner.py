@@ -188,8 +188,8 @@ class RunOptions:
     simulate: bool = False
     rerender_expired: bool = False
     same_book: bool = False
-    # worker processes that build chapters beside the engine (None: every core but one; 0: none, in
-    # this process)
+    # worker processes that build chapters beside the engine (None: one per core, at a lower priority;
+    # 0: none, in this process)
     chapter_workers: int | None = None
     simulator_options: Mapping[str, Any] = field(default_factory=dict)
 

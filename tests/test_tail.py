@@ -518,3 +518,19 @@ def test_chapter_workers_leave_when_a_run_is_killed(sim: Simulator, book: Callab
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_chapter_workers_run_below_the_engines_priority() -> None:
+    """The workers (and the ffmpeg children they start) are niced, so a chapter encode on every core
+    never delays the engine's polls and downloads."""
+    import concurrent.futures
+    import multiprocessing
+
+    from pipeline.finishing import WORKER_NICENESS, _start_worker
+
+    mine = os.nice(0)
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=_start_worker, initargs=(os.getpid(),)) as pool:
+        theirs = pool.submit(os.nice, 0).result(timeout=60)
+    assert theirs == min(mine + WORKER_NICENESS, 19)
+    assert os.nice(0) == mine  # the run itself keeps its priority
