@@ -139,10 +139,12 @@ class ChapterOutput:
     spans: tuple[ChunkSpan, ...] = field(default=(), repr=False)
     warnings: tuple[str, ...] = ()
     # The chapter's share of the book: its AAC as ADTS frames (joined to the others by stream copy),
-    # the bit rate it was encoded at and its length in frames; None when the book is not made.
+    # the bit rate and coder it was encoded with and its length in frames; None when the book is not
+    # made. (States written before the coder was recorded were all encoded with ``twoloop``.)
     aac_path: Path | None = None
     aac_bitrate_kbps: int = 0
     aac_frames: int = 0
+    aac_coder: str = "twoloop"
 
     @property
     def paths(self) -> tuple[Path, ...]:
@@ -552,18 +554,25 @@ def _write_state(path: Path, fingerprint: str, files: dict[str, int], result: Ch
                                        indent=1, default=str))
 
 
-def _aac_intact(chapter: ChapterOutput, bitrate_kbps: int) -> bool:
+def book_aac_coder(manifest: Manifest) -> str:
+    """The AAC coder of the book's chapter parts: ``fast`` (most of a chapter's build is its AAC), but
+    ``twoloop`` for a delivery profile that sets a floor on the M4B's bit rate (Google Play's 128 kbps),
+    which the fast coder's average may miss."""
+    return "twoloop" if manifest.audio.profile == "google-play" else "fast"
+
+
+def _aac_intact(chapter: ChapterOutput, bitrate_kbps: int, coder: str) -> bool:
     return (chapter.aac_path is not None and chapter.aac_bitrate_kbps == bitrate_kbps and chapter.aac_frames > 0
-            and chapter.aac_path.is_file())
+            and chapter.aac_coder == coder and chapter.aac_path.is_file())
 
 
-def _encode_book_share(chapter: ChapterOutput, target: Path, *, bitrate_kbps: int) -> ChapterOutput:
+def _encode_book_share(chapter: ChapterOutput, target: Path, *, bitrate_kbps: int, coder: str) -> ChapterOutput:
     """Encode a built chapter's share of the book from its MP3 (when the book was turned on, or its bit
     rate changed, after the chapter was built)."""
     sr = chapter.sample_rate_hz
     with fsio.TempFiles(fsio.ensure_dir(target.parent)) as temps:
         tmp = temps.new(target.name)
-        with ffmpeg.aac_encoder(tmp, sample_rate_hz=sr, bitrate_kbps=bitrate_kbps,
+        with ffmpeg.aac_encoder(tmp, sample_rate_hz=sr, bitrate_kbps=bitrate_kbps, coder=coder,
                                 what=f"chapter {chapter.chapter_id!r} for the book", container="adts") as encoder, \
                 ffmpeg.stream_pcm(chapter.audio_path, sample_rate_hz=sr,
                                   label=f"chapter {chapter.chapter_id!r}") as blocks:
@@ -571,17 +580,18 @@ def _encode_book_share(chapter: ChapterOutput, target: Path, *, bitrate_kbps: in
                 encoder.write(block)
         frames = ffmpeg.adts_frames(tmp)
         temps.commit(tmp, target)
-    return dataclasses.replace(chapter, aac_path=target, aac_bitrate_kbps=bitrate_kbps, aac_frames=frames)
+    return dataclasses.replace(chapter, aac_path=target, aac_bitrate_kbps=bitrate_kbps, aac_frames=frames,
+                               aac_coder=coder)
 
 
 def ensure_book_share(manifest: Manifest, chapter: ChapterOutput) -> ChapterOutput:
     """``chapter`` with its share of the book (its AAC at the manifest's M4B bit rate), encoding it from
     the chapter's MP3 only when it is missing or of another bit rate; the chapter's state remembers it."""
-    bitrate = manifest.audio.m4b_bitrate_kbps
-    if _aac_intact(chapter, bitrate):
+    bitrate, coder = manifest.audio.m4b_bitrate_kbps, book_aac_coder(manifest)
+    if _aac_intact(chapter, bitrate, coder):
         return chapter
     layout = BookLayout(Path(manifest.output))
-    done = _encode_book_share(chapter, layout.chapter_aac(chapter.chapter_id), bitrate_kbps=bitrate)
+    done = _encode_book_share(chapter, layout.chapter_aac(chapter.chapter_id), bitrate_kbps=bitrate, coder=coder)
     state_path = layout.chapter_state(chapter.chapter_id)
     state = read_state(state_path)
     if state is not None and isinstance(state.get("files"), dict):
@@ -618,13 +628,14 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
     fingerprint = _fingerprint(manifest=manifest, plan=plan, audio=items, track=track, total_tracks=total_tracks)
     old_state = read_state(state_path)
     aac_kbps = manifest.audio.m4b_bitrate_kbps if manifest.audio.m4b else 0
+    aac_coder = book_aac_coder(manifest)
     if (not force and old_state is not None and old_state.get("fingerprint") == fingerprint
             and _outputs_intact(old_state, output)):
         done = ChapterOutput.from_json(old_state["output"], folder=output, rebuilt=False)
         if not aac_kbps:  # the book is not made (any more): the chapter has no share of it
             done = dataclasses.replace(done, aac_path=None, aac_bitrate_kbps=0, aac_frames=0)
-        elif not _aac_intact(done, aac_kbps):
-            done = _encode_book_share(done, layout.chapter_aac(chapter.id), bitrate_kbps=aac_kbps)
+        elif not _aac_intact(done, aac_kbps, aac_coder):
+            done = _encode_book_share(done, layout.chapter_aac(chapter.id), bitrate_kbps=aac_kbps, coder=aac_coder)
             _write_state(state_path, fingerprint, old_state["files"], done)
         return done
 
@@ -654,7 +665,7 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
                     temp_mp3, sample_rate_hz=sr, bitrate_kbps=settings.bitrate_kbps, what=f"chapter {chapter.id!r}"))
                 aac = None if temp_aac is None else encoders.enter_context(ffmpeg.aac_encoder(
                     temp_aac, sample_rate_hz=sr, bitrate_kbps=aac_kbps, what=f"chapter {chapter.id!r} for the book",
-                    container="adts"))
+                    container="adts", coder=aac_coder))
                 for block in render_chapter_pcm(pcm, total=first.samples, gain=gain, ceiling=ceiling,
                                                 sample_rate_hz=sr, room_tone_db=settings.room_tone_db):
                     mp3.write(block)
@@ -693,7 +704,7 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
         gain_db=20 * math.log10(gain), head=first.head, tail=first.tail, pause_after=first.pause_after,
         spans=tuple(first.spans), warnings=tuple(warnings),
         aac_path=aac_path if aac_frames else None, aac_bitrate_kbps=aac_kbps if aac_frames else 0,
-        aac_frames=aac_frames,
+        aac_frames=aac_frames, aac_coder=aac_coder,
     )
     files = {p.name: p.stat().st_size for p in final.values()}
     _write_state(state_path, fingerprint, files, result)

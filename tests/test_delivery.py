@@ -60,10 +60,18 @@ def test_a_bad_file_fails_with_each_reason(outputs: tuple[Manifest, ChapterOutpu
     assert "loud.mp3: error: bit rate 128 kbps (wanted 192 kbps)" in table
 
 
-def test_google_play_only_warns_on_loudness(outputs: tuple[Manifest, ChapterOutput, Path, Path]) -> None:
-    manifest, chapter, book, loud = outputs
-    gp = replace(manifest, audio=replace(manifest.audio, profile="google-play"))
-    report = check_delivery(manifest=gp, files=[chapter.audio_path, book, loud])
+def test_google_play_only_warns_on_loudness(outputs: tuple[Manifest, ChapterOutput, Path, Path],
+                                            tmp_path: Path) -> None:
+    manifest, chapter, _, loud = outputs
+    assert chapter.aac_coder == "fast"  # the default profile's book parts: the fast coder
+    # A Google Play book's parts hold the 128 kbps floor: its chapters' AAC is encoded with twoloop.
+    gp = replace(manifest, output=tmp_path / "gp", audio=replace(manifest.audio, profile="google-play"))
+    built = build_chapter(tmp_path / "cache", subtitles=False)
+    gp_chapter = assemble_chapter(manifest=gp, plan=built.plan, audio=built.audio, track=1, total_tracks=1)
+    assert gp_chapter.aac_coder == "twoloop"
+    book = export_book(manifest=gp, chapters=[gp_chapter])
+    assert book is not None
+    report = check_delivery(manifest=gp, files=[gp_chapter.audio_path, book, loud])
     loud_report = report.files[2]
     assert not loud_report.passed  # 32 kHz is under Google's 44.1 kHz minimum
     assert {c.name for c in loud_report.checks if not c.passed and c.severity == "error"} == {"sample rate"}

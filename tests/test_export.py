@@ -127,3 +127,25 @@ def test_slugify() -> None:
     assert slugify("The Tone Book: Part 1") == "the-tone-book-part-1"
     assert slugify("红楼梦 (上)") == "红楼梦-上"
     assert slugify("???") == "audiobook"
+
+
+def test_a_profile_with_a_bit_rate_floor_re_encodes_only_the_book_parts(tmp_path: Path) -> None:
+    """The default book parts use the fast AAC coder; switching to Google Play (a 128 kbps floor the fast
+    coder may miss) re-encodes each chapter's AAC part with twoloop, once, and leaves its MP3 alone."""
+    manifest = make_manifest(tmp_path, subtitles="off")
+    built = build_chapter(tmp_path / "cache", subtitles=False)
+
+    def assemble(m: Manifest) -> ChapterOutput:
+        return assemble_chapter(manifest=m, plan=built.plan, audio=built.audio, track=1, total_tracks=1)
+
+    first = assemble(manifest)
+    assert first.rebuilt and first.aac_coder == "fast" and first.aac_path is not None
+    mp3_stamp, aac_stamp = first.audio_path.stat().st_mtime_ns, first.aac_path.stat().st_mtime_ns
+    gp = replace(manifest, audio=replace(manifest.audio, profile="google-play"))
+    second = assemble(gp)
+    assert not second.rebuilt and second.aac_coder == "twoloop" and second.aac_path == first.aac_path
+    assert second.audio_path.stat().st_mtime_ns == mp3_stamp
+    assert second.aac_path.stat().st_mtime_ns != aac_stamp
+    again = assemble(gp)  # the state remembers the coder: nothing is encoded again
+    assert again.aac_coder == "twoloop" and again.aac_path is not None
+    assert again.aac_path.stat().st_mtime_ns == second.aac_path.stat().st_mtime_ns
