@@ -411,6 +411,102 @@ def stitch(manifest: Path, chapters: tuple[str, ...], force: bool, simulate: boo
         click.echo(f"wrote {path}")
 
 
+def _chapter_pattern(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    import re
+
+    if value is None:
+        return None
+    try:
+        pattern = re.compile(value)
+    except re.error as exc:
+        raise click.BadParameter(f"{value!r} is not a valid regular expression ({exc})") from None
+    if pattern.fullmatch(""):
+        raise click.BadParameter(f"{value!r} matches an empty line, so every blank line would start a chapter")
+    return pattern
+
+
+@main.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), metavar="DIR",
+              help="The book folder (default: a folder named after the book's title, beside SOURCE).")
+@click.option("--chapter-pattern", callback=_chapter_pattern, metavar="REGEX",
+              help="Plain text and Markdown: a line matching REGEX (the whole stripped line) starts a chapter.")
+@click.option("--split-level", type=click.IntRange(1, 6), default=1, show_default=True, metavar="N",
+              help="The heading level that starts a chapter (2: split at Heading 2 / ## / <h2> instead).")
+@click.option("--update", is_flag=True, help="Merge a revised manuscript into the folder: only changed chapter "
+              "files are rewritten; ids and every edit in book.yaml are kept.")
+@click.option("--force", is_flag=True, help="Rewrite book.yaml and the chapter files of an existing folder "
+              "(deletes nothing: audio, the journal and the build folder stay).")
+@click.option("--voice", "voice_name", metavar="NAME", help="The book's voice: a voice registry name "
+              "(`audiobook voice list`).")
+@click.option("--model-id", metavar="ID", help="The book's voice as a raw modelId instead of --voice.")
+@click.option("--json", "as_json", is_flag=True, help="Print the parts and what was done as JSON.")
+def init(source: Path, out: Path | None, chapter_pattern: Any, split_level: int, update: bool, force: bool,
+         voice_name: str | None, model_id: str | None, as_json: bool) -> None:
+    """Turn a manuscript (.epub, .docx, .md, .txt, .html) into a book folder that `plan` and `run` accept.
+
+    Writes DIR/book.yaml, DIR/chapters/NN-<slug>.md (every part, in reading order) and the cover.
+    Parts that are not read aloud (contents, copyright, index, ...) are written too and listed in
+    book.yaml commented out, with the reason: delete the `#` to read one. The source is read completely
+    before anything is written; a folder that has a book.yaml is refused without --update or --force.
+    """
+    from pipeline.importer.folder import VoiceChoice, init_folder
+    from pipeline.importer.model import ReadOptions
+    from pipeline.voices import resolve_voice_name
+
+    if voice_name is not None and model_id is not None:
+        raise click.UsageError("give --voice NAME or --model-id ID, not both")
+    if update and force:
+        raise click.UsageError("give --update (merge, keeping your edits) or --force (rewrite), not both")
+    if update and (voice_name is not None or model_id is not None):
+        raise click.UsageError("--update keeps the voice book.yaml has; edit its `voice:` instead of --voice or "
+                               "--model-id")
+    for flag, value in (("--voice", voice_name), ("--model-id", model_id)):
+        if value is not None and not value.strip():
+            raise click.UsageError(f"{flag} is blank")
+    result = init_folder(source, out=out, options=ReadOptions(split_level=split_level, chapter_pattern=chapter_pattern),
+                         voice=VoiceChoice(name=voice_name, model_id=model_id), update=update, force=force,
+                         voice_resolver=resolve_voice_name)
+    if as_json:
+        from pipeline.importer.folder import result_to_json
+
+        click.echo(json.dumps(result_to_json(result), ensure_ascii=False, indent=2))
+        return
+    click.echo(render_import(result))
+
+
+def render_import(result: Any) -> str:
+    """The ``init`` report: every part in reading order, then the notes, the folder and the next command."""
+    import shlex
+
+    rows = result.rows
+    number = max([len(str(r.index)) for r in rows if r.index is not None] + [2])
+    title_width = min(max([_width(r.title) for r in rows] + [5]), 40)
+    read_as = ["chapter" if r.chapter else "skipped (removed from the source)" if r.status == "removed"
+               else f"skipped ({r.skip_reason})" for r in rows]
+    read_width = min(max([_width(a) for a in read_as] + [7]), 48)
+    status = " status   " if result.updated else " "
+    lines = [f"{'#':>{number}} {_cell('title', title_width)} {'chars':>9} {_cell('read as', read_width)}{status}file"]
+    for row, how in zip(rows, read_as, strict=True):
+        index = f"{row.index:0{number}d}" if row.index is not None else "-" * number
+        state = f" {row.status:<9}" if result.updated else ""
+        lines.append(f"{index:>{number}} {_cell(row.title, title_width)} {row.chars:>9,} {_cell(how, read_width)}"
+                     f"{state} {row.file}")
+    chapters = sum(1 for r in rows if r.chapter)
+    skipped = sum(1 for r in rows if not r.chapter and r.status != "removed")
+    summary = f"{chapters} chapter(s), {skipped} part(s) not read aloud"
+    if result.updated:
+        counts = {s: sum(1 for r in rows if r.status == s) for s in ("changed", "unchanged", "new", "removed")}
+        summary += "; " + ", ".join(f"{n} {s}" for s, n in counts.items())
+    lines.append(summary)
+    lines += [f"note: {note}" for note in result.notes]
+    written = len(result.written)
+    lines.append(f"folder: {result.folder} ({written} file(s) written)" if written
+                 else f"folder: {result.folder} (nothing changed)")
+    lines.append(f"next: audiobook plan {shlex.quote(str(result.manifest))}")
+    return "\n".join(lines)
+
+
 @main.command()
 def schema() -> None:
     """Print the manifest's JSON Schema (for editor completion and validation)."""

@@ -11,3 +11,55 @@ aloud and which are skipped (never dropped: a skipped part is written too, comme
 :mod:`pipeline.importer.folder` writes the folder and, with ``--update``, merges a revised manuscript into
 an existing one without losing the user's edits.
 """
+
+from __future__ import annotations
+
+import importlib
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+from pipeline.errors import SourceFileError
+from pipeline.importer.model import ReadOptions, SourceBook
+
+# Suffix -> the reader module that owns it (imported only when a file of its kind is read: each pulls
+# in its own third-party library).
+READERS = {
+    ".epub": "epub",
+    ".docx": "docx",
+    ".md": "plain", ".markdown": "plain", ".txt": "plain",
+    ".html": "html", ".htm": "html", ".xhtml": "html",
+}
+SUPPORTED = ", ".join(READERS)
+
+
+def read_book(path: Path, options: ReadOptions | None = None) -> SourceBook:
+    """Read the manuscript at ``path`` with the reader for its suffix (:data:`READERS`).
+
+    Raises :class:`~pipeline.errors.SourceFileError` (one line: the file, what is wrong, the fix) for an
+    unsupported suffix, a file that is missing, not a regular file or unreadable, and whatever the
+    reader finds wrong inside it. Nothing is written.
+    """
+    suffix = path.suffix.lower()
+    name = READERS.get(suffix)
+    if name is None:
+        kind = f"a {suffix} file" if suffix else "a file without an extension"
+        raise SourceFileError(path, f"is {kind}, which `audiobook init` cannot read; give one of {SUPPORTED} "
+                                    "(export the manuscript to EPUB or DOCX if need be)")
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise SourceFileError(path, "does not exist; check the path") from None
+    except OSError as exc:
+        raise SourceFileError(path, f"cannot be read ({exc.strerror or exc}); check the path and its "
+                                    "permissions") from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise SourceFileError(path, f"is a folder; give the manuscript file itself ({SUPPORTED})")
+    if not stat.S_ISREG(info.st_mode):
+        raise SourceFileError(path, "is not a regular file (a pipe or a device?); give the manuscript file")
+    reader: Callable[[Path, ReadOptions], SourceBook] = importlib.import_module(f"pipeline.importer.{name}").read
+    try:
+        return reader(path, options or ReadOptions())
+    except OSError as exc:  # the one boundary where a reader's file-system failure is translated
+        raise SourceFileError(path, f"cannot be read ({exc.strerror or exc}); check the file and its "
+                                    "permissions") from exc
