@@ -453,3 +453,9 @@ def build_sample_epub(path: Path, *, scale: int = 1) -> Path:
     """Write *The Salt Road* to ``path`` (see the module docstring); ``scale`` makes it longer."""
     spec = sample_spec(scale=scale)
     return write_epub(path, spec)
+
+
+if __name__ == "__main__":  # python tests/import_books.py sample_texts/the-salt-road.epub
+    import sys
+
+    print(build_sample_epub(Path(sys.argv[1])))

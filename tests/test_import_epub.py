@@ -455,3 +455,13 @@ def test_a_broken_xhtml_file_is_read_as_html_with_a_note(tmp_path: Path) -> None
     book = epub.read(write_zip(tmp_path / "broken.epub", members), OPTIONS)
     assert words(book.parts[1].markdown) == ["Beta", "AT&T", "rocks", "and", "rolls"]
     assert book.notes == ("OEBPS/text/b.xhtml is not well-formed XHTML; it was read as HTML",)
+
+
+def test_the_shipped_sample_epub_is_the_one_the_builder_makes(tmp_path: Path) -> None:
+    """README's example, sample_texts/the-salt-road.epub, reads exactly as the builder's book (regenerate it
+    with `python tests/import_books.py sample_texts/the-salt-road.epub` after changing the builder)."""
+    shipped = epub.read(Path(__file__).resolve().parent.parent / "sample_texts" / "the-salt-road.epub", OPTIONS)
+    built = epub.read(build_sample_epub(tmp_path / "salt.epub"), OPTIONS)
+    assert shipped.parts == built.parts
+    assert (shipped.title, shipped.author, shipped.language, shipped.description, shipped.year) == \
+        (built.title, built.author, built.language, built.description, built.year)

@@ -55,6 +55,16 @@ _SKIPPED_TITLES = {
     "注释": "notes", "注釋": "notes",
     "bibliography": "bibliography", "references": "bibliography", "works cited": "bibliography",
     "further reading": "bibliography", "sources": "bibliography", "参考文献": "bibliography",
+    # the same in the other languages the API reads most (French, German, Spanish, Italian, Portuguese)
+    "table des matières": "table of contents", "sommaire": "table of contents", "inhalt": "table of contents",
+    "inhaltsverzeichnis": "table of contents", "índice": "table of contents", "indice": "table of contents",
+    "contenido": "table of contents", "contenidos": "table of contents", "tabla de contenido": "table of contents",
+    "sommario": "table of contents", "sumário": "table of contents", "conteúdo": "table of contents",
+    "impressum": "copyright", "mentions légales": "copyright", "droits d auteur": "copyright",
+    "anmerkungen": "notes", "fußnoten": "notes", "notas": "notes", "note": "notes",
+    "bibliographie": "bibliography", "literaturverzeichnis": "bibliography", "bibliografía": "bibliography",
+    "bibliografia": "bibliography", "register": "index", "stichwortverzeichnis": "index",
+    "índice remissivo": "index", "indice analitico": "index", "colofón": "colophon",
 }
 
 _WORD = re.compile(r"\w", re.UNICODE)
