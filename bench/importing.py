@@ -10,7 +10,7 @@ Three books of about ``--mb`` MB of UTF-8 text each:
 * **EPUB**: *The Salt Road*, the project's sample EPUB (``tests/import_books.py``: front matter, a
   shared file cut at a TOC anchor, notes, index), each chapter's paragraphs repeated to the size;
 * **DOCX**: ``shared/corpora/alice.txt``'s chapters, repeated to the size, as Heading 1 and Normal
-  paragraphs written with python-docx (``tests/docx_books.py``).
+  paragraphs of a minimal Word package.
 
 Each import runs in a fresh process (``init_folder``: read the whole source, classify its parts, write
 ``book.yaml`` and every chapter file), so its peak memory (``ru_maxrss``) is its own. The baseline, in
@@ -51,9 +51,9 @@ def make_plain(path: Path, mb: float) -> Path:
 def make_epub(path: Path, mb: float) -> Path:
     from import_books import build_sample_epub
 
-    probe = build_sample_epub(path, scale=1)
-    one = _text_bytes(probe)
-    return build_sample_epub(path, scale=max(1, round(mb * 1_000_000 / one)))
+    fixed = _text_bytes(build_sample_epub(path, scale=1))
+    per_scale = _text_bytes(build_sample_epub(path, scale=2)) - fixed  # the chapters' text grows, the rest not
+    return build_sample_epub(path, scale=max(1, 1 + round((mb * 1_000_000 - fixed) / per_scale)))
 
 
 def _text_bytes(epub: Path) -> int:
@@ -66,27 +66,73 @@ def _text_bytes(epub: Path) -> int:
                    for n in archive.namelist() if n.endswith(".xhtml"))
 
 
-def make_docx(path: Path, mb: float) -> Path:
-    import re
+_W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+_DOCX_PARTS = {
+    "[Content_Types].xml": (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+        '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+        '<Default Extension="xml" ContentType="application/xml"/>'
+        '<Override PartName="/word/document.xml" '
+        'ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/>'
+        '<Override PartName="/word/styles.xml" '
+        'ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.styles+xml"/>'
+        '<Override PartName="/docProps/core.xml" '
+        'ContentType="application/vnd.openxmlformats-package.core-properties+xml"/></Types>'),
+    "_rels/.rels": (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+        '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
+        'officeDocument" Target="word/document.xml"/>'
+        '<Relationship Id="rId2" Type="http://schemas.openxmlformats.org/package/2006/relationships/metadata/'
+        'core-properties" Target="docProps/core.xml"/></Relationships>'),
+    "word/_rels/document.xml.rels": (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+        '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
+        'styles" Target="styles.xml"/></Relationships>'),
+    "word/styles.xml": (
+        f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:styles xmlns:w="{_W}">'
+        '<w:style w:type="paragraph" w:default="1" w:styleId="Normal"><w:name w:val="Normal"/></w:style>'
+        '<w:style w:type="paragraph" w:styleId="Heading1"><w:name w:val="heading 1"/><w:basedOn w:val="Normal"/>'
+        '<w:pPr><w:outlineLvl w:val="0"/></w:pPr></w:style></w:styles>'),
+    "docProps/core.xml": (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?><cp:coreProperties '
+        'xmlns:cp="http://schemas.openxmlformats.org/package/2006/metadata/core-properties" '
+        'xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title>Alice, Repeated</dc:title>'
+        '<dc:creator>Lewis Carroll</dc:creator><dc:language>en-GB</dc:language></cp:coreProperties>'),
+}
 
-    from docx_books import Book, paragraph, write_docx
+
+def make_docx(path: Path, mb: float) -> Path:
+    """Alice's chapters, repeated to ``mb`` MB of text, as a Word document (written as WordprocessingML here:
+    python-docx takes over a minute to add this many paragraphs)."""
+    import re
+    import zipfile
+    from xml.sax.saxutils import escape
 
     text = (CORPORA / "alice.txt").read_text(encoding="utf-8")
     chapters = re.split(r"\n(?=CHAPTER [IVXL]+\.)", text)[1:]
-    blocks = []
+    body: list[str] = []
     size = 0
     round_ = 0
     while size < mb * 1_000_000:
         round_ += 1
         for chapter in chapters:
-            head, _, body = chapter.partition("\n")
-            blocks.append(paragraph("Heading 1", f"{head.strip()} (part {round_})"))
-            for para in re.split(r"\n\s*\n", body):
+            head, _, rest = chapter.partition("\n")
+            body.append(f'<w:p><w:pPr><w:pStyle w:val="Heading1"/></w:pPr><w:r><w:t>{escape(head.strip())} '
+                        f"(part {round_})</w:t></w:r></w:p>")
+            for para in re.split(r"\n\s*\n", rest):
                 words = " ".join(para.split())
                 if words:
-                    blocks.append(paragraph("Normal", words))
+                    body.append(f'<w:p><w:r><w:t xml:space="preserve">{escape(words)}</w:t></w:r></w:p>')
                     size += len(words.encode("utf-8"))
-    return write_docx(path, Book(blocks=blocks, title="Alice, Repeated", author="Lewis Carroll", language="en-GB"))
+    document = (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document xmlns:w="{_W}"><w:body>'
+                + "".join(body) + "</w:body></w:document>")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, xml in {**_DOCX_PARTS, "word/document.xml": document}.items():
+            archive.writestr(name, xml)
+    return path
 
 
 def run_import(source: Path, out: Path) -> dict[str, float]:
@@ -149,12 +195,13 @@ def main() -> None:
     figures: dict[str, object] = {"mb": args.mb, "books": {}}
     with tempfile.TemporaryDirectory(prefix="bench-import-") as temp:
         work = Path(temp)
-        start = time.perf_counter()
-        books = {"plain text": make_plain(work / "hongloumeng.txt", args.mb),
-                 "EPUB": make_epub(work / "salt-road.epub", args.mb),
-                 "DOCX": make_docx(work / "alice.docx", args.mb)}
-        print(f"made the books in {time.perf_counter() - start:.1f} s")
-        print(f"{'book':12}{'file MB':>9}{'parts':>7}{'written MB':>12}{'import s':>10}{'peak MB':>9}"
+        books = {}
+        for name, make, file_name in (("plain text", make_plain, "hongloumeng.txt"),
+                                      ("EPUB", make_epub, "salt-road.epub"), ("DOCX", make_docx, "alice.docx")):
+            start = time.perf_counter()
+            books[name] = make(work / file_name, args.mb)
+            print(f"made the {name} book in {time.perf_counter() - start:.1f} s")
+        print(f"\n{'book':12}{'file MB':>9}{'parts':>7}{'written MB':>12}{'import s':>10}{'peak MB':>9}"
               f"{'baseline s':>12}{'peak MB':>9}")
         for name, source in books.items():
             imported = measure("import", source, work / "out")

@@ -4,9 +4,9 @@
     python bench/run.py --quick    # smaller cases, for a look in a few minutes
 
 Each benchmark is its own script (``bench/chunking.py``, ``bench/engine.py``, ``bench/overlap.py``,
-``bench/assembly.py``, ``bench/tail.py``), run here as a child process with ``--json`` so that its
-peak memory is its own; their full printouts are kept above the table. See ``bench/README.md`` for
-how to read the figures.
+``bench/assembly.py``, ``bench/tail.py``, ``bench/importing.py``), run here as a child process with
+``--json`` so that its peak memory is its own; their full printouts are kept above the table. See
+``bench/README.md`` for how to read the figures.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ def main() -> None:
     assembly = run_bench("assembly.py", ["--minutes", "20", "--chunks", "40"] if quick else [])
     tail = run_bench("tail.py", ["--chapters", "8", "--chunks-per-chapter", "1", "--chunk-chars", "600"]
                      if quick else [])
+    importing = run_bench("importing.py", ["--mb", "0.5"] if quick else [])
 
     rows: list[tuple[str, str, str, str]] = []
 
@@ -100,6 +101,12 @@ def main() -> None:
             f"{tail['tasks_rerendered']} task, {tail['chapters_rebuilt']} chapter rebuilt", "0")
     else:
         row("tail", "FAILED", "", "")
+    if importing:
+        for name, book in importing["books"].items():
+            row(f"import, {name} ({book['written_mb']:.1f} MB of text)", f"{book['import_s']:.2f} s, "
+                f"{book['peak_rss_mb']:.0f} MB", f"read + write the bytes {book['baseline_s']:.2f} s", "< 2 s")
+    else:
+        row("importing", "FAILED", "", "")
 
     widths = [max(len(r[i]) for r in [("figure", "measured", "baseline (same run)", "aim"), *rows]) for i in range(4)]
     print()
@@ -107,14 +114,15 @@ def main() -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"load average now {os.getloadavg()[0]:.1f}")
-    scripts = {"chunking": chunking, "engine": engine, "overlap": overlap, "assembly": assembly, "tail": tail}
+    scripts = {"chunking": chunking, "engine": engine, "overlap": overlap, "assembly": assembly, "tail": tail,
+               "importing": importing}
     print("load average at the end of each script: " + ", ".join(
         f"{name} {figures['load_average']:.1f}" for name, figures in scripts.items()
         if figures and "load_average" in figures))
     used = next((f["ffmpeg"] for f in (tail, overlap) if f and "ffmpeg" in f), None)
     if used:
         print(f"ffmpeg: {used}")
-    if not (chunking and engine and overlap and assembly and tail):
+    if not (chunking and engine and overlap and assembly and tail and importing):
         sys.exit(1)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from pipeline import text as texts
+from pipeline.audio.tags import cover_problem
 from pipeline.config import check_base_url
 from pipeline.errors import ConfigError, ManifestError, Problem
 from pipeline.models import (
@@ -472,16 +473,6 @@ def _type_name(value: Any) -> str:
             float: "a number", type(None): "empty"}.get(type(value), type(value).__name__)
 
 
-def _is_image(path: Path) -> bool:
-    """JPEG or PNG by content, not only by name: a bad cover would otherwise fail after paying."""
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(8)
-    except OSError:
-        return False
-    return head.startswith(b"\xff\xd8\xff") or head == b"\x89PNG\r\n\x1a\n"
-
-
 def _resolve(base: Path, value: str) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else (base / path)
@@ -599,8 +590,9 @@ def load_manifest(path: Path, *, voice_resolver: Callable[[str], str | None] | N
             v.add(("cover",), f"file '{cover}' does not exist; fix the path (relative to the manifest)")
         elif cover.suffix.lower() not in COVER_SUFFIXES:
             v.add(("cover",), "must be a .jpg or .png image")
-        elif not _is_image(cover):
-            v.add(("cover",), f"'{cover}' is neither JPEG nor PNG inside; export the cover again as .jpg or .png")
+        elif (cover_fault := cover_problem(cover)) is not None:
+            # decoded to the end, not trusted by its first bytes: a bad cover would fail after paying
+            v.add(("cover",), f"'{cover}' {cover_fault}")
     output = (_resolve(base, top["output"]) if "output" in top else base / "build" / path.stem).resolve()
     blocking = next((p for p in (output, *output.parents) if p.exists()), None)
     if not output.name:

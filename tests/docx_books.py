@@ -1,12 +1,16 @@
 """Real DOCX files for the import tests, written with python-docx (tests only) plus raw WordprocessingML
 where python-docx has no API: tracked insertions and deletions (``w:ins`` / ``w:del``), footnotes and
-endnotes (their parts, relationships and content types), content controls (``w:sdt``).
+endnotes (their parts, relationships and content types), content controls (``w:sdt``), and any other
+construct as a fragment of XML (:func:`raw`, :class:`Raw`): fields, moves, text boxes and
+``mc:AlternateContent``, breaks, hidden runs, nested tables.
 
 A book is a list of blocks: ``(style, pieces)`` for a paragraph, :class:`Table` for a table,
-:class:`Control` for a block-level content control holding paragraphs. A paragraph's pieces are strings
-(plain runs) and :class:`Piece` values made by :func:`ins`, :func:`deleted`, :func:`footnote`,
-:func:`endnote`, :func:`comment` and :func:`control`. :func:`spoken_pieces` says which words of a block
-a listener hears (what the importer must keep).
+:class:`Control` for a block-level content control holding paragraphs, :class:`Raw` for block-level XML.
+A paragraph's pieces are strings (plain runs) and :class:`Piece` values made by :func:`ins`,
+:func:`deleted`, :func:`footnote`, :func:`endnote`, :func:`comment`, :func:`control` and :func:`raw`.
+:attr:`Book.styles` adds paragraph and character styles (:class:`Style`). :func:`spoken_pieces` says
+which words of a block a listener hears (what the importer must keep): for raw XML, the words its author
+wrote down beside it, so the expectation never comes from reading the XML the way the importer does.
 """
 
 from __future__ import annotations
@@ -27,6 +31,16 @@ from lxml import etree
 
 W_NS = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 REL_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+# The prefixes a raw fragment may use (python-docx's document declares most of them too).
+FRAGMENT_NAMESPACES = {
+    "w": W_NS, "r": REL_NS, "mc": "http://schemas.openxmlformats.org/markup-compatibility/2006",
+    "wp": "http://schemas.openxmlformats.org/drawingml/2006/wordprocessingDrawing",
+    "a": "http://schemas.openxmlformats.org/drawingml/2006/main",
+    "wps": "http://schemas.microsoft.com/office/word/2010/wordprocessingShape",
+    "v": "urn:schemas-microsoft-com:vml", "o": "urn:schemas-microsoft-com:office:office",
+    "m": "http://schemas.openxmlformats.org/officeDocument/2006/math",
+    "w14": "http://schemas.microsoft.com/office/word/2010/wordml",
+}
 NOTE_TYPES = {
     "footnote": "application/vnd.openxmlformats-officedocument.wordprocessingml.footnotes+xml",
     "endnote": "application/vnd.openxmlformats-officedocument.wordprocessingml.endnotes+xml",
@@ -35,10 +49,14 @@ NOTE_TYPES = {
 
 @dataclass(frozen=True)
 class Piece:
-    """Inline content other than a plain run: ``kind`` is ins, del, footnote, endnote, comment or control."""
+    """Inline content other than a plain run: ``kind`` is ins, del, footnote, endnote, comment, control or
+    xml (``text`` is then the XML fragment, ``spoken`` the words heard where it stands and ``after`` those
+    heard after the paragraph: a text box's)."""
 
     kind: str
     text: str
+    spoken: str = ""
+    after: str = ""
 
 
 def ins(text: str) -> Piece:
@@ -70,6 +88,38 @@ def control(text: str) -> Piece:
     return Piece("control", text)
 
 
+def raw(xml: str, spoken: str = "", after: str = "") -> Piece:
+    """WordprocessingML appended to the paragraph as it is (runs, fields, hyperlinks, ...), with the words a
+    listener hears of it, in place (``spoken``) and after the paragraph (``after``: its text boxes)."""
+    return Piece("xml", xml, spoken, after)
+
+
+def fragment(xml: str) -> list[etree._Element]:
+    """The elements of an XML fragment that uses the prefixes of :data:`FRAGMENT_NAMESPACES`."""
+    declarations = " ".join(f'xmlns:{prefix}="{uri}"' for prefix, uri in FRAGMENT_NAMESPACES.items())
+    return list(etree.fromstring(f"<fragment {declarations}>{xml}</fragment>"))
+
+
+@dataclass(frozen=True)
+class Raw:
+    """Block-level WordprocessingML (paragraphs, tables, content controls), and the words heard of it."""
+
+    xml: str
+    spoken: str
+
+
+@dataclass(frozen=True)
+class Style:
+    """A style added to the document: a paragraph style (``character``: a character style) named ``name``,
+    based on ``base``, with an outline level (``w:outlineLvl``) and hidden text (``w:vanish``) when given."""
+
+    name: str
+    base: str | None = None
+    outline_level: int | None = None
+    hidden: bool = False
+    character: bool = False
+
+
 @dataclass(frozen=True)
 class Table:
     rows: Sequence[Sequence[str]]
@@ -82,7 +132,7 @@ class Control:
     paragraphs: Sequence[tuple[str, Sequence[str | Piece]]]
 
 
-Block = tuple[str, Sequence[str | Piece]] | Table | Control
+Block = tuple[str, Sequence[str | Piece]] | Table | Control | Raw
 
 
 @dataclass
@@ -98,6 +148,7 @@ class Book:
     default_language: str | None = None  # w:lang w:val of the document defaults (styles.xml)
     east_asian_language: str | None = None  # its w:eastAsia
     notes: dict[str, list[tuple[int, str]]] = field(default_factory=lambda: {"footnote": [], "endnote": []})
+    styles: list[Style] = field(default_factory=list)
 
 
 def paragraph(style: str, *pieces: str | Piece) -> tuple[str, Sequence[str | Piece]]:
@@ -117,9 +168,14 @@ def write_docx(path: Path, book: Book) -> Path:
         document.sections[0].header.paragraphs[0].text = book.header
     if book.footer is not None:
         document.sections[0].footer.paragraphs[0].text = book.footer
+    for spec in book.styles:
+        _add_style(document, spec)
     body = document.element.body
     for block in book.blocks:
-        if isinstance(block, Table):
+        if isinstance(block, Raw):
+            for element in fragment(block.xml):
+                body.insert(len(body) - 1, element)  # before the section properties
+        elif isinstance(block, Table):
             table = document.add_table(rows=len(block.rows), cols=max(len(r) for r in block.rows))
             for row, values in zip(table.rows, block.rows):
                 for cell, value in zip(row.cells, values):
@@ -141,6 +197,19 @@ def write_docx(path: Path, book: Book) -> Path:
     document.save(buffer)
     path.write_bytes(_with_raw_parts(buffer.getvalue(), book))
     return path
+
+
+def _add_style(document: docx.document.Document, spec: Style) -> None:
+    kind = WD_STYLE_TYPE.CHARACTER if spec.character else WD_STYLE_TYPE.PARAGRAPH
+    style = document.styles.add_style(spec.name, kind)
+    if spec.base:
+        style.base_style = document.styles[spec.base]
+    if spec.hidden:
+        style.font.hidden = True
+    if spec.outline_level is not None:
+        level = OxmlElement("w:outlineLvl")
+        level.set(qn("w:val"), str(spec.outline_level))
+        style.element.get_or_add_pPr().append(level)
 
 
 def _paragraph(document: docx.document.Document, style: str) -> Paragraph:
@@ -185,6 +254,8 @@ def _fill(document: docx.document.Document, book: Book, para: Paragraph, pieces:
             content.append(_run(piece.text))
             sdt.append(content)
             para._p.append(sdt)
+        elif piece.kind == "xml":
+            para._p.extend(fragment(piece.text))
         else:
             raise ValueError(piece.kind)
 
@@ -228,8 +299,8 @@ def _with_raw_parts(data: bytes, book: Book) -> bytes:
 
 
 def _without_unused_table_styles(styles: bytes) -> bytes:
-    """python-docx's template carries a hundred table styles (340 KB of the 350 KB styles.xml), which
-    mammoth takes half a second to parse; the fixtures use two of them."""
+    """python-docx's template carries a hundred table styles (340 KB of the 350 KB styles.xml); the fixtures
+    use two of them, and smaller files are quicker to write and read."""
     root = etree.fromstring(styles)
     for style in root.findall(f"{{{W_NS}}}style"):
         if style.get(f"{{{W_NS}}}type") == "table" and style.get(f"{{{W_NS}}}styleId") not in ("TableNormal",
@@ -249,15 +320,19 @@ def _notes_xml(kind: str, notes: list[tuple[int, str]]) -> str:
 
 
 def spoken_pieces(block: Block) -> list[str]:
-    """The words of ``block`` a listener hears: plain runs, insertions, content controls and table cells;
-    not deletions, notes or comments."""
+    """The words of ``block`` a listener hears: plain runs, insertions, content controls and table cells,
+    and what raw XML was written down to say; not deletions, notes or comments."""
+    if isinstance(block, Raw):
+        return block.spoken.split()
     if isinstance(block, Table):
         return [word for row in block.rows for cell in row for word in cell.split()]
     if isinstance(block, Control):
         return [word for para in block.paragraphs for word in spoken_pieces(para)]
     _, pieces = block
-    text = "".join(p if isinstance(p, str) else (p.text if p.kind in ("ins", "control") else "") for p in pieces)
-    return text.split()
+    text = "".join(p if isinstance(p, str) else (p.text if p.kind in ("ins", "control") else p.spoken)
+                   for p in pieces)
+    after = " ".join(p.after for p in pieces if isinstance(p, Piece))
+    return text.split() + after.split()
 
 
 def zip_of(path: Path, members: dict[str, bytes | str]) -> Path:

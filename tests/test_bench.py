@@ -60,3 +60,11 @@ def test_tail_benchmark_runs(tmp_path: Path) -> None:
     assert "first task -> finished book" in out and "rerun after the edit" in out
     figures = json.loads((tmp_path / "tail.json").read_text(encoding="utf-8"))
     assert figures["ratio"] > 0 and figures["tasks_rerendered"] == 1 and figures["other_files_rewritten"] == 0
+
+
+def test_importing_benchmark_runs(tmp_path: Path) -> None:
+    out = bench("importing.py", "--mb", "0.05", "--json", str(tmp_path / "importing.json")).stdout
+    assert "slowest import" in out
+    figures = json.loads((tmp_path / "importing.json").read_text(encoding="utf-8"))
+    assert set(figures["books"]) == {"plain text", "EPUB", "DOCX"}
+    assert all(book["import_s"] > 0 and book["parts"] > 1 for book in figures["books"].values())

@@ -18,6 +18,7 @@ import yaml
 from click.testing import CliRunner, Result
 from hypothesis import given
 from hypothesis import strategies as st
+from import_books import jpeg_bytes, png_bytes
 
 from pipeline.cli import _width, main
 from pipeline.errors import ConfigError, SourceFileError
@@ -34,8 +35,8 @@ from pipeline.importer.model import SourceBook, SourcePart
 from pipeline.manifest import json_schema
 
 TODAY = datetime.date(2030, 5, 17)
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
+PNG = png_bytes()
+JPEG = jpeg_bytes()
 
 
 def part(title: str, text: str | None = None, *, skip: str | None = None, origin: str = "test") -> SourcePart:
@@ -384,3 +385,15 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+@pytest.mark.parametrize("data", [png_bytes()[:40], jpeg_bytes()[:-30], b"\x89PNG\r\n\x1a\n" + b"\x00" * 64],
+                         ids=["truncated png", "truncated jpeg", "png magic, no image"])
+def test_a_damaged_cover_in_the_source_is_left_out_with_a_note_and_the_manifest_stays_valid(
+        tmp_path: Path, data: bytes) -> None:
+    result = write_folder(make_book(cover=(data, "png" if data.startswith(b"\x89") else "jpg")), tmp_path / "b",
+                          today=TODAY)
+    assert not list((tmp_path / "b").glob("cover.*"))
+    assert any("cover" in note and "no cover was written" in note for note in result.notes)
+    assert "cover" not in yaml.safe_load((tmp_path / "b/book.yaml").read_text(encoding="utf-8"))
+    assert plan_ids(tmp_path / "b/book.yaml") == ["ch02", "ch03"]

@@ -1,14 +1,22 @@
-"""Tags and container facts: the only code that uses mutagen.
+"""Tags and container facts: the only code that uses mutagen, and the cover art (the only code that
+uses Pillow).
 
 Writing ID3 tags to chapter MP3s and iTunes-style tags to the M4B, reading chapter marks back, and
 the container-level facts (codec, rate, bit rate and its mode) the delivery check reports; the
 channel count and rate come from the decoded stream when the caller has them
-(:func:`pipeline.audio.ffmpeg.decoded_format`), since an MP4 header can misstate them. Mutagen's
-own errors are translated here into :class:`AssemblyError`.
+(:func:`pipeline.audio.ffmpeg.decoded_format`), since an MP4 header can misstate them. A cover is
+decoded to the end before it is trusted (:func:`cover_problem`, which the manifest check uses), and
+one too large for the tags is embedded scaled down (:data:`COVER_MAX_SIDE_PX`, :data:`COVER_MAX_BYTES`),
+the user's file untouched. Mutagen's and Pillow's own errors are translated here into
+:class:`AssemblyError`.
 """
 
 from __future__ import annotations
 
+import functools
+import io
+import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,16 +46,129 @@ class Tags:
     cover: Path | None = None
 
 
-def _cover_bytes(cover: Path) -> tuple[bytes, str]:
+# --------------------------------------------------------------------------------------------------
+# Cover art (Pillow)
+
+COVER_MAX_SIDE_PX = 3000  # a cover with a longer side is embedded scaled down ...
+COVER_MAX_BYTES = 2_000_000  # ... and so is a larger file: every chapter MP3 carries a copy
+COVER_SCALED_SIDE_PX = 2400  # the longest side of a scaled cover: what audiobook stores ask for
+COVER_JPEG_QUALITY = 90
+COVER_MAX_PIXELS = 50_000_000  # refused beyond this: decoding would take gigabytes (a decompression bomb)
+COVER_MAX_FILE_BYTES = 100_000_000  # refused beyond this without reading it
+_COVER_MIME = {"JPEG": "image/jpeg", "PNG": "image/png"}
+_NOT_JPEG_OR_PNG = "is neither JPEG nor PNG inside; export the cover again as .jpg or .png"
+# What Pillow raises for a file it cannot decode: truncated data, broken chunks and checksums, bad
+# Huffman tables, a stream that ends early.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, zlib.error)
+
+
+def _cover_kind(data: bytes) -> str | None:
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    return None
+
+
+def cover_problem(path: Path) -> str | None:
+    """What is wrong with ``path`` as a cover (a phrase to follow the file's name), or None when it
+    is a JPEG or PNG that decodes to its last byte. The magic bytes alone are not trusted: a cut-off
+    download starts like any good JPEG, and would fail only after the audio was paid for."""
     try:
-        data = Path(cover).read_bytes()
+        size = path.stat().st_size
+        if size > COVER_MAX_FILE_BYTES:
+            return f"is {size:,} bytes, too large for a cover; export it at most {COVER_MAX_SIDE_PX} px wide"
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    return cover_data_problem(data)
+
+
+def cover_data_problem(data: bytes) -> str | None:
+    """:func:`cover_problem` for a cover's bytes (a cover found inside a manuscript, before it is written)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if len(data) > COVER_MAX_FILE_BYTES:
+        return f"is {len(data):,} bytes, too large for a cover; export it at most {COVER_MAX_SIDE_PX} px wide"
+    kind = _cover_kind(data)
+    if kind is None:
+        return _NOT_JPEG_OR_PNG
+    try:
+        with warnings.catch_warnings():
+            # the size is checked here, against a lower limit than Pillow's, before anything is decoded
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                if width * height > COVER_MAX_PIXELS:
+                    return _too_large(width, height)
+                if image.format == "JPEG":  # decode at 1/8 scale: every byte is still read, 64 times faster
+                    image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+                image.load()
+            if kind == "PNG":
+                with Image.open(io.BytesIO(data)) as image:
+                    image.verify()  # the chunk checksums
+    except Image.DecompressionBombError:
+        return _too_large(None, None)
+    except UnidentifiedImageError:
+        return f"starts like a {kind} but is not one Pillow can read; export the cover again as .jpg or .png"
+    except _DECODE_ERRORS as exc:
+        return f"is a damaged or truncated {kind} file ({exc}); export the cover again as .jpg or .png"
+    return None
+
+
+def _too_large(width: int | None, height: int | None) -> str:
+    size = f"{width} x {height} pixels" if width and height else "too many pixels"
+    return (f"is {size}, too large to decode safely (at most {COVER_MAX_PIXELS // 1_000_000} megapixels); "
+            f"scale it to at most {COVER_MAX_SIDE_PX} px on its longest side")
+
+
+def _cover_bytes(cover: Path) -> tuple[bytes, str]:
+    """The cover as embedded in the tags, and its MIME type: the file itself, or when it is larger than
+    :data:`COVER_MAX_SIDE_PX` or :data:`COVER_MAX_BYTES`, a JPEG scaled to
+    :data:`COVER_SCALED_SIDE_PX`. Kept per file version, so a book's chapters scale it once."""
+    try:
+        info = Path(cover).stat()
     except OSError as exc:
         raise AssemblyError(f"cover image {cover} cannot be read ({exc}); fix book.cover in the manifest") from exc
-    if data[:3] == b"\xff\xd8\xff":
-        return data, "image/jpeg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return data, "image/png"
-    raise AssemblyError(f"cover image {cover} is neither JPEG nor PNG; convert it and fix book.cover")
+    return _cover_for_tags(str(Path(cover).resolve()), info.st_size, info.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _cover_for_tags(path: str, size: int, mtime_ns: int) -> tuple[bytes, str]:
+    """:func:`_cover_bytes` for the file at ``path`` as it is: ``size`` and ``mtime_ns`` are only the
+    cache key, so that a cover replaced during a run is read again."""
+    from PIL import Image, ImageOps
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise AssemblyError(f"cover image {path} cannot be read ({exc}); fix book.cover in the manifest") from exc
+    kind = _cover_kind(data)
+    if kind is None:
+        raise AssemblyError(f"cover image {path} is neither JPEG nor PNG; convert it and fix book.cover")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked here
+            with Image.open(io.BytesIO(data)) as image:
+                if len(data) <= COVER_MAX_BYTES and max(image.size) <= COVER_MAX_SIDE_PX:
+                    return data, _COVER_MIME[kind]
+                if image.size[0] * image.size[1] > COVER_MAX_PIXELS:
+                    raise AssemblyError(f"cover image {path} {_too_large(*image.size)}; fix book.cover")
+                if image.format == "JPEG":
+                    image.draft("RGB", (COVER_SCALED_SIDE_PX, COVER_SCALED_SIDE_PX))
+                scaled = ImageOps.exif_transpose(image)  # the orientation tag does not survive re-encoding
+                if scaled.mode in ("RGBA", "LA", "PA") or (scaled.mode == "P" and "transparency" in scaled.info):
+                    scaled = scaled.convert("RGBA")
+                    backdrop = Image.new("RGBA", scaled.size, (255, 255, 255, 255))
+                    scaled = Image.alpha_composite(backdrop, scaled)
+                scaled = scaled.convert("RGB")
+                scaled.thumbnail((COVER_SCALED_SIDE_PX, COVER_SCALED_SIDE_PX), Image.Resampling.LANCZOS)
+                out = io.BytesIO()
+                scaled.save(out, "JPEG", quality=COVER_JPEG_QUALITY, optimize=True)
+    except (Image.DecompressionBombError, *_DECODE_ERRORS) as exc:
+        raise AssemblyError(f"cover image {path} cannot be decoded ({exc}); export it again as .jpg or .png "
+                            "and fix book.cover") from exc
+    return out.getvalue(), "image/jpeg"
 
 
 def tag_mp3(path: Path, tags: Tags) -> None:

@@ -241,12 +241,16 @@ def _cover_file(book: SourceBook, notes: list[str]) -> tuple[str, bytes] | None:
     """The cover's file name and bytes, when the source has a JPEG or PNG one."""
     if book.cover is None:
         return None
+    from pipeline.audio.tags import cover_data_problem
+
     data, kind = book.cover
     kind = {"jpeg": "jpg"}.get(kind.lower(), kind.lower())
-    magic = {"jpg": b"\xff\xd8\xff", "png": b"\x89PNG\r\n\x1a\n"}
-    if kind not in magic or not data.startswith(magic[kind]):
-        notes.append(f"the source's cover is not a JPEG or PNG image ({kind}); no cover was written: add "
-                     "`cover: FILE.jpg` to book.yaml yourself")
+    problem = cover_data_problem(data) if kind in ("jpg", "png") else f"is not a JPEG or PNG image ({kind})"
+    if problem is None and not data.startswith(b"\xff\xd8\xff" if kind == "jpg" else b"\x89PNG"):
+        problem = f"is not the {kind.upper()} image its name says"
+    if problem is not None:
+        notes.append(f"the source's cover {problem}; no cover was written: add `cover: FILE.jpg` to book.yaml "
+                     "yourself")
         return None
     return f"cover.{kind}", data
 

@@ -1,5 +1,5 @@
 """(X)HTML -> the Markdown the project reads (issue 13, items 3 and 11), shared by the EPUB, HTML and DOCX
-readers (the DOCX reader converts mammoth's HTML with it).
+readers (the DOCX reader builds an HTML tree from WordprocessingML and converts it with this).
 
 What a listener hears of a page is its words, so the converter keeps the words and the structure that
 shapes them, and nothing else:
