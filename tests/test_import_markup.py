@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from pipeline.errors import SourceFileError
+from pipeline.importer.languages import api_language
 from pipeline.importer.markup import (
-    api_language,
     element_text,
     escape_markdown,
     html_to_markdown,
@@ -284,6 +284,8 @@ def test_bytes_must_be_utf8() -> None:
                                        ("zh-yue", "Chinese,Yue"), ("fre", "French"), ("deu", "German"),
                                        ("nb", "Norwegian"), ("no", "Norwegian"), ("nn", "Nynorsk"),
                                        ("pt-BR", "Portuguese"), ("xx", "auto"), ("", "auto"), (None, "auto"),
-                                       ("la", "auto")])
+                                       ("la", "auto"), ("English", "English"), ("german", "German"),
+                                       ("English, French", "English"), ("Chinese,Yue", "Chinese,Yue"),
+                                       ("Latin", "auto")])
 def test_api_language(tag: str | None, name: str) -> None:
     assert api_language(tag) == name

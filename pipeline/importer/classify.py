@@ -13,6 +13,8 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
+from pipeline.text import to_spoken_text
+
 # Semantic types (EPUB 3 Structural Semantics, the EPUB 2 guide's types, ARIA doc- roles without the
 # prefix) -> the reason a part of that type is skipped.
 _SKIPPED_TYPES = {
@@ -73,6 +75,7 @@ _RIGHTS = re.compile(r"all rights reserved|isbn[\s:-]*[\dx-]{10,}|printed in |fi
 _LICENCE = re.compile(r"project gutenberg(?:-tm)? licen[cs]e|creative commons (?:attribution|licen[cs]e)|"
                       r"licensed under the", re.IGNORECASE)
 _SHORT = 1500  # a notice is short; a chapter that mentions copyright is not a notice
+TITLE_PAGE_EXTRA_CHARS = 300  # a title page holds the title, the author and an edition line or two
 
 
 def normalise_title(title: str) -> str:
@@ -114,3 +117,17 @@ def _reason_from_text(markdown: str) -> str | None:
     if len(markdown) < _SHORT and _COPYRIGHT.search(markdown) and _RIGHTS.search(markdown):
         return "copyright"
     return None
+
+
+def is_title_page(markdown_text: str, title: str, author: str | None) -> bool:
+    """A front part that holds the book's title (and author) and little else is its title page."""
+    spoken = to_spoken_text(markdown_text, markdown=True, scene_break_s=0)
+    rest = normalise_title(spoken)
+    name = normalise_title(title)
+    if not name or name not in rest:
+        return False
+    rest = rest.replace(name, " ", 1)
+    if author:
+        rest = rest.replace(normalise_title(author), " ", 1)
+    rest = re.sub(r"(?:^|\s)by(?=\s|$)", " ", rest)
+    return len(" ".join(rest.split())) <= TITLE_PAGE_EXTRA_CHARS

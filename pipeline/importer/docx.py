@@ -77,10 +77,10 @@ from lxml import etree
 
 from pipeline.errors import SourceFileError
 from pipeline.importer.archive import SafeZip, open_zip, parse_xml
-from pipeline.importer.classify import skip_reason
-from pipeline.importer.markup import Section, api_language, heading_level, local_name, split_sections
+from pipeline.importer.classify import is_title_page, skip_reason
+from pipeline.importer.languages import api_language
+from pipeline.importer.markup import Section, heading_level, local_name, split_sections
 from pipeline.importer.model import ReadOptions, SourceBook, SourcePart
-from pipeline.importer.plain import is_title_page
 from pipeline.models import LANGUAGE_AUTO
 from pipeline.text import to_spoken_text
 

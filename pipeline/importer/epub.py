@@ -42,11 +42,11 @@ from lxml import etree
 from pipeline.errors import SourceFileError
 from pipeline.importer.archive import SafeZip, open_zip, parse_xml
 from pipeline.importer.classify import normalise_title, skip_reason
+from pipeline.importer.languages import api_language
 from pipeline.importer.markup import (
     NoteHref,
     Section,
     anchor_id,
-    api_language,
     element_text,
     epub_types,
     html_to_text,

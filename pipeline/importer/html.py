@@ -20,7 +20,8 @@ from lxml import etree
 
 from pipeline.errors import SourceFileError
 from pipeline.importer.classify import skip_reason
-from pipeline.importer.markup import api_language, element_text, heading_level, parse_html, split_sections
+from pipeline.importer.languages import api_language
+from pipeline.importer.markup import element_text, heading_level, parse_html, split_sections
 from pipeline.importer.model import ReadOptions, SourceBook, SourcePart
 
 MAX_HTML_BYTES = 50_000_000  # a whole book in one file is a few MB

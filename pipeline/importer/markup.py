@@ -41,7 +41,6 @@ from urllib.parse import unquote
 from lxml import etree
 
 from pipeline.errors import SourceFileError
-from pipeline.models import LANGUAGE_AUTO, LANGUAGE_CODES
 
 OPS_NS = "http://www.idpf.org/2007/ops"
 EPUB_TYPE = f"{{{OPS_NS}}}type"
@@ -725,28 +724,3 @@ def html_to_markdown(html: str | bytes, *, source: object) -> str:
 def html_to_text(html: str, *, source: object) -> str:
     """The words of an HTML fragment as one plain line (an EPUB description that holds markup)."""
     return element_text(parse_html(html, source=source))
-
-
-# --- languages -------------------------------------------------------------------------------------
-
-# Three-letter codes (ISO 639-2/B and /T) some EPUB 2 tools write, for the API's languages.
-_ISO_639_2 = {"eng": "en", "chi": "zh", "zho": "zh", "cmn": "zh", "jpn": "ja", "kor": "ko", "ara": "ar",
-              "rus": "ru", "spa": "es", "fre": "fr", "fra": "fr", "por": "pt", "ger": "de", "deu": "de",
-              "tur": "tr", "dut": "nl", "nld": "nl", "ukr": "uk", "vie": "vi", "ind": "id", "ita": "it",
-              "tha": "th", "pol": "pl", "rum": "ro", "ron": "ro", "gre": "el", "ell": "el", "cze": "cs",
-              "ces": "cs", "fin": "fi", "hin": "hi", "bul": "bg", "dan": "da", "heb": "he", "may": "ms",
-              "msa": "ms", "per": "fa", "fas": "fa", "slo": "sk", "slk": "sk", "swe": "sv", "hrv": "hr",
-              "fil": "tl", "tgl": "tl", "hun": "hu", "nor": "nb", "nob": "nb", "nno": "nn", "slv": "sl",
-              "cat": "ca", "tam": "ta", "afr": "af", "no": "nb", "iw": "he", "in": "id"}
-_NAME_BY_CODE = {code: name for name, code in reversed(LANGUAGE_CODES.items())}
-
-
-def api_language(tag: str | None) -> str:
-    """A language tag as books write it (BCP 47 ``en-GB``, ``zh_CN``, ``eng``) -> the API language name
-    (:data:`pipeline.models.LANGUAGE_CODES`), or ``auto`` when it is missing or not one the API reads.
-    Cantonese (``yue``, ``zh-yue``) is ``Chinese,Yue``."""
-    parts = (tag or "").strip().lower().replace("_", "-").split("-")
-    if parts[0] == "yue" or parts[:2] == ["zh", "yue"]:
-        return "Chinese,Yue"
-    code = _ISO_639_2.get(parts[0], parts[0])
-    return _NAME_BY_CODE.get(code, LANGUAGE_AUTO)

@@ -33,17 +33,16 @@ from pathlib import Path
 import yaml
 
 from pipeline.errors import SourceFileError
-from pipeline.importer.classify import normalise_title, skip_reason
-from pipeline.importer.markup import api_language
+from pipeline.importer.classify import is_title_page, skip_reason
+from pipeline.importer.languages import api_language, guess_language
 from pipeline.importer.model import ReadOptions, SourceBook, SourcePart
-from pipeline.models import LANGUAGE_AUTO, LANGUAGE_CODES
+from pipeline.models import LANGUAGE_AUTO
 from pipeline.text import SOURCE_MAX_BYTES, SourceError, decode_source, to_spoken_text
 
 MARKDOWN_SUFFIXES = (".md", ".markdown")
 TEXT_SUFFIXES = (".txt",)
 _HEADING_MAX_CHARS = 120  # a chapter heading is a line, not a paragraph
 _TITLE_LINE_MAX_CHARS = 100
-_TITLE_PAGE_EXTRA_CHARS = 300  # a title page holds the title, the author and an edition line or two
 
 
 def read(path: Path, options: ReadOptions) -> SourceBook:
@@ -318,44 +317,6 @@ def _front_part(markdown_text: str, blocks: Sequence[Sequence[str]], title: str 
     return title, author, any(is_title_page(markdown_text, *names) for names in shown)
 
 
-def is_title_page(markdown_text: str, title: str, author: str | None) -> bool:
-    """A front part that holds the book's title (and author) and little else is its title page."""
-    spoken = to_spoken_text(markdown_text, markdown=True, scene_break_s=0)
-    rest = normalise_title(spoken)
-    name = normalise_title(title)
-    if not name or name not in rest:
-        return False
-    rest = rest.replace(name, " ", 1)
-    if author:
-        rest = rest.replace(normalise_title(author), " ", 1)
-    rest = re.sub(r"(?:^|\s)by(?=\s|$)", " ", rest)
-    return len(_collapse(rest)) <= _TITLE_PAGE_EXTRA_CHARS
-
-
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_KANA = re.compile(r"[\u3040-\u30ff]")
-_HANGUL = re.compile(r"[\uac00-\ud7af]")
-_LATIN = re.compile(r"[A-Za-z]")
-_ENGLISH_WORDS = frozenset({"the", "and", "of", "to", "a", "in", "that", "it", "was", "he", "she", "i", "his",
-                            "her", "you", "with", "for", "had", "as", "but"})
-
-
-def _guess_language(text: str) -> str | None:
-    """A language the text's script or its commonest words make certain (Chinese, Japanese, Korean,
-    English), or None."""
-    sample = text[:40_000]
-    han, kana, hangul = len(_HAN.findall(sample)), len(_KANA.findall(sample)), len(_HANGUL.findall(sample))
-    latin = len(_LATIN.findall(sample))
-    if hangul > max(han, latin):
-        return "Korean"
-    if han + kana > latin:
-        return "Japanese" if kana > 0.1 * (han + kana) else "Chinese"
-    words = re.findall(r"[a-z]+", sample.casefold())
-    if len(words) >= 50 and sum(w in _ENGLISH_WORDS for w in words) / len(words) > 0.15:
-        return "English"
-    return None
-
-
 def _year(value: object) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool) and 1000 <= value <= 2999:
         return value
@@ -398,22 +359,13 @@ def _span(start: int, end: int) -> str:
     return f"line {start + 1}" if end - start <= 1 else f"lines {start + 1}-{end}"
 
 
-def language_name(value: str) -> str:
-    """A source's language as an API language name, or ``auto``: a name as Project Gutenberg writes it
-    ("English", "german"; the first of "English, French") or a tag (:func:`markup.api_language`)."""
-    by_name = {name.casefold(): name for name in LANGUAGE_CODES}
-    text = value.strip()
-    first = text if text.casefold() in by_name else re.split(r"[,;/]", text)[0].strip()
-    return by_name.get(first.casefold()) or api_language(first)
-
-
 def _book(path: Path, *, parts: list[SourcePart], title: str | None, author: str | None, language: str | None,
           description: str | None, year: int | None, notes: list[str], body: str) -> SourceBook:
-    chosen = language_name(language) if language else LANGUAGE_AUTO
+    chosen = api_language(language) if language else LANGUAGE_AUTO
     if language and chosen == LANGUAGE_AUTO:
         notes.append(f"the source's language {language!r} is not one the API reads; the book uses 'auto'")
     if not language:
-        guess = _guess_language(body)
+        guess = guess_language(body)
         if guess:
             chosen = guess
             notes.append(f"the source declares no language; {guess} was recognised from the text (set "
