@@ -103,9 +103,12 @@ def run_baseline(workdir: Path, *, m4b: bool) -> dict[str, float]:
     listing.write_text("".join(f"file '{f}'\n" for f in files), encoding="utf-8")
     outputs = ["-ac", "1", "-ar", str(audio.sample_rate_hz), "-c:a", "libmp3lame", "-b:a", f"{audio.bitrate_kbps}k",
                str(workdir / "baseline.mp3")]
-    if m4b:
-        outputs += ["-ac", "1", "-ar", str(audio.sample_rate_hz), "-c:a", "aac", "-b:a", f"{audio.m4b_bitrate_kbps}k",
-                    "-f", "adts", str(workdir / "baseline.aac")]
+    if m4b:  # with the AAC coder assembly uses for this profile
+        from pipeline.assembly import book_aac_coder
+
+        coder = book_aac_coder(bench_manifest(workdir, m4b=m4b))
+        outputs += ["-ac", "1", "-ar", str(audio.sample_rate_hz), "-c:a", "aac", "-aac_coder", coder,
+                    "-b:a", f"{audio.m4b_bitrate_kbps}k", "-f", "adts", str(workdir / "baseline.aac")]
     start = time.perf_counter()
     subprocess.run([find_ffmpeg(), "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing), *outputs],
                    check=True)

@@ -111,6 +111,15 @@ def start_simulator(args: argparse.Namespace, log: Path) -> tuple[subprocess.Pop
     sys.exit(f"the simulator did not start:\n{log.read_text()}")
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds a process has used, with its waited-for children (Linux ``/proc``; 0.0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+
+
 def stop(simulator: subprocess.Popen[str]) -> None:
     if simulator.poll() is None:
         simulator.terminate()

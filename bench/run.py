@@ -95,6 +95,8 @@ def main() -> None:
             "<= 1.3")
         row("tail: last download -> finished book", f"{tail['tail_s']:.1f} s",
             f"last chapter encoded alone {tail['encode_last_s']:.1f} s", "")
+        row("  the simulator's CPU during that run", f"{tail['simulator_cpu_s']:.1f} s",
+            f"of {tail['run_s'] * (os.cpu_count() or 1):.0f} core-seconds", "")
         row("rerun after a one-sentence edit", f"{tail['rebuild_ratio']:.2f} ({tail['rerun_s']:.1f} s)",
             f"the chapter encoded alone {tail['rebuild_encode_s']:.1f} s", "<= 3")
         row("  files rewritten beyond that chapter+book", f"{tail['other_files_rewritten']}",

@@ -50,7 +50,7 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
-from engine import KEY, WORDS, admin_ledger, greedy_makespan, start_simulator, stop
+from engine import KEY, WORDS, admin_ledger, greedy_makespan, process_cpu_s, start_simulator, stop
 from overlap import ffmpeg_used, write_book
 
 RATIO_AIM = 1.3
@@ -267,6 +267,7 @@ def main() -> None:
         run_book(manifest_path, base_url, stamps, workers=args.workers)
         returned = time.time()
         ledger = admin_ledger(base_url)
+        simulator_cpu_s = process_cpu_s(simulator.pid)
         stop(simulator)
         simulator = None
 
@@ -323,6 +324,9 @@ def main() -> None:
         print(f"first task -> finished book: {run_s:.1f} s; ideal {ideal_s:.1f} s + the last chapter ({last_chapter}, "
               f"{last_audio_s / 60:.1f} min) encoded alone {encode_s:.1f} s = {ideal_s + encode_s:.1f} s; "
               f"ratio {ratio:.2f} (aim <= {RATIO_AIM})")
+        print(f"  the simulator used {simulator_cpu_s:.1f} s of CPU on this machine's {os.cpu_count()} cores during "
+              f"the run ({run_s * (os.cpu_count() or 1):.0f} core-seconds in all): the chapter workers, at a lower "
+              "priority, get what it and the engine leave; a remote API's renders cost this machine nothing")
 
         # --- 2. a one-sentence edit ----------------------------------------------------------------
         edit_number = args.edit_chapter or (len(manifest.chapters) + 1) // 2
@@ -375,7 +379,7 @@ def main() -> None:
             args.json_out.write_text(json.dumps({
                 "chapters": len(manifest.chapters), "chunks": len(chunks), "audio_min": audio_min,
                 "concurrency": args.concurrency, "workers": workers, "run_s": run_s, "ideal_s": ideal_s,
-                "encode_last_s": encode_s,
+                "encode_last_s": encode_s, "simulator_cpu_s": simulator_cpu_s,
                 "ratio": ratio, "tail_s": tail_s, "encode_last_without_aac_s": without_aac_s, "rerun_s": rerun_s,
                 "rebuild_encode_s": rebuild_encode_s,
                 "rebuild_ratio": rebuild_ratio, "tasks_rerendered": len(rerun_tasks),
