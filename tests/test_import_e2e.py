@@ -75,7 +75,7 @@ def test_an_epub_with_front_and_back_matter_and_notes(simulator: Simulator, tmp_
     plan = planned(simulator, tmp_path / "salt" / "book.yaml")
     assert [c["title"] for c in plan["chapters"]] == ["Dedication", *SAMPLE_CHAPTERS, "Afterword"]
     assert commented_out(tmp_path / "salt" / "book.yaml") == {
-        "cover": "cover", "Title Page": "title page", "Copyright": "copyright", "Contents": "table of contents",
+        "Cover": "cover", "Title Page": "title page", "Copyright": "copyright", "Contents": "table of contents",
         "Notes": "notes", "Index": "index", "Colophon": "colophon"}
     assert (doc["book"]["title"], doc["book"]["author"], doc["book"]["language"]) == \
         ("The Salt Road", "Maren Holt", "English")

@@ -62,7 +62,7 @@ def table(book: SourceBook) -> list[tuple[str, str, str | None]]:
 
 def test_sample_book_parts_in_reading_order_with_toc_titles_and_reasons(tmp_path: Path) -> None:
     book = epub.read(build_sample_epub(tmp_path / "salt.epub"), OPTIONS)
-    front = [("OEBPS/text/cover.xhtml", "cover", "cover"),
+    front = [("OEBPS/text/cover.xhtml", "Cover", "cover"),
              ("OEBPS/text/title.xhtml", "Title Page", "title page"),
              ("OEBPS/text/copyright.xhtml", "Copyright", "copyright"),
              ("OEBPS/nav.xhtml", "Contents", "table of contents"),
@@ -177,7 +177,7 @@ def test_epub2_with_only_an_ncx(tmp_path: Path) -> None:
                   landmark="toc", doctype=doctype))
     spec = EpubSpec(pages=pages, version=2, cover=jpeg_bytes(), language="fre", date="1999-03-14")
     book = read(tmp_path, spec)
-    assert table(book) == [("OEBPS/text/cover.xhtml", "cover", "cover"),
+    assert table(book) == [("OEBPS/text/cover.xhtml", "Cover", "cover"),
                            ("OEBPS/text/one.xhtml", "Chapter One", None),
                            ("OEBPS/text/two.xhtml", "Chapter Two", None),
                            ("OEBPS/text/toc.xhtml", "Contents", "table of contents")]
@@ -189,14 +189,14 @@ def test_epub2_with_only_an_ncx(tmp_path: Path) -> None:
 def test_without_any_toc_titles_come_from_headings_then_file_names(tmp_path: Path) -> None:
     pages = (chapter("a", "Alpha", "First."), Page("b.xhtml", (Piece("<p>No heading here.</p>"),)))
     book = read(tmp_path, EpubSpec(pages=pages, nav=False, ncx=False))
-    assert [part.title for part in book.parts] == ["Alpha", "b"]
+    assert [part.title for part in book.parts] == ["Alpha", "B"]
 
 
 def test_a_file_outside_the_toc_is_its_own_part(tmp_path: Path) -> None:
     pages = (chapter("a", "Alpha", "First."), Page("a2.xhtml", (Piece("<p>Continued.</p>"),)),
              chapter("b", "Beta", "Second."))
     book = read(tmp_path, EpubSpec(pages=pages))
-    assert table(book) == [("OEBPS/text/a.xhtml", "Alpha", None), ("OEBPS/text/a2.xhtml", "a2", None),
+    assert table(book) == [("OEBPS/text/a.xhtml", "Alpha", None), ("OEBPS/text/a2.xhtml", "A2", None),
                            ("OEBPS/text/b.xhtml", "Beta", None)]
 
 
@@ -223,7 +223,7 @@ def test_a_mid_file_toc_anchor_cuts_the_file(tmp_path: Path) -> None:
 def test_text_before_the_first_anchor_is_its_own_part(tmp_path: Path) -> None:
     spec = mid_file_spec(front='<p class="epigraph">A line before the chapters.</p>')
     book = read(tmp_path, spec)
-    assert table(book)[1:3] == [("OEBPS/text/all.xhtml", "all", None), ("OEBPS/text/all.xhtml#one", "One", None)]
+    assert table(book)[1:3] == [("OEBPS/text/all.xhtml", "All", None), ("OEBPS/text/all.xhtml#one", "One", None)]
     assert words(book.parts[1].markdown) == said("A line before the chapters.")
     assert len(book.parts) == 5
 
@@ -324,9 +324,9 @@ def test_an_image_only_file_is_an_empty_part_and_the_cover_page_a_cover(tmp_path
              Page("svgcover.xhtml", (Piece('<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/'
                                            '1999/xlink"><image xlink:href="../images/cover.jpg"/></svg>'),)))
     book = read(tmp_path, EpubSpec(pages=pages, cover=jpeg_bytes(), images={"plate.png": png_bytes()}))
-    assert table(book) == [("OEBPS/text/cover.xhtml", "cover", "cover"), ("OEBPS/text/a.xhtml", "Alpha", None),
+    assert table(book) == [("OEBPS/text/cover.xhtml", "Cover", "cover"), ("OEBPS/text/a.xhtml", "Alpha", None),
                            ("OEBPS/text/plate.xhtml", "Plate I", "empty"),
-                           ("OEBPS/text/svgcover.xhtml", "svgcover", "cover")]
+                           ("OEBPS/text/svgcover.xhtml", "Svgcover", "cover")]
     assert [part.markdown for part in book.parts if part.skip] == ["", "", ""]
 
 
@@ -340,7 +340,7 @@ def test_an_image_in_the_spine_and_a_missing_spine_file_are_parts(tmp_path: Path
     members["OEBPS/content.opf"] = opf.encode()
     del members["OEBPS/text/c.xhtml"]
     book = epub.read(write_zip(tmp_path / "x.epub", members), OPTIONS)
-    assert table(book) == [("OEBPS/images/cover.jpg", "cover", "cover"), ("OEBPS/text/a.xhtml", "Alpha", None),
+    assert table(book) == [("OEBPS/images/cover.jpg", "Cover", "cover"), ("OEBPS/text/a.xhtml", "Alpha", None),
                            ("OEBPS/text/b.xhtml", "Beta", None), ("OEBPS/text/c.xhtml", "Gamma", "empty")]
     assert book.notes == ("the spine names OEBPS/text/c.xhtml, which is not in the archive; it is an empty part",)
 

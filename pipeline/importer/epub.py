@@ -553,5 +553,8 @@ def _title_for(book: _Book, path: str, ids: frozenset[str], *, first: bool, leve
     matches.sort(key=lambda entry: entry.depth > level)  # stable: TOC order within each group
     if matches:
         return matches[0].title
-    return heading or posixpath.splitext(posixpath.basename(path))[0]
+    if heading:
+        return heading
+    name = " ".join(re.split(r"[-_\s]+", posixpath.splitext(posixpath.basename(path))[0])).strip()
+    return name[:1].upper() + name[1:] if name.islower() else name  # "cover" -> "Cover", "ch01-02" kept
 
