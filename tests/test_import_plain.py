@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -239,14 +238,6 @@ def test_hongloumeng_has_its_120_chapters_with_their_titles_and_every_word() -> 
         assert spoken_words(part.markdown) == words_of(lines[start:end]), part.title
     # A paragraph that opens with "第四回中..." or "第三十八回林..." is prose, not a heading.
     assert "\n\n第四回中既将薛家母子在荣府内寄居等事略已表明" in chapters(book)[4].markdown
-
-
-@needs_corpora
-@pytest.mark.parametrize("name", ["alice.txt", "hongloumeng.txt"])
-def test_a_corpus_imports_well_under_two_seconds(name: str) -> None:
-    started = time.perf_counter()
-    read(CORPORA / name, ReadOptions())
-    assert time.perf_counter() - started < 2.0
 
 
 # --- chapter headings in plain text -----------------------------------------------------------------------

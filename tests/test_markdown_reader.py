@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -391,25 +390,13 @@ def test_plain_text_keeps_its_reading() -> None:
 
 def test_many_unclosed_comments_cost_one_repair() -> None:
     raw = "\n\n".join(f"<!-- note {i}\nmore {i}\n\nText {i}." for i in range(2000))
-    start = time.perf_counter()
-    got = spoken(raw)
-    assert time.perf_counter() - start < 5.0
+    got = spoken(raw)  # (once quadratic; bench/chunking.py times whole books)
     assert got.split("\n\n") == [f"Text {i}." for i in range(2000)]
 
 
 def test_deep_nesting_is_read() -> None:
     assert spoken("> " * 60 + "deep") == "deep"
     assert spoken("".join("  " * i + "- level\n" for i in range(30))).count("level") == 30
-
-
-@pytest.mark.skipif(not CORPORA.is_dir(), reason=f"the shared corpora are not at {CORPORA}")
-def test_a_whole_book_reads_in_well_under_a_second_per_megabyte() -> None:
-    raw = decode_source((CORPORA / "hongloumeng.txt").read_bytes())  # 2.5 MB
-    spoken("warm *up*")
-    start = time.perf_counter()
-    spoken(raw)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 2.5, f"{elapsed:.2f} s for 2.5 MB (measured 0.15 s; the old reader 0.15 s)"
 
 
 # --- properties ----------------------------------------------------------------------------------
