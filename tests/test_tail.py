@@ -476,6 +476,14 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _cmdline(pid: int) -> str:
+    """A process's command line, or "" when it has already gone (children come and go while we look)."""
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def _alive(pid: int) -> bool:
     try:
         state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -503,8 +511,7 @@ def test_chapter_workers_leave_when_a_run_is_killed(sim: Simulator, book: Callab
         workers: set[int] = set()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
-            workers = {p for p in _children(proc.pid) if "spawn_main" in (Path("/proc") / str(p) / "cmdline")
-                       .read_bytes().decode(errors="replace")} if _alive(proc.pid) else set()
+            workers = {p for p in _children(proc.pid) if "spawn_main" in _cmdline(p)} if _alive(proc.pid) else set()
             if workers:
                 break
             time.sleep(0.05)
@@ -518,6 +525,7 @@ def test_chapter_workers_leave_when_a_run_is_killed(sim: Simulator, book: Callab
     finally:
         if proc.poll() is None:
             proc.kill()
+        proc.wait(timeout=10)
 
 
 def test_chapter_workers_run_below_the_engines_priority() -> None:
