@@ -15,11 +15,11 @@ an existing one without losing the user's edits.
 from __future__ import annotations
 
 import importlib
-import stat
 from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.errors import SourceFileError
+from pipeline.importer.archive import regular_file
 from pipeline.importer.model import ReadOptions, SourceBook
 
 # Suffix -> the reader module that owns it (imported only when a file of its kind is read: each pulls
@@ -46,17 +46,7 @@ def read_book(path: Path, options: ReadOptions | None = None) -> SourceBook:
         kind = f"a {suffix} file" if suffix else "a file without an extension"
         raise SourceFileError(path, f"is {kind}, which `audiobook init` cannot read; give one of {SUPPORTED} "
                                     "(export the manuscript to EPUB or DOCX if need be)")
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise SourceFileError(path, "does not exist; check the path") from None
-    except OSError as exc:
-        raise SourceFileError(path, f"cannot be read ({exc.strerror or exc}); check the path and its "
-                                    "permissions") from exc
-    if stat.S_ISDIR(info.st_mode):
-        raise SourceFileError(path, f"is a folder; give the manuscript file itself ({SUPPORTED})")
-    if not stat.S_ISREG(info.st_mode):
-        raise SourceFileError(path, "is not a regular file (a pipe or a device?); give the manuscript file")
+    regular_file(path, f"the manuscript file ({SUPPORTED})")
     reader: Callable[[Path, ReadOptions], SourceBook] = importlib.import_module(f"pipeline.importer.{name}").read
     try:
         return reader(path, options or ReadOptions())

@@ -1,7 +1,10 @@
-"""Safe reading of the ZIP archives and XML documents a manuscript is made of (EPUB, DOCX).
+"""Safe reading of a manuscript: the file itself, and the ZIP archives and XML documents it is made of
+(EPUB, DOCX).
 
-A manuscript comes from anyone, so both formats are read as hostile (issue 13, item 8):
+A manuscript comes from anyone, so everything is read as hostile (issue 13, item 8):
 
+* :func:`regular_file` checks that a path is a regular file (not missing, not a folder, a pipe or a
+  device, which would hang or never end), and :func:`file_bytes` reads one of at most a given size.
 * :func:`open_zip` opens an archive with the standard library's :mod:`zipfile` and refuses, before
   anything is read, a file that is not a ZIP or is damaged or truncated, member names that could
   escape a folder (absolute, ``..``, a drive letter, a backslash path, a NUL byte), duplicate or
@@ -21,6 +24,7 @@ from __future__ import annotations
 import html.entities
 import os
 import re
+import stat
 import struct
 import zipfile
 import zlib
@@ -116,6 +120,34 @@ class SafeZip:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def regular_file(path: Path, what: str = "the manuscript file") -> os.stat_result:
+    """``path``'s status, when it is a regular file; else ``SourceFileError`` saying what it is instead."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise SourceFileError(path, "does not exist; check the path") from None
+    except OSError as exc:
+        raise SourceFileError(path, f"cannot be read ({exc.strerror or exc}); check the path and its "
+                                    "permissions") from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise SourceFileError(path, f"is a folder; give {what} itself")
+    if not stat.S_ISREG(info.st_mode):
+        raise SourceFileError(path, f"is not a regular file (a pipe or a device?); give {what}")
+    return info
+
+
+def file_bytes(path: Path, *, limit: int, what: str) -> bytes:
+    """The bytes of the regular file ``path`` (:func:`regular_file`), refused when over ``limit`` bytes
+    (``what`` names it in the messages: "an HTML book")."""
+    info = regular_file(path, what)
+    if info.st_size > limit:
+        raise SourceFileError(path, f"is {info.st_size:,} bytes, over the {limit:,}-byte limit for {what}")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise SourceFileError(path, f"cannot be read ({exc.strerror or exc})") from exc
 
 
 def open_zip(path: Path, *, max_total_bytes: int = MAX_TOTAL_BYTES) -> SafeZip:

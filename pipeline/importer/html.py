@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import codecs
 import re
-import stat
 from pathlib import Path
 
 from lxml import etree
 
 from pipeline.errors import SourceFileError
+from pipeline.importer.archive import file_bytes
 from pipeline.importer.classify import skip_reason
 from pipeline.importer.languages import api_language
 from pipeline.importer.markup import element_text, heading_level, parse_html, split_sections
@@ -44,7 +44,7 @@ _YEAR = re.compile(r"\s*(\d{4})(?!\d)")
 def read(path: Path, options: ReadOptions) -> SourceBook:
     """Read the HTML book at ``path``; every part in document order (``SourceFileError`` for a file
     that cannot be read, decoded or parsed)."""
-    text = decode_html(_read_bytes(path), source=path)
+    text = decode_html(file_bytes(path, limit=MAX_HTML_BYTES, what="an HTML book"), source=path)
     root = parse_html(text, source=path)
     title = _meta(root, "dc.title", "dcterms.title") or _title(root) or path.stem
     parts = _parts(root, book_title=title, options=options)
@@ -57,23 +57,6 @@ def read(path: Path, options: ReadOptions) -> SourceBook:
                       language=api_language(language),
                       description=_meta(root, "description", "dc.description", "dcterms.description"),
                       year=int(year.group(1)) if year else None)
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        info = path.stat()
-        if stat.S_ISDIR(info.st_mode):
-            raise SourceFileError(path, "is a folder, not an HTML file")
-        if not stat.S_ISREG(info.st_mode):
-            raise SourceFileError(path, "is not a regular file (a pipe or a device?)")
-        if info.st_size > MAX_HTML_BYTES:
-            raise SourceFileError(path, f"is {info.st_size:,} bytes, over the {MAX_HTML_BYTES:,}-byte limit for "
-                                  "an HTML book")
-        return path.read_bytes()
-    except FileNotFoundError as exc:
-        raise SourceFileError(path, "does not exist; check the path") from exc
-    except OSError as exc:
-        raise SourceFileError(path, f"cannot be read ({exc.strerror or exc})") from exc
 
 
 def declared_charset(data: bytes) -> str | None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime
 import re
-import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.errors import SourceFileError
+from pipeline.importer.archive import file_bytes
 from pipeline.importer.classify import is_title_page, skip_reason
 from pipeline.importer.languages import api_language, guess_language
 from pipeline.importer.model import ReadOptions, SourceBook, SourcePart
@@ -54,32 +54,10 @@ def read(path: Path, options: ReadOptions) -> SourceBook:
     suffix = path.suffix.lower()
     if suffix not in MARKDOWN_SUFFIXES + TEXT_SUFFIXES:
         raise SourceFileError(path, "is not a Markdown or plain-text file (.md, .markdown, .txt)")
-    text = _decode(path, _read_bytes(path))
+    text = _decode(path, file_bytes(path, limit=SOURCE_MAX_BYTES, what="a manuscript"))
     if suffix in MARKDOWN_SUFFIXES:
         return _MarkdownReader(path, text, options).book()
     return _TextReader(path, text, options).book()
-
-
-# --- reading the bytes ------------------------------------------------------------------------------------
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        info = path.stat()
-    except FileNotFoundError as exc:
-        raise SourceFileError(path, "does not exist; check the path") from exc
-    except OSError as exc:
-        raise SourceFileError(path, f"cannot be read ({exc.strerror})") from exc
-    if stat.S_ISDIR(info.st_mode):
-        raise SourceFileError(path, "is a folder, not a manuscript file")
-    if not stat.S_ISREG(info.st_mode):
-        raise SourceFileError(path, "is not a regular file (a pipe or a device?)")
-    if info.st_size > SOURCE_MAX_BYTES:
-        raise SourceFileError(path, f"is {info.st_size:,} bytes, over the {SOURCE_MAX_BYTES:,}-byte limit for a "
-                                    "manuscript")
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise SourceFileError(path, f"cannot be read ({exc.strerror})") from exc
 
 
 def _decode(path: Path, data: bytes) -> str:
