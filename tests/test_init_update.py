@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 from e2e_support import API_KEY, MODEL, REPO, audiobook
+from test_init import cli, plan_ids
 
 from pipeline.cli import main
 from pipeline.errors import ConfigError
@@ -52,16 +53,6 @@ TEXTS = {
 def original() -> SourceBook:
     return book(part("Contents", TEXTS["Contents"], skip="table of contents"),
                 *(part(t, TEXTS[t]) for t in ("One", "Two", "Three")))
-
-
-def cli(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
-def plan_ids(manifest: Path) -> list[str]:
-    result = cli("plan", str(manifest), "--json")
-    assert result.exit_code == 0, result.output
-    return [c["id"] for c in json.loads(result.stdout)["chapters"]]
 
 
 def imported(tmp_path: Path, source: SourceBook | None = None) -> Path:
