@@ -319,6 +319,12 @@ def render_summary(report: Any, *, simulated: bool = False) -> str:
             where = failure.chapter_id if failure.chunk_index is None else \
                 f"{failure.chapter_id} chunk {failure.chunk_index}"
             lines.append(f"  FAILED {where}: {failure.reason}")
+        if book.qc_retakes:
+            lines.append(f"  QC retakes: {book.qc_retakes} fresh take(s) of failing chunks (qc.on_fail: retake)")
+        if book.qc_flags:
+            lines.append(f"  QC flagged {len(book.qc_flags)} chunk(s), {book.qc_failed} failing (chapter, time in the "
+                         "chapter file, checks; `audiobook review` to listen, `audiobook retake` to redo):")
+            lines.extend(f"    {flag}" for flag in book.qc_flags)
         if book.expired:
             lines.append(f"  expired at the API: {', '.join(book.expired)}; a plain rerun cannot recover them: "
                          "`audiobook run MANIFEST --rerender-expired` renders them again at a new charge")
@@ -377,10 +383,16 @@ def status(manifests: tuple[Path, ...], as_json: bool, simulate: bool) -> None:
         click.echo(line)
         for chapter in book.chapters:
             states = ", ".join(f"{n} {s}" for s, n in sorted(chapter.by_state.items()))
+            flagged = ", ".join(f"{chapter.qc[v]} QC {v}" for v in ("fail", "warn") if chapter.qc.get(v))
             click.echo(f"  {_cell(chapter.id, 12)} {chapter.chunks:>3} chunks: {states}"
+                       + (f"; {flagged}" if flagged else "")
                        + (f" -> {chapter.output.name}" if chapter.output else ""))
             for index, reason in chapter.failures:
                 click.echo(f"      chunk {index}: {reason}")
+            for item in chapter.chunk_states:
+                if item.qc is not None and item.qc["verdict"] != "pass":
+                    failed = "; ".join(f"{c['name']}: {c['detail']}" for c in item.qc["checks"] if not c["passed"])
+                    click.echo(f"      chunk {item.index} take {item.take}: QC {item.qc['verdict']} ({failed})")
         if book.expired:
             click.echo(f"  expired at the API: {', '.join(book.expired)}. A plain rerun cannot recover them; "
                        f"`audiobook run {book.manifest} --rerender-expired` renders them again at a new charge")
@@ -409,6 +421,19 @@ def stitch(manifest: Path, chapters: tuple[str, ...], force: bool, simulate: boo
     book = runner.load(manifest, simulate=simulate)
     for path in runner.stitch(book, chapter_ids=chapters, force=force, same_book=same_book):
         click.echo(f"wrote {path}")
+    if _echo_qc_flags(runner.qc_flags(book, chapter_ids=chapters)):
+        sys.exit(1)
+
+
+def _echo_qc_flags(flags: list[Any]) -> int:
+    """Print the QC flags (a heading and one line each); returns how many are fails."""
+    from pipeline.verdicts import describe
+
+    if flags:
+        click.echo(f"QC flagged {len(flags)} chunk(s) (`audiobook review` to listen, `audiobook retake` to redo):")
+        for flag in flags:
+            click.echo(f"  {describe(flag)}")
+    return sum(1 for f in flags if f.verdict.verdict == "fail")
 
 
 def _chapter_pattern(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import fsio
+from pipeline import fsio, qc
 from pipeline.chunking import estimate_seconds
 from pipeline.client import SUBTITLE_MAX_BYTES, SoundCloneClient, TaskInfo, wait_until_final
 from pipeline.config import RunConfig
@@ -62,6 +62,7 @@ from pipeline.layout import BookLayout
 from pipeline.models import ChapterPlan, Chunk, ChunkState, Manifest, Progress
 from pipeline.request import AudioRequest
 from pipeline.store import ChunkRow, Journal
+from pipeline.subtitles import SentenceTiming, parse_subtitle_json
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,9 @@ class BookResult:
     failures: list[Failure] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
     outputs: list[Path] = field(default_factory=list)
+    qc_flags: list[str] = field(default_factory=list)  # selected takes judged warn or fail, one line each
+    qc_failed: int = 0                                  # of them, judged fail: the run exits 1
+    qc_retakes: int = 0                                 # automatic retakes made (qc.on_fail: retake)
 
     @property
     def tasks_billed(self) -> int:
@@ -169,6 +173,13 @@ class _FairQueue:
         return None
 
 
+@dataclass(frozen=True)
+class _Fetched:
+    duration_s: float
+    has_subs: bool
+    measures: qc.TakeMeasures
+
+
 class _NotSent(Exception):
     """Raised by ``before_send`` when the batch is stopping: the request is not sent."""
 
@@ -209,13 +220,13 @@ class Engine:
     def __init__(self, *, client: SoundCloneClient, config: RunConfig,
                  on_event: Callable[[Progress], None] = lambda event: None,
                  sleep: Sleep = asyncio.sleep, clock: Callable[[], float] = time.monotonic,
-                 verify_audio: Callable[[Path], float] | None = None) -> None:
+                 measure_audio: Callable[[Path], qc.AudioMeasures] = qc.measure_file) -> None:
         self.client = client
         self.config = config
         self._on_event = on_event
         self._sleep = sleep
         self._clock = clock
-        self._verify_audio = verify_audio
+        self._measure_audio = measure_audio
         self._downloads = asyncio.Semaphore(DOWNLOAD_CONCURRENCY)
         self._tasks: set[asyncio.Task[None]] = set()
         self._creates: set[asyncio.Future[Any]] = set()
@@ -586,7 +597,7 @@ class Engine:
         async with self._downloads:
             try:
                 audio_path, subtitle_path = item.job.layout.take_paths(chunk.key)
-                duration, has_subs = await self._fetch(item, task_id, info, audio_path, subtitle_path)
+                fetched = await self._fetch(item, task_id, info, audio_path, subtitle_path)
             except LinkExpired as error:
                 journal.transition(chunk.key, S.EXPIRED, error=str(error))
                 self._report_expired(item, str(error))
@@ -601,10 +612,12 @@ class Engine:
                 self._fail(item, f"task {task_id}: {error}; rerun to download it again (the task is paid for and "
                                  "its link still works: no new charge)")
                 return
+        journal.save_measures(chunk.key, 1, fetched.measures.to_json())
         journal.transition(chunk.key, S.DOWNLOADED, audio_path=str(audio_path),
-                           subtitle_path=str(subtitle_path) if has_subs else None, duration_s=duration)
+                           subtitle_path=str(subtitle_path) if fetched.has_subs else None,
+                           duration_s=fetched.duration_s)
         journal.note_voice_activated(chunk.request.model_id)
-        self._emit(Progress("downloaded", chunk.chapter_id, chunk.index, f"{duration:.1f}s",
+        self._emit(Progress("downloaded", chunk.chapter_id, chunk.index, f"{fetched.duration_s:.1f}s",
                             book=item.job.result.title))
         self._chunk_done(item)
 
@@ -625,12 +638,14 @@ class Engine:
         return info
 
     async def _fetch(self, item: _Item, task_id: str, info: TaskInfo | None, audio_path: Path,
-                     subtitle_path: Path) -> tuple[float, bool]:
-        """Download a completed task's audio (and subtitles) to temporary files, verify, rename into place.
+                     subtitle_path: Path) -> _Fetched:
+        """Download a completed task's audio (and subtitles) to temporary files, verify and measure them
+        (:mod:`pipeline.qc`), rename into place.
 
-        Returns (audio seconds, whether subtitles were saved). A refused link is queried again for a
-        fresh one (:class:`LinkExpired` when that fails); network trouble is retried with backoff;
-        audio that does not verify is fetched again a few times (then :class:`_BrokenAudio`).
+        A refused link is queried again for a fresh one (:class:`LinkExpired` when that fails); network
+        trouble is retried with backoff; audio that does not decode is fetched again a few times (then
+        :class:`_BrokenAudio`). Audio that decodes but is implausibly short is fetched again too, and
+        kept on the last try: it is paid for, and QC judges it (``truncated``).
         """
         chunk, journal = item.chunk, item.job.journal
         want_subtitles = chunk.request.subtitles != "off"
@@ -656,8 +671,10 @@ class Engine:
                         info = None
                         await self._sleep(REFUSED_LINK_PAUSE_S)
                         continue
-                    duration = await asyncio.to_thread(self._verify, tmp_audio, chunk)
+                    audio = await asyncio.to_thread(self._verify, tmp_audio, chunk,
+                                                    keep_short=broken + 1 >= BROKEN_AUDIO_TRIES)
                     has_subs = False
+                    timings: list[SentenceTiming] | None = None
                     if want_subtitles and info.subtitle_url and info.subtitle_url not in refused_subtitles:
                         try:
                             await self.client.download(info.subtitle_url, tmp_subs, max_bytes=SUBTITLE_MAX_BYTES,
@@ -668,14 +685,14 @@ class Engine:
                             journal.add_event(chunk.key, "no-subtitles", f"task {task_id}: subtitle link refused "
                                                                          f"({error}); the audio is kept without them")
                         else:
-                            _check_subtitles(tmp_subs, duration)
+                            timings = _check_subtitles(tmp_subs)
                             has_subs = True
                     elif want_subtitles:
                         journal.add_event(chunk.key, "no-subtitles", f"task {task_id} returned no subtitle file")
                     if has_subs:
                         temps.commit(tmp_subs, subtitle_path, durable=True)
                     temps.commit(tmp_audio, audio_path, durable=True)
-                    return duration, has_subs
+                    return _Fetched(audio.duration_s, has_subs, qc.measure_take(audio, chunk.text, timings))
                 except _BrokenAudio as error:
                     broken += 1
                     last_error = error
@@ -692,8 +709,9 @@ class Engine:
 
     # --- retakes --------------------------------------------------------------------------------
 
-    async def render_take(self, job: BookJob, chunk: Chunk) -> int:
-        """Render a fresh take of one chunk, keep it beside the earlier ones, and select it.
+    async def render_take(self, job: BookJob, chunk: Chunk, *, reason: str = "user", select: bool = True) -> int:
+        """Render a fresh take of one chunk, keep it beside the earlier ones, and (unless not ``select``)
+        select it. ``reason`` (user, qc, review) is recorded with the take.
 
         Crash-safe like a chunk: the intent is recorded right before the create request and the task
         id as soon as it returns; an unfinished take is resumed (polled) rather than paid for again.
@@ -706,7 +724,7 @@ class Engine:
             if unfinished:  # interrupted between intent and task id: it may have been billed
                 self._possible_charge(item, "a retake was interrupted before its task id was recorded")
                 journal.update_take(chunk.key, unfinished[-1].take, state="abandoned")
-            take, task_id = await self._create_take(item, chunk.request)
+            take, task_id = await self._create_take(item, chunk.request, reason=reason)
         info = await wait_until_final(self.client, task_id, interval_s=self.config.poll_interval_s,
                                       timeout_s=self.config.task_timeout_s, sleep=self._sleep, clock=self._clock)
         journal.record_task_status(task_id, info.status, info.error)
@@ -717,24 +735,26 @@ class Engine:
                                 "are refunded); try again")
         audio_path, subtitle_path = job.layout.take_paths(chunk.key, take)
         try:
-            _, has_subs = await self._fetch(item, task_id, info, audio_path, subtitle_path)
+            fetched = await self._fetch(item, task_id, info, audio_path, subtitle_path)
         except LinkExpired as error:
             journal.update_take(chunk.key, take, state="expired")
             raise DownloadError(f"the retake task {task_id} completed, but {error}; run the retake again (a new "
                                 "charge)") from error
+        journal.save_measures(chunk.key, take, fetched.measures.to_json())
         journal.update_take(chunk.key, take, state="downloaded", audio_path=str(audio_path),
-                            subtitle_path=str(subtitle_path) if has_subs else None)
-        journal.select_take(chunk.key, take)
+                            subtitle_path=str(subtitle_path) if fetched.has_subs else None)
+        if select:
+            journal.select_take(chunk.key, take)
         return take
 
-    async def _create_take(self, item: _Item, request: AudioRequest) -> tuple[int, str]:
+    async def _create_take(self, item: _Item, request: AudioRequest, *, reason: str) -> tuple[int, str]:
         journal, chunk = item.job.journal, item.chunk
         take = 0
 
         def before_send() -> None:
             nonlocal take
             if not take:
-                take = journal.begin_take(chunk.key, request)
+                take = journal.begin_take(chunk.key, request, reason=reason)
 
         async def create() -> str:
             try:
@@ -760,23 +780,23 @@ class Engine:
         item.job.result.chars_created += chunk.billed_chars
         return take, task_id
 
-    def _verify(self, path: Path, chunk: Chunk) -> float:
-        if self._verify_audio is None:
-            from pipeline.audio.ffmpeg import decoded_duration_s
-            self._verify_audio = decoded_duration_s
+    def _verify(self, path: Path, chunk: Chunk, *, keep_short: bool = False) -> qc.AudioMeasures:
+        """Decode and measure a download (one decode serves both); :class:`_BrokenAudio` when it does not
+        decode, is implausibly long, or (unless ``keep_short``) implausibly short."""
         try:
-            duration = self._verify_audio(path)
+            audio = self._measure_audio(path)
         except AssemblyError as error:
             raise _BrokenAudio(f"the audio does not decode: {error}") from error
+        duration = audio.duration_s
         speed = float(chunk.request.body.get("speed") or 1.0)
         expected = estimate_seconds(chunk.text, speed=speed)
-        if duration <= 0 or duration < MIN_PLAUSIBLE_SHARE * expected:
+        if duration <= 0 or (duration < MIN_PLAUSIBLE_SHARE * expected and not keep_short):
             raise _BrokenAudio(f"the audio lasts {duration:.1f}s, implausibly short for {chunk.billed_chars} "
                                f"characters (about {expected:.0f}s expected); it may be truncated")
         if duration > MAX_PLAUSIBLE_FACTOR * expected + 30:
             raise _BrokenAudio(f"the audio lasts {duration:.1f}s, implausibly long for {chunk.billed_chars} "
                                "characters")
-        return duration
+        return audio
 
     # --- chapters -------------------------------------------------------------------------------
 
@@ -831,17 +851,12 @@ class Engine:
         item.job.result.chars_refunded += item.chunk.billed_chars
 
 
-def _check_subtitles(path: Path, duration_s: float) -> None:
-    """The subtitle file must be one the stitcher can read, with times that fit the audio."""
-    from pipeline.subtitles import parse_subtitle_json
-
+def _check_subtitles(path: Path) -> list[SentenceTiming]:
+    """The subtitle file must be one the stitcher can read; its timings. (Timings that run past the
+    audio are QC's ``truncated``: the audio is kept and judged, not fetched again.)"""
     try:
-        sentences = parse_subtitle_json(json.loads(path.read_text(encoding="utf-8")), source="the subtitle file")
+        return parse_subtitle_json(json.loads(path.read_text(encoding="utf-8")), source="the subtitle file")
     except (ValueError, UnicodeDecodeError) as exc:
         raise _BrokenAudio(f"the subtitle file is not valid JSON ({exc})") from exc
     except AssemblyError as exc:
         raise _BrokenAudio(str(exc)) from exc
-    last_s = max((s.end_ms for s in sentences), default=0.0) / 1000.0
-    if last_s > duration_s + 1.0:
-        raise _BrokenAudio(f"the subtitles run to {last_s:.1f}s but the audio lasts {duration_s:.1f}s; "
-                           "the audio may be truncated")

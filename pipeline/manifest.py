@@ -41,6 +41,7 @@ from pipeline.models import (
     Manifest,
     PauseSettings,
     Pricing,
+    QcSettings,
     Voice,
 )
 
@@ -95,7 +96,9 @@ def _voice_fields() -> dict[str, Field]:
     }
 
 
-_A, _P, _C, _K, _R = AudioSettings(), PauseSettings(), ChunkingSettings(), ApiSettings(), Pricing()
+_A, _P, _C, _K, _R, _Q = (AudioSettings(), PauseSettings(), ChunkingSettings(), ApiSettings(), Pricing(),
+                          QcSettings())
+QC_POLICIES = ("flag", "retake")
 
 SCHEMA: dict[str, Field] = {
     "title": Field("str", "book title", required=True),
@@ -148,6 +151,23 @@ SCHEMA: dict[str, Field] = {
                                   choices=(64, 96, 128, 160, 192, 256)),
         "room_tone_db": Field("number", "level of the room tone under pauses, head and tail (dBFS RMS)",
                               _A.room_tone_db, minimum=-100, maximum=-50),
+    }),
+    "qc": Field("section", "the check of every downloaded take (see `pipeline/qc.py`)", children={
+        "on_fail": Field("choice", "a failing take: flag it (the run exits 1), or retake it automatically",
+                         _Q.on_fail, choices=QC_POLICIES),
+        "max_retakes": Field("int", "automatic retakes per chunk with on_fail: retake", _Q.max_retakes,
+                             minimum=0, maximum=5),
+        "max_silence_s": Field("number", "longest internal silence no pause marker or paragraph explains",
+                               _Q.max_silence_s, minimum=0.2, maximum=60),
+        "rate_tolerance": Field("number", "characters per second may differ this much (0.35: 35 %) from the "
+                                "book's median for the same language and speed", _Q.rate_tolerance,
+                                minimum=0.05, maximum=5),
+        "level_tolerance_db": Field("number", "a chunk's speech level may differ this much from the chapter's "
+                                    "median (dB)", _Q.level_tolerance_db, minimum=0.5, maximum=40),
+        "max_clipped_samples": Field("int", "samples at full scale a take may hold", _Q.max_clipped_samples,
+                                     minimum=0, maximum=100000),
+        "max_uncovered_words": Field("int", "longest run of the chunk's words its subtitle cues may miss",
+                                     _Q.max_uncovered_words, minimum=0, maximum=1000),
     }),
     "api": Field("section", "SoundClone API settings", children={
         "base_url": Field("url", "API base URL (env SOUNDCLONE_BASE_URL wins; default https://www.jimmyai.cn)"),
@@ -629,6 +649,7 @@ def load_manifest(path: Path, *, voice_resolver: Callable[[str], str | None] | N
         pauses=pauses,
         audio=AudioSettings(**top.get("audio", {})),
         api=ApiSettings(**top.get("api", {})),
+        qc=QcSettings(**top.get("qc", {})),
         chapters=chapters,
         voice_name=voice_name,
     )

@@ -114,6 +114,19 @@ class AudioSettings:
 
 
 @dataclass(frozen=True)
+class QcSettings:
+    """How every downloaded take is checked (``qc:`` in the manifest; see :mod:`pipeline.qc`)."""
+
+    on_fail: str = "flag"            # flag: report it; retake: render a fresh take automatically
+    max_retakes: int = 1             # automatic retakes per chunk (on_fail: retake)
+    max_silence_s: float = 1.5       # an internal silence no pause marker or paragraph explains
+    rate_tolerance: float = 0.35     # characters per second vs the book's median (same language, speed)
+    level_tolerance_db: float = 3.0  # a chunk's speech level vs the chapter's median
+    max_clipped_samples: int = 20    # samples at full scale a take may hold
+    max_uncovered_words: int = 2     # longest run of the chunk's words its cues may miss
+
+
+@dataclass(frozen=True)
 class ApiSettings:
     base_url: str | None = None
     concurrency: int = 4
@@ -164,6 +177,7 @@ class Manifest:
     api: ApiSettings
     chapters: tuple[ChapterSpec, ...]
     voice_name: str | None = None
+    qc: QcSettings = QcSettings()
 
     def chapter(self, chapter_id: str) -> ChapterSpec:
         for chapter in self.chapters:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline import qc, verdicts
 from pipeline.assembly import ChapterOutput
 from pipeline.config import ApiKey, RunConfig, resolve_run_config
 from pipeline.engine import BookJob, BookResult, Engine, Failure
@@ -168,7 +169,7 @@ class RunReport:
     @property
     def ok(self) -> bool:
         return (self.stopped is None and not self.rejected
-                and all(not b.failures and b.downloaded == b.chunks for b in self.books))
+                and all(not b.failures and b.downloaded == b.chunks and not b.qc_failed for b in self.books))
 
     @property
     def exit_code(self) -> int:
@@ -321,13 +322,15 @@ async def _run_books(books: Sequence[PreparedBook], journals: Sequence[Journal],
         for journal in journals:  # the tasks of an earlier simulator died with it
             journal.forget_tasks_in_flight()
     built: list[dict[str, ChapterOutput]] = [{} for _ in books]
+    budget = RetakeBudget.for_run(books, options.max_cost)
     with ChapterWorkers(options.chapter_workers) as workers:
         async with SoundCloneClient.from_config(config) as client:
             engine = Engine(client=client, config=config, on_event=on_event)
             jobs = [BookJob(manifest=b.plan.manifest, chapters=b.plan.chapters, journal=j,
-                            on_chapter_ready=_stitcher(b.plan.manifest, j, workers, done),
-                            rerender_expired=options.rerender_expired)
-                    for b, j, done in zip(books, journals, built, strict=True)]
+                            on_chapter_ready=_assembled_afterwards, rerender_expired=options.rerender_expired)
+                    for b, j in zip(books, journals, strict=True)]
+            for job, done in zip(jobs, built, strict=True):
+                job.on_chapter_ready = _stitcher(job, engine, workers, done, budget=budget, on_event=on_event)
             batch = await engine.run(jobs)
         if batch.stopped is None:
             for book, journal, result, done in zip(books, journals, batch.books, built, strict=True):
@@ -337,18 +340,107 @@ async def _run_books(books: Sequence[PreparedBook], journals: Sequence[Journal],
                         only=options.chapter_ids, built=done, workers=workers)
                 except PipelineError as error:
                     result.failures.append(Failure(book.plan.manifest.book.title, "-", None, str(error)))
+        for book, journal, result, done in zip(books, journals, batch.books, built, strict=True):
+            _report_qc(book.plan, journal, result, done)
     return RunReport(books=batch.books, stopped=batch.stopped)
 
 
-def _stitcher(manifest: Manifest, journal: Journal, workers: ChapterWorkers,
-              built: dict[str, ChapterOutput]) -> Callable[[ChapterPlan], Awaitable[list[Path]]]:
-    """Build a chapter in a worker process as soon as its audio is in, and keep what was built for the
-    book at the end of the run (so no chapter is assembled twice)."""
+def _stitcher(job: BookJob, engine: Engine, workers: ChapterWorkers, built: dict[str, ChapterOutput], *,
+              budget: RetakeBudget, on_event: Callable[[Progress], None]
+              ) -> Callable[[ChapterPlan], Awaitable[list[Path]]]:
+    """As soon as a chapter's audio is in: judge its takes (and with ``qc.on_fail: retake`` retake the
+    failing ones, keeping the best take), then build it in a worker process; keep what was built for
+    the book at the end of the run (so no chapter is assembled twice)."""
+    manifest, journal = job.manifest, job.journal
+
     async def on_chapter_ready(chapter_plan: ChapterPlan) -> list[Path]:
+        await _measure_missing(manifest, journal, [chapter_plan])
+        if manifest.qc.on_fail == "retake" and not engine.stopping:
+            await _qc_retakes(engine, job, chapter_plan, budget, on_event)
         output = await workers.build(manifest, chapter_plan, journal.selected_takes())
         built[chapter_plan.chapter.id] = output
         return [output.audio_path]
     return on_chapter_ready
+
+
+async def _measure_missing(manifest: Manifest, journal: Journal, chapters: Sequence[ChapterPlan]) -> None:
+    """Measure the takes the engine did not (decoding in a thread; the journal is written here only)."""
+    todo = verdicts.unmeasured(manifest, journal, chapters)
+    if todo:
+        verdicts.save_measures(journal, await asyncio.to_thread(verdicts.measure_all, todo))
+
+
+@dataclass
+class RetakeBudget:
+    """What automatic retakes may still spend under ``--max-cost`` (None: no limit)."""
+
+    left: float | None
+
+    @classmethod
+    def for_run(cls, books: Sequence[PreparedBook], max_cost: float | None) -> RetakeBudget:
+        return cls(None if max_cost is None else max_cost - sum(b.pending_cost for b in books))
+
+    def allows(self, cost: float) -> bool:
+        if self.left is None:
+            return True
+        if cost > self.left + 1e-9:
+            return False
+        self.left -= cost
+        return True
+
+
+async def _qc_retakes(engine: Engine, job: BookJob, chapter_plan: ChapterPlan, budget: RetakeBudget,
+                      on_event: Callable[[Progress], None]) -> None:
+    """Retake every chunk of the chapter whose selected take fails QC, at most ``qc.max_retakes`` times
+    each and within the budget, then select the best take of each (every take is kept)."""
+    manifest, journal = job.manifest, job.journal
+    settings, pricing = manifest.qc, manifest.pricing
+    for _ in range(settings.max_retakes):
+        book_qc = verdicts.judge(manifest, journal, job.chapters)
+        failing = [c for c in chapter_plan.chunks if (v := book_qc.of(c)) is not None and v.verdict == qc.FAIL
+                   and journal.takes_made(c.key, "qc") < settings.max_retakes]
+        chosen = []
+        for chunk in failing:
+            checks = ", ".join(c.name for c in book_qc.of(chunk).failed)  # type: ignore[union-attr]
+            cost = pricing.cost(billed_chars=chunk.billed_chars, tasks=1)
+            if not budget.allows(cost):
+                on_event(Progress("warning", chunk.chapter_id, chunk.index,
+                                  f"{chunk.chapter_id} chunk {chunk.index} fails QC ({checks}) but a retake "
+                                  f"(about {cost:.2f} {pricing.currency}) would exceed --max-cost: not retaken",
+                                  book=job.result.title))
+                continue
+            on_event(Progress("warning", chunk.chapter_id, chunk.index,
+                              f"{chunk.chapter_id} chunk {chunk.index} fails QC ({checks}): rendering a fresh take "
+                              f"(qc.on_fail: retake), about {cost:.2f} {pricing.currency}", book=job.result.title))
+            chosen.append(chunk)
+        if not chosen:
+            return
+        results = await asyncio.gather(*(engine.render_take(job, c, reason="qc", select=False) for c in chosen),
+                                       return_exceptions=True)
+        for chunk, result in zip(chosen, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, PipelineError):
+                    raise result
+                on_event(Progress("warning", chunk.chapter_id, chunk.index,
+                                  f"the QC retake of {chunk.chapter_id} chunk {chunk.index} failed: {result}; its "
+                                  "first take is kept", book=job.result.title))
+            else:
+                job.result.qc_retakes += 1
+        await _measure_missing(manifest, journal, [chapter_plan])
+        book_qc = verdicts.judge(manifest, journal, job.chapters)
+        for chunk in chosen:
+            takes = book_qc.takes_of(chunk)
+            if takes:
+                journal.select_take(chunk.key, qc.best_take(takes))
+
+
+def _report_qc(book: BookPlan, journal: Journal, result: BookResult, built: Mapping[str, ChapterOutput]) -> None:
+    """Judge the book's takes (stored in the journal) and list the flagged selected ones in the result."""
+    manifest = book.manifest
+    book_qc = verdicts.judge(manifest, journal, book.chapters, store=True)
+    for flag in verdicts.flags(manifest, book.chapters, book_qc, built):
+        result.qc_flags.append(verdicts.describe(flag))
+        result.qc_failed += flag.verdict.verdict == qc.FAIL
 
 
 # --- stitch --------------------------------------------------------------------------------------
@@ -362,7 +454,19 @@ def stitch(manifest: Manifest, *, chapter_ids: Sequence[str] = (), force: bool =
         missing = [cp for cp in book.chapters if chunk_audio(manifest, cp, selected) is None]
         if missing:
             raise PipelineError(_not_rendered(book, missing))
+        # QC: every take measured (again, with force: the checks may have changed) and judged
+        verdicts.measure_missing(manifest, journal, book.chapters, force=force)
+        verdicts.judge(manifest, journal, book.chapters, store=True)
         return finish_book(manifest, book.chapters, selected=selected, force=force, only=tuple(chapter_ids))
+
+
+def qc_flags(manifest: Manifest, *, chapter_ids: Sequence[str] = ()) -> list[verdicts.Flag]:
+    """The selected takes QC judges warn or fail (reads only)."""
+    book = plan(manifest, chapter_ids=chapter_ids)
+    with _book_journal(manifest) as journal:
+        if journal is None:
+            return []
+        return verdicts.flags(manifest, book.chapters, verdicts.judge(manifest, journal, book.chapters))
 
 
 def _not_rendered(book: BookPlan, missing: Sequence[ChapterPlan]) -> str:

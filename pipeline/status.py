@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline import verdicts
 from pipeline.layout import BookLayout
 from pipeline.models import ChunkState
 from pipeline.planning import BookPlan
@@ -24,6 +25,7 @@ class ChunkStatus:
     billed_chars: int
     request: dict[str, Any]      # the body of the task held (or of the one to send, while pending)
     error: str | None = None
+    qc: dict[str, Any] | None = None  # the QC verdict of the selected take (None: not downloaded or measured)
 
 
 @dataclass
@@ -35,6 +37,7 @@ class ChapterStatus:
     failures: list[tuple[int, str]]
     output: Path | None
     chunk_states: list[ChunkStatus] = field(default_factory=list)
+    qc: dict[str, int] = field(default_factory=dict)  # selected takes per verdict, and "unchecked"
 
 
 @dataclass
@@ -68,6 +71,7 @@ def book_status(plan: BookPlan, journal: Journal | None) -> BookStatus:
     layout = BookLayout(manifest.output)
     rows = journal.rows_for(c.request for cp in plan.chapters for c in cp.chunks) if journal is not None else {}
     selected = journal.selected_takes() if journal is not None else {}
+    book_qc = verdicts.judge(manifest, journal, plan.chapters) if journal is not None else None
     chapters = []
     expired = []
     for cp in plan.chapters:
@@ -83,12 +87,15 @@ def book_status(plan: BookPlan, journal: Journal | None) -> BookStatus:
             if row and row.state == ChunkState.EXPIRED:
                 expired.append(f"{cp.chapter.id} chunk {chunk.index}")
             held = row.request if row is not None else None
+            verdict = book_qc.of(chunk) if book_qc is not None else None
             states.append(ChunkStatus(index=chunk.index, key=chunk.key, state=state,
                                       take=selected.get(chunk.key, 1), billed_chars=chunk.billed_chars,
-                                      request=(held or chunk.request).body, error=row.error if row else None))
+                                      request=(held or chunk.request).body, error=row.error if row else None,
+                                      qc=verdict.to_json() if verdict is not None else None))
         audio = layout.chapter_files(cp.chapter.number, cp.chapter.id, "off")["mp3"]
+        counts = book_qc.counts(cp) if book_qc is not None else {"unchecked": len(cp.chunks)}
         chapters.append(ChapterStatus(cp.chapter.id, cp.chapter.title, len(cp.chunks), by_state, failures,
-                                      audio if audio.exists() else None, states))
+                                      audio if audio.exists() else None, states, counts))
     return BookStatus(
         manifest=manifest.path, title=manifest.book.title, output=manifest.output, chapters=chapters,
         billing=journal.billing() if journal is not None else NO_BILLING,
@@ -108,8 +115,9 @@ def status_to_json(book: BookStatus) -> dict[str, Any]:
             "id": c.id, "title": c.title, "chunks": c.chunks, "states": c.by_state,
             "failures": [{"index": i, "reason": r} for i, r in c.failures],
             "output": str(c.output) if c.output else None,
+            "qc": c.qc,
             "chunk_states": [{"index": s.index, "key": s.key, "state": s.state, "take": s.take,
-                              "billed_chars": s.billed_chars, "request": s.request, "error": s.error}
+                              "billed_chars": s.billed_chars, "request": s.request, "error": s.error, "qc": s.qc}
                              for s in c.chunk_states],
         } for c in book.chapters],
     }

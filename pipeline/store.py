@@ -32,10 +32,11 @@ Schema changes go through :data:`MIGRATIONS`, numbered by ``PRAGMA user_version`
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,6 +142,20 @@ MIGRATIONS: tuple[str, ...] = (
         title TEXT NOT NULL,
         claimed_at REAL NOT NULL
     );
+    """,
+    # 4: the QC of every downloaded take (pipeline.qc): what was measured, and the last verdict; and
+    # why each extra take was made (user, qc, review), so automatic retakes are counted.
+    """
+    CREATE TABLE take_qc (
+        key TEXT NOT NULL,
+        take INTEGER NOT NULL,
+        measures TEXT NOT NULL,
+        verdict TEXT,
+        checks TEXT,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (key, take)
+    );
+    ALTER TABLE takes ADD COLUMN reason TEXT NOT NULL DEFAULT 'user';
     """,
 )
 
@@ -282,7 +297,7 @@ _COLUMNS = ("key, chapter_id, idx, text, billed_chars, model_id, state, task_id,
             "subtitle_path, duration_s, error, ambiguous, updated_at, body, subtitles")
 _TAKE_COLUMNS = "key, take, state, task_id, audio_path, subtitle_path, created_at, body, subtitles"
 # Tables whose rows name a chunk key (re-keyed together when a legacy row is adopted).
-_KEYED_TABLES = ("chunks", "tasks", "events", "chapter_plans", "takes", "selected_takes")
+_KEYED_TABLES = ("chunks", "tasks", "events", "chapter_plans", "takes", "selected_takes", "take_qc")
 
 
 def _row(values: tuple[object, ...]) -> ChunkRow:
@@ -600,15 +615,22 @@ class Journal:
 
     # --- takes ----------------------------------------------------------------------------------
 
-    def begin_take(self, key: str, request: AudioRequest) -> int:
-        """Record the intent to render a new take of ``key``; returns its take number (2, 3, ...)."""
+    def begin_take(self, key: str, request: AudioRequest, *, reason: str = "user") -> int:
+        """Record the intent to render a new take of ``key`` (``reason``: user, qc or review); returns
+        its take number (2, 3, ...)."""
         with self._tx(durable=True) as conn:
             (last,) = conn.execute("SELECT COALESCE(MAX(take), 1) FROM takes WHERE key = ?", (key,)).fetchone()
             take = int(last) + 1
-            conn.execute("INSERT INTO takes (key, take, state, created_at, body, subtitles) "
-                         "VALUES (?, ?, 'submitting', ?, ?, ?)",
-                         (key, take, self._clock(), request.body_json, request.subtitles))
+            conn.execute("INSERT INTO takes (key, take, state, created_at, body, subtitles, reason) "
+                         "VALUES (?, ?, 'submitting', ?, ?, ?, ?)",
+                         (key, take, self._clock(), request.body_json, request.subtitles, reason))
         return take
+
+    def takes_made(self, key: str, reason: str) -> int:
+        """How many extra takes of ``key`` were begun for ``reason`` (refused creates left out)."""
+        found = self._read("SELECT COUNT(*) FROM takes WHERE key = ? AND reason = ? AND state != 'refused'",
+                           (key, reason))
+        return int(found[0][0])
 
     def update_take(self, key: str, take: int, *, state: str, **fields: object) -> None:
         allowed = {"task_id", "audio_path", "subtitle_path"}
@@ -634,6 +656,7 @@ class Journal:
                          "body, subtitles) VALUES (?, ?, 'downloaded', ?, ?, ?, ?, ?, ?)",
                          (key, take, row.task_id, audio_path, subtitle_path, row.updated_at, row.body, row.subtitles))
             conn.execute("UPDATE tasks SET take = ? WHERE key = ? AND take = 1", (take, key))
+            conn.execute("UPDATE take_qc SET take = ? WHERE key = ? AND take = 1", (take, key))
             conn.execute("DELETE FROM selected_takes WHERE key = ?", (key,))
             conn.execute("UPDATE chunks SET state = 'pending', task_id = NULL, audio_path = NULL, "
                          "subtitle_path = NULL, attempts = 0, updated_at = ? WHERE key = ?", (self._clock(), key))
@@ -645,6 +668,34 @@ class Journal:
 
     def selected_takes(self) -> dict[str, int]:
         return {key: int(take) for key, take in self._read("SELECT key, take FROM selected_takes")}
+
+    # --- QC -------------------------------------------------------------------------------------
+
+    def save_measures(self, key: str, take: int, measures: Mapping[str, Any]) -> None:
+        """Store what QC measured of take ``take`` of ``key`` (its verdict is judged later)."""
+        with self._tx() as conn:
+            conn.execute("INSERT INTO take_qc (key, take, measures, updated_at) VALUES (?, ?, ?, ?) "
+                         "ON CONFLICT(key, take) DO UPDATE SET measures = excluded.measures, verdict = NULL, "
+                         "checks = NULL, updated_at = excluded.updated_at",
+                         (key, take, json.dumps(measures, sort_keys=True), self._clock()))
+
+    def measures(self, keys: Iterable[str] | None = None) -> dict[tuple[str, int], dict[str, Any]]:
+        """The stored QC measures, by (key, take); of ``keys`` only when given."""
+        rows = self._read("SELECT key, take, measures FROM take_qc")
+        wanted = None if keys is None else set(keys)
+        return {(key, int(take)): json.loads(data) for key, take, data in rows if wanted is None or key in wanted}
+
+    def save_verdicts(self, verdicts: Mapping[tuple[str, int], Mapping[str, Any]]) -> None:
+        """Store the verdicts judged from the measures (``{"verdict": ..., "checks": [...]}``)."""
+        with self._tx() as conn:
+            conn.executemany("UPDATE take_qc SET verdict = ?, checks = ?, updated_at = ? WHERE key = ? AND take = ?",
+                             [(v["verdict"], json.dumps(v["checks"], sort_keys=True), self._clock(), key, take)
+                              for (key, take), v in verdicts.items()])
+
+    def verdicts(self) -> dict[tuple[str, int], dict[str, Any]]:
+        """The stored verdicts, by (key, take) (takes measured but not yet judged are left out)."""
+        return {(key, int(take)): {"verdict": verdict, "checks": json.loads(checks)} for key, take, verdict, checks
+                in self._read("SELECT key, take, verdict, checks FROM take_qc WHERE verdict IS NOT NULL")}
 
     # --- voices ---------------------------------------------------------------------------------
 
