@@ -498,7 +498,7 @@ class _Cues:
     warnings: list[str]
 
 
-def _chapter_cues(manifest: Manifest, audio: Sequence[ChunkAudio], spans: Sequence[ChunkSpan]) -> _Cues:
+def chapter_cues(manifest: Manifest, audio: Sequence[ChunkAudio], spans: Sequence[ChunkSpan]) -> _Cues:
     sr = manifest.audio.sample_rate_hz
     sentences: list[subs.Cue] = []
     words: list[subs.Cue] = []
@@ -677,7 +677,7 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
         temps = {"mp3": temp_mp3}
         warnings: list[str] = []
         if manifest.subtitles != "off":
-            cues = _chapter_cues(manifest, items, first.spans)
+            cues = chapter_cues(manifest, items, first.spans)
             warnings = cues.warnings
             texts = {"srt": subs.render_srt(cues.sentences), "vtt": subs.render_vtt(cues.sentences)}
             if manifest.subtitles == "word":

@@ -148,6 +148,9 @@ def render_plan(book: Any) -> str:
                             "again with --rerender-expired")
         if not any(c.to_render or c.dropped or c.expired for c in book.changes):
             rows.append("  none: every chunk is already rendered")
+    if book.qc_retake_tasks:
+        rows.append(f"worst case with qc.on_fail: retake: up to {book.qc_retake_tasks} more task(s), about "
+                    f"{book.qc_retake_cost:.2f} {cur} (only failing takes are retaken, within --max-cost)")
     return "\n".join(rows)
 
 
@@ -533,6 +536,25 @@ def render_import(result: Any) -> str:
 
 
 @main.command()
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option("--chapter", "chapters", multiple=True, metavar="ID", help="Only these chapters' pages (repeatable).")
+@_rehearsal_option
+def review(manifest: Path, chapters: tuple[str, ...], simulate: bool) -> None:
+    """Write the review pages: review/index.html (the book, QC counts, the delivery check) and one page
+    per chapter to listen, see every sentence and what QC flagged, compare takes, and mark what to redo.
+
+    The pages are static files (open them from the file manager: no server, no network); their marks
+    export as review-marks.json for `audiobook retake MANIFEST --from-review review-marks.json`.
+    """
+    from pipeline import runner
+
+    pages = runner.review(runner.load(manifest, simulate=simulate), chapter_ids=chapters)
+    click.echo(f"wrote {len(pages) - 1} chapter page(s); open {pages[0].resolve().as_uri()}")
+    for page in pages[1:]:
+        click.echo(f"  {page}")
+
+
+@main.command()
 def schema() -> None:
     """Print the manifest's JSON Schema (for editor completion and validation)."""
     from pipeline.manifest import json_schema
@@ -542,30 +564,84 @@ def schema() -> None:
 
 @main.command()
 @click.argument("manifest", type=click.Path(path_type=Path))
-@click.option("--chapter", "chapter", required=True, metavar="ID", help="The chapter.")
+@click.option("--chapter", "chapter", metavar="ID", help="The chapter (with --chunk or --at).")
 @click.option("--chunk", "index", type=int, metavar="N", help="The chunk's index (see `audiobook takes`).")
 @click.option("--at", "words", metavar="WORDS", help="Words from the sentence to retake; they pick the chunk.")
+@click.option("--from-review", "marks_file", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="Retake every chunk marked \"redo\" on the review pages (their exported review-marks.json).")
+@click.option("--dry-run", is_flag=True, help="With --from-review: show the tasks and cost, then stop.")
+@click.option("--max-cost", type=_FiniteFloat(0), metavar="X", help="Refuse when the retakes would cost more.")
 @click.option("--simulate", is_flag=True, help="Against a local simulator (for rehearsals).")
 @click.option("--base-url", metavar="URL", help="API base URL (default: $SOUNDCLONE_BASE_URL, the manifest, ...).")
 @click.option("--api-key-file", type=click.Path(path_type=Path, dir_okay=False),
               help="Read the API key from this file.")
 @_same_book_option
-def retake(manifest: Path, chapter: str, index: int | None, words: str | None, simulate: bool,
-           base_url: str | None, api_key_file: Path | None, same_book: bool) -> None:
-    """Render a fresh take of one chunk (one new task), keep the earlier takes, use the new one.
+def retake(manifest: Path, chapter: str | None, index: int | None, words: str | None, marks_file: Path | None,
+           dry_run: bool, max_cost: float | None, simulate: bool, base_url: str | None, api_key_file: Path | None,
+           same_book: bool) -> None:
+    """Render a fresh take of a chunk (one new task), keep the earlier takes, use the new one.
 
-    The chapter and the book are re-assembled with it. `audiobook takes` lists takes and switches back.
+    Either one chunk (--chapter with --chunk or --at), or every chunk marked on the review pages
+    (--from-review FILE: one take per marked chunk, the tasks and cost shown first). The chapters
+    and the book are re-assembled. `audiobook takes` lists takes and switches back.
     """
     from pipeline import runner
 
-    if (index is None) == (words is None):
-        raise click.UsageError("give exactly one of --chunk N or --at \"words in the sentence\"")
-    options = runner.RunOptions(base_url=base_url, key_file=api_key_file, simulate=simulate, same_book=same_book)
+    options = runner.RunOptions(base_url=base_url, key_file=api_key_file, simulate=simulate, same_book=same_book,
+                                max_cost=max_cost)
+    if marks_file is not None:
+        if chapter is not None or index is not None or words is not None:
+            raise click.UsageError("--from-review picks the chunks itself: leave out --chapter, --chunk and --at")
+        _retake_from_review(runner, manifest, marks_file, dry_run=dry_run, options=options)
+        return
+    if dry_run:
+        raise click.UsageError("--dry-run goes with --from-review")
+    if chapter is None or (index is None) == (words is None):
+        raise click.UsageError("give --chapter ID with exactly one of --chunk N or --at \"words in the sentence\", "
+                               "or --from-review FILE")
     chunk, take, files = runner.retake(runner.load(manifest), chapter_id=chapter, index=index, words=words,
                                        options=options)
     click.echo(f"chunk {chunk.index} of {chapter}: take {take} rendered and selected")
     for path in files:
         click.echo(f"wrote {path}")
+
+
+def _retake_from_review(runner: Any, manifest: Path, marks_file: Path, *, dry_run: bool, options: Any) -> None:
+    from pipeline.verdicts import describe
+
+    book = runner.load(manifest)
+    result = runner.retake_from_review(book, marks_file, dry_run=True, options=options)
+    plan = result.marks
+    for refused in plan.refused:
+        click.echo(f"refused: {refused.describe()}", err=True)
+    for marked in plan.chunks:
+        notes = "; ".join(m.note for m in marked.marks if m.note)
+        click.echo(f"  {marked.chunk.chapter_id} chunk {marked.chunk.index}: {len(marked.marks)} mark(s), "
+                   f"{marked.chunk.billed_chars:,} characters" + (f"; notes: {notes}" if notes else ""))
+    paid = " (simulated: nothing is charged)" if options.simulate else ""
+    click.echo(f"to render: {result.tasks} retake task(s), {result.chars:,} billed characters, about "
+               f"{result.cost:.2f} {result.currency}{paid}")
+    if not dry_run and result.tasks:
+        result = runner.retake_from_review(book, marks_file, options=options)
+        failed = 0
+        for marked in plan.chunks:
+            take = result.takes.get(marked.chunk.key)
+            where = f"{marked.chunk.chapter_id} chunk {marked.chunk.index}"
+            if isinstance(take, int):
+                click.echo(f"{where}: take {take} rendered and selected")
+            else:
+                failed += 1
+                click.echo(f"{where}: FAILED: {take}", err=True)
+        for path in result.files:
+            click.echo(f"wrote {path}")
+        for flag in result.flags:
+            click.echo(f"QC: {describe(flag)}")
+        if failed or any(f.verdict.verdict == "fail" for f in result.flags):
+            sys.exit(1)
+    if plan.refused:
+        click.echo(f"{len(plan.refused)} mark(s) refused (listed above); the others were "
+                   + ("planned" if dry_run else "rendered"), err=True)
+        sys.exit(1)
 
 
 @main.command()

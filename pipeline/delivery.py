@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipeline.assembly import read_state
@@ -83,13 +83,17 @@ def _finite(values: dict[str, object]) -> dict[str, object]:
 class DeliveryReport:
     profile: str
     files: tuple[FileReport, ...]
+    # QC of the takes in each chapter: {chapter id: {"pass": n, "warn": n, "fail": n, "unchecked": n}}.
+    # A fail is counted here, not failed here: the run that left it exits 1 and names it.
+    qc: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
         return all(f.passed for f in self.files)
 
     def to_json(self) -> dict[str, object]:
-        return {"profile": self.profile, "passed": self.passed, "files": [f.to_json() for f in self.files]}
+        return {"profile": self.profile, "passed": self.passed, "files": [f.to_json() for f in self.files],
+                "qc": {chapter: dict(counts) for chapter, counts in self.qc.items()}}
 
     def render_table(self) -> str:
         head = ("file", "length", "Hz", "kbps", "mode", "RMS dB", "peak dB", "floor dB", "head s", "tail s", "result")
@@ -186,8 +190,8 @@ def profile_checks(profile: str, info: tags.StreamInfo, m: dsp.Measurement) -> l
                         "(audio.profile in the manifest)")
 
 
-def check_delivery(*, manifest: Manifest, files: Sequence[Path],
-                   book_parts: Sequence[Path] = ()) -> DeliveryReport:
+def check_delivery(*, manifest: Manifest, files: Sequence[Path], book_parts: Sequence[Path] = (),
+                   qc: Mapping[str, Mapping[str, int]] | None = None) -> DeliveryReport:
     """Measure each file (or reuse its measurement, see :func:`measure`) and check it against
     ``manifest.audio.profile``.
 
@@ -218,7 +222,7 @@ def check_delivery(*, manifest: Manifest, files: Sequence[Path],
         # Measured at the file's own rate would be the same; the decoder resamples to the settings'
         # rate, and the container tells the real one.
         reports.append(FileReport(path, info, measurement, tuple(profile_checks(profile, info, measurement))))
-    return DeliveryReport(profile=profile, files=tuple(reports))
+    return DeliveryReport(profile=profile, files=tuple(reports), qc=dict(qc or {}))
 
 
 def measure(path: Path, manifest: Manifest) -> tuple[tags.StreamInfo, dsp.Measurement]:

@@ -149,14 +149,15 @@ class ChapterWorkers:
 
 def finish_book(manifest: Manifest, chapters: Sequence[ChapterPlan], *, selected: Mapping[str, int],
                 force: bool = False, only: Sequence[str] = (), built: Mapping[str, ChapterOutput] | None = None,
-                workers: ChapterWorkers | None = None) -> list[Path]:
+                workers: ChapterWorkers | None = None,
+                qc_counts: Mapping[str, Mapping[str, int]] | None = None) -> list[Path]:
     """The chapters' files, and when every chapter of the book is built, the M4B and the delivery report.
 
     ``built`` holds the chapters this run already built (they are taken as they are); the other
     chapters of ``chapters`` whose audio is in are built here (by ``workers``, several at once), unless
     ``only`` leaves them out; chapters of the book that ``chapters`` does not plan, or ``only`` does not
     name, are taken as they were last built (never rebuilt), so a one-chapter run leaves the rest of
-    the book alone.
+    the book alone. ``qc_counts`` (QC verdicts per chapter) go into the delivery report.
     """
     from pipeline.delivery import check_delivery, write_delivery_report
     from pipeline.export import export_book
@@ -185,7 +186,7 @@ def finish_book(manifest: Manifest, chapters: Sequence[ChapterPlan], *, selected
             parts = [p for o in outputs if (p := BookLayout(manifest.output).chapter_aac(o.chapter_id)).is_file()]
     if files:
         layout = BookLayout(manifest.output)
-        report = check_delivery(manifest=manifest, files=files, book_parts=parts)
+        report = check_delivery(manifest=manifest, files=files, book_parts=parts, qc=qc_counts)
         write_delivery_report(report, layout.report)
         files.append(layout.report)
     return files

@@ -7,6 +7,7 @@
       NN-<id>.mp3 .srt .vtt        chapter N (and .words.vtt, .words.json with word subtitles)
       <title slug>.m4b             the whole book
       delivery-report.json         the delivery check
+      review/index.html, NN-<id>.html  the review pages (`audiobook review`)
       .assembly/                   build state: chapter-<id>.json, aac/<id>.aac (each chapter's share of
                                    the M4B), book.json, measurements/
 
@@ -35,6 +36,8 @@ AAC_DIR = "aac"  # in the state folder: each chapter's share of the book, as ADT
 REPORT_NAME = "delivery-report.json"
 BOOK_STATE_NAME = "book.json"
 MEASUREMENTS_DIR = "measurements"
+REVIEW_DIR = "review"
+PEAKS_DIR = "peaks"  # in the state folder: each chapter's waveform for its review page
 SIMULATED_SUFFIX = "-simulated"
 BOOK_SUFFIX = ".m4b"
 
@@ -123,6 +126,17 @@ class BookLayout:
     def chapter_aac(self, chapter_id: str) -> Path:
         """The chapter's share of the M4B: its AAC, joined to the others by stream copy."""
         return self.state / AAC_DIR / f"{chapter_id}.aac"
+
+    @property
+    def review(self) -> Path:
+        return self.root / REVIEW_DIR
+
+    def review_page(self, track: int, chapter_id: str) -> Path:
+        return self.review / f"{chapter_stem(track, chapter_id)}.html"
+
+    def chapter_peaks(self, chapter_id: str) -> Path:
+        """The waveform of a chapter's file, kept for its review page."""
+        return self.state / PEAKS_DIR / f"{chapter_id}.json"
 
     def take_paths(self, key: str, take: int = 1) -> tuple[Path, Path]:
         """Where take ``take`` of a chunk keeps its verified audio and subtitle timings (take 1 is the

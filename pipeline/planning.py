@@ -54,6 +54,10 @@ class BookPlan:
     totals: PlanTotals
     changes: tuple[ChapterChange, ...] = ()
     rerender_expired: bool = False
+    # With ``qc.on_fail: retake``, the most the automatic retakes may add: every chunk to render, and
+    # every held take that fails QC now, retaken ``qc.max_retakes`` times (see runner.plan).
+    qc_retake_tasks: int = 0
+    qc_retake_cost: float = 0.0
 
     @property
     def pending(self) -> ChapterChange:
@@ -218,6 +222,7 @@ def plan_to_json(plan: BookPlan) -> dict[str, Any]:
             "billed_chars": t.billed_chars, "lower_bound_tasks": t.lower_bound_tasks,
             "est_audio_s": t.est_audio_s, "est_cost": t.est_cost, "currency": t.currency,
             "changes": _change_json(plan.pending),
+            "qc_retakes_worst_case": {"tasks": plan.qc_retake_tasks, "cost": plan.qc_retake_cost},
         },
     }
 

@@ -6,6 +6,8 @@
     stitch(manifest, ...)     cached downloads -> chapters -> book                (no network)
     status(manifest)          journal -> per-chapter counts and billing           (no network)
     retake / use_take         one chunk -> a new take -> its chapter -> book
+    retake_from_review        review marks -> a new take per marked chunk -> chapters -> book
+    review(manifest)          journal and chapter builds -> review pages            (no network)
     list_takes / clean        journal and cache housekeeping                      (no network)
     create_voice              sample -> preview task -> voice registry
 
@@ -36,7 +38,7 @@ from pipeline import qc, verdicts
 from pipeline.assembly import ChapterOutput
 from pipeline.config import ApiKey, RunConfig, resolve_run_config
 from pipeline.engine import BookJob, BookResult, Engine, Failure
-from pipeline.errors import ConfigError, CostLimitError, ManifestError, PipelineError, StateError
+from pipeline.errors import STOPS_BATCH, ConfigError, CostLimitError, ManifestError, PipelineError, StateError
 from pipeline.finishing import ChapterWorkers, chunk_audio, finish_book
 from pipeline.housekeeping import CleanResult, TakeInfo, find_chunk
 from pipeline.housekeeping import clean as clean_book
@@ -46,6 +48,7 @@ from pipeline.layout import BookLayout, name_problems, simulated_twin
 from pipeline.manifest import load_manifest
 from pipeline.models import ChapterPlan, Chunk, Manifest, Progress
 from pipeline.planning import BookPlan, plan_book
+from pipeline.review.marks import MarkPlan, plan_marks, read_marks
 from pipeline.status import BookStatus, book_status
 from pipeline.store import Journal, existing_journal, run_lock
 from pipeline.voices import VoiceRegistry, check_voices, resolve_voice_name
@@ -155,7 +158,36 @@ def plan(manifest: Manifest, *, chapter_ids: Sequence[str] = (), rerender_expire
     """Plan a book against its journal: unchanged text keeps its chunks; changes are counted. No network."""
     selected = _select(manifest, chapter_ids)
     with _book_journal(manifest, same_book=same_book) as journal:
-        return plan_book(manifest, chapter_ids=selected, journal=journal, rerender_expired=rerender_expired)
+        book = plan_book(manifest, chapter_ids=selected, journal=journal, rerender_expired=rerender_expired)
+        return _with_retake_worst_case(book, journal)
+
+
+def _with_retake_worst_case(book: BookPlan, journal: Journal | None) -> BookPlan:
+    """``book`` with the most ``qc.on_fail: retake`` could add: ``qc.max_retakes`` retakes of every chunk
+    to render and of every held take that fails QC now (less the retakes it already had)."""
+    settings = book.manifest.qc
+    if settings.on_fail != "retake" or not settings.max_retakes:
+        return book
+    fates = {(c.chapter_id, f.index): f for c in book.changes for f in c.chunks}
+    book_qc = verdicts.judge(book.manifest, journal, book.chapters) if journal is not None else None
+    tasks, chars, seen = 0, 0, set()
+    for cp in book.chapters:
+        for chunk in cp.chunks:
+            if chunk.key in seen:
+                continue
+            seen.add(chunk.key)
+            fate = fates.get((cp.chapter.id, chunk.index))
+            if fate is None or fate.fate != "reuse":
+                times = settings.max_retakes
+            else:
+                verdict = book_qc.of(chunk) if book_qc is not None else None
+                done = journal.takes_made(chunk.key, "qc") if journal is not None else 0
+                times = max(0, settings.max_retakes - done) if verdict is not None and verdict.verdict == qc.FAIL \
+                    else 0
+            tasks += times
+            chars += times * chunk.billed_chars
+    cost = round(book.manifest.pricing.cost(billed_chars=chars, tasks=tasks), 4)
+    return dataclasses.replace(book, qc_retake_tasks=tasks, qc_retake_cost=cost)
 
 
 # --- run -----------------------------------------------------------------------------------------
@@ -332,16 +364,19 @@ async def _run_books(books: Sequence[PreparedBook], journals: Sequence[Journal],
             for job, done in zip(jobs, built, strict=True):
                 job.on_chapter_ready = _stitcher(job, engine, workers, done, budget=budget, on_event=on_event)
             batch = await engine.run(jobs)
-        if batch.stopped is None:
-            for book, journal, result, done in zip(books, journals, batch.books, built, strict=True):
+        for book, journal, result, done in zip(books, journals, batch.books, built, strict=True):
+            book_qc = verdicts.judge(book.plan.manifest, journal, book.plan.chapters, store=True)
+            if batch.stopped is None:
                 try:
                     result.outputs = await asyncio.to_thread(
                         finish_book, book.plan.manifest, book.plan.chapters, selected=journal.selected_takes(),
-                        only=options.chapter_ids, built=done, workers=workers)
+                        only=options.chapter_ids, built=done, workers=workers,
+                        qc_counts=book_qc.counts_by_chapter(book.plan.chapters))
                 except PipelineError as error:
                     result.failures.append(Failure(book.plan.manifest.book.title, "-", None, str(error)))
-        for book, journal, result, done in zip(books, journals, batch.books, built, strict=True):
-            _report_qc(book.plan, journal, result, done)
+            for flag in verdicts.flags(book.plan.manifest, book.plan.chapters, book_qc, done):
+                result.qc_flags.append(verdicts.describe(flag))
+                result.qc_failed += flag.verdict.verdict == qc.FAIL
     return RunReport(books=batch.books, stopped=batch.stopped)
 
 
@@ -434,15 +469,6 @@ async def _qc_retakes(engine: Engine, job: BookJob, chapter_plan: ChapterPlan, b
                 journal.select_take(chunk.key, qc.best_take(takes))
 
 
-def _report_qc(book: BookPlan, journal: Journal, result: BookResult, built: Mapping[str, ChapterOutput]) -> None:
-    """Judge the book's takes (stored in the journal) and list the flagged selected ones in the result."""
-    manifest = book.manifest
-    book_qc = verdicts.judge(manifest, journal, book.chapters, store=True)
-    for flag in verdicts.flags(manifest, book.chapters, book_qc, built):
-        result.qc_flags.append(verdicts.describe(flag))
-        result.qc_failed += flag.verdict.verdict == qc.FAIL
-
-
 # --- stitch --------------------------------------------------------------------------------------
 
 def stitch(manifest: Manifest, *, chapter_ids: Sequence[str] = (), force: bool = False,
@@ -456,8 +482,9 @@ def stitch(manifest: Manifest, *, chapter_ids: Sequence[str] = (), force: bool =
             raise PipelineError(_not_rendered(book, missing))
         # QC: every take measured (again, with force: the checks may have changed) and judged
         verdicts.measure_missing(manifest, journal, book.chapters, force=force)
-        verdicts.judge(manifest, journal, book.chapters, store=True)
-        return finish_book(manifest, book.chapters, selected=selected, force=force, only=tuple(chapter_ids))
+        book_qc = verdicts.judge(manifest, journal, book.chapters, store=True)
+        return finish_book(manifest, book.chapters, selected=selected, force=force, only=tuple(chapter_ids),
+                           qc_counts=book_qc.counts_by_chapter(book.chapters))
 
 
 def qc_flags(manifest: Manifest, *, chapter_ids: Sequence[str] = ()) -> list[verdicts.Flag]:
@@ -499,6 +526,20 @@ def status(manifest: Manifest) -> BookStatus:
         return book_status(book, journal)
 
 
+# --- review --------------------------------------------------------------------------------------
+
+def review(manifest: Manifest, *, chapter_ids: Sequence[str] = ()) -> list[Path]:
+    """Write the review pages (``review/index.html`` and one per built chapter); reads the journal only."""
+    from pipeline.review.collect import write_review
+
+    selected = _select(manifest, chapter_ids)
+    book = plan(manifest)
+    with _book_journal(manifest) as journal:
+        if journal is None:
+            raise StateError(f"{manifest.output} has no journal yet: run `audiobook run {manifest.path}` first")
+        return write_review(manifest, book, journal, chapter_ids=selected)
+
+
 # --- voices --------------------------------------------------------------------------------------
 
 def create_voice(request: Any, *, base_url: str | None = None, key_file: Path | None = None,
@@ -535,21 +576,92 @@ def retake(manifest: Manifest, *, chapter_id: str, index: int | None = None, wor
         if chunk_audio(manifest, book.chapter(chapter_id), journal.selected_takes()) is None:
             raise PipelineError(f"chapter {chapter_id} is not fully rendered yet; run `audiobook run {manifest.path} "
                                 f"--chapter {chapter_id}` first")
-        prepared = [PreparedBook(plan=book, pending_chunks=1, pending_chars=chunk.billed_chars, pending_cost=0.0)]
-        with _api_connection(prepared, options, os.environ if env is None else env) as config:
-
-            async def go() -> int:
-                from pipeline.client import SoundCloneClient
-
-                async with SoundCloneClient.from_config(config) as client:
-                    engine = Engine(client=client, config=config)
-                    job = BookJob(manifest=manifest, chapters=book.chapters, journal=journal,
-                                  on_chapter_ready=_assembled_afterwards)
-                    return await engine.render_take(job, chunk)
-
-            take = asyncio.run(go())
+        (take,) = _render_takes(book, journal, [chunk], options=options, env=env, reason="user")
+        if isinstance(take, PipelineError):
+            raise take
         files = finish_book(manifest, book.chapters, selected=journal.selected_takes(), only=(chapter_id,))
     return chunk, take, files
+
+
+def _render_takes(book: BookPlan, journal: Journal, chunks: Sequence[Chunk], *, options: RunOptions,
+                  env: Mapping[str, str] | None, reason: str) -> list[int | PipelineError]:
+    """A fresh take of each of ``chunks`` (one task each, at once up to the concurrency), each selected
+    when it arrives; per chunk the take number, or the error that stopped it (the others go on)."""
+    prepared = [PreparedBook(plan=book, pending_chunks=len(chunks), pending_chars=sum(c.billed_chars for c in chunks),
+                             pending_cost=0.0)]
+    with _api_connection(prepared, options, os.environ if env is None else env) as config:
+
+        async def go() -> list[int | PipelineError]:
+            from pipeline.client import SoundCloneClient
+
+            async with SoundCloneClient.from_config(config) as client:
+                engine = Engine(client=client, config=config)
+                job = BookJob(manifest=book.manifest, chapters=book.chapters, journal=journal,
+                              on_chapter_ready=_assembled_afterwards)
+                slots = asyncio.Semaphore(config.concurrency)
+
+                async def one(chunk: Chunk) -> int | PipelineError:
+                    async with slots:
+                        try:
+                            return await engine.render_take(job, chunk, reason=reason)
+                        except STOPS_BATCH:
+                            raise
+                        except PipelineError as error:
+                            return error
+
+                return list(await asyncio.gather(*(one(c) for c in chunks)))
+
+        return asyncio.run(go())
+
+
+@dataclass(frozen=True)
+class ReviewRetakes:
+    """What ``retake --from-review`` did (or, with ``dry_run``, would do)."""
+
+    marks: MarkPlan
+    tasks: int
+    chars: int
+    cost: float
+    currency: str
+    takes: dict[str, int | PipelineError] = field(default_factory=dict)  # chunk key -> new take, or why not
+    files: list[Path] = field(default_factory=list)
+    flags: list[verdicts.Flag] = field(default_factory=list)  # the new takes QC flags
+
+
+def retake_from_review(manifest: Manifest, marks_file: Path, *, dry_run: bool = False,
+                       options: RunOptions = RunOptions(), env: Mapping[str, str] | None = None) -> ReviewRetakes:
+    """One fresh take of every chunk the review marks name (several marks in a chunk: one take), each
+    selected, then the chapters and the book re-assembled; marks whose chunk changed are refused."""
+    marked_book, marks = read_marks(marks_file)
+    if options.simulate:
+        manifest = rehearsal(manifest)
+    book = plan(manifest, same_book=options.same_book)
+    mark_plan = plan_marks(marked_book, marks, book.chapters, title=manifest.book.title)
+    chunks = [m.chunk for m in mark_plan.chunks]
+    chars = sum(c.billed_chars for c in chunks)
+    cost = round(manifest.pricing.cost(billed_chars=chars, tasks=len(chunks)), 4)
+    result = ReviewRetakes(mark_plan, len(chunks), chars, cost, manifest.pricing.currency)
+    if options.max_cost is not None and cost > options.max_cost:
+        shown, limit = money(cost, options.max_cost)
+        raise CostLimitError(f"the retakes would cost about {shown} {result.currency}, over --max-cost {limit}; "
+                             "raise the limit or mark fewer chunks")
+    if dry_run or not chunks:
+        return result
+    with _writing(manifest, same_book=options.same_book) as journal:
+        selected = journal.selected_takes()
+        unrendered = {cp.chapter.id for cp in book.chapters for c in chunks if c.chapter_id == cp.chapter.id
+                      and chunk_audio(manifest, cp, selected) is None}
+        if unrendered:
+            raise PipelineError(f"chapter(s) {', '.join(sorted(unrendered))} are not fully rendered yet; run "
+                                f"`audiobook run {manifest.path}` first, then review them")
+        done = _render_takes(book, journal, chunks, options=options, env=env, reason="review")
+        result.takes.update({c.key: t for c, t in zip(chunks, done, strict=True)})
+        touched = tuple(dict.fromkeys(c.chapter_id for c in chunks))
+        result.files.extend(finish_book(manifest, book.chapters, selected=journal.selected_takes(), only=touched))
+        new = {c.key for c, t in zip(chunks, done, strict=True) if isinstance(t, int)}
+        book_qc = verdicts.judge(manifest, journal, book.chapters, store=True)
+        result.flags.extend(f for f in verdicts.flags(manifest, book.chapters, book_qc) if f.key in new)
+    return result
 
 
 async def _assembled_afterwards(chapter_plan: ChapterPlan) -> list[Path]:

@@ -128,6 +128,9 @@ class BookQc:
     def takes_of(self, chunk: Chunk) -> dict[int, qc.Verdict]:
         return {take: v for (key, take), v in self.verdicts.items() if key == chunk.key}
 
+    def counts_by_chapter(self, chapters: Sequence[ChapterPlan]) -> dict[str, dict[str, int]]:
+        return {cp.chapter.id: self.counts(cp) for cp in chapters}
+
     def counts(self, plan: ChapterPlan) -> dict[str, int]:
         out = {qc.PASS: 0, qc.WARN: 0, qc.FAIL: 0, "unchecked": 0}
         for chunk in plan.chunks:
