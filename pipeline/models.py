@@ -122,7 +122,7 @@ class QcSettings:
     max_silence_s: float = 1.5       # an internal silence no pause marker or paragraph explains
     rate_tolerance: float = 0.35     # characters per second vs the book's median (same language, speed)
     level_tolerance_db: float = 3.0  # a chunk's speech level vs the chapter's median
-    max_clipped_samples: int = 20    # samples at full scale a take may hold
+    max_clipped_samples: int = 50    # samples at (or within 0.45 dB of) full scale a take may hold
     max_uncovered_words: int = 2     # longest run of the chunk's words its cues may miss
 
 

@@ -23,7 +23,8 @@ The checks (measured value, limit, and what a failure means):
 ``silence`` (warn)    an internal silence longer than ``qc.max_silence_s`` that no pause marker (its
                       seconds plus the limit) or paragraph break (``PARAGRAPH_ALLOWANCE_S`` more)
                       explains; a fail from ``FAR_OUT`` times the limit.
-``clipping`` (fail)   more than ``qc.max_clipped_samples`` samples at ``CLIP_LEVEL`` of full scale.
+``clipping`` (fail)   more than ``qc.max_clipped_samples`` samples at or above ``CLIP_LEVEL`` of full scale
+                      (clean speech rarely has any: its peaks are sparse).
 ``rate`` (warn)       characters per second of speech more than ``qc.rate_tolerance`` from the book's
                       median for the same language and speed; a fail from ``FAR_OUT`` times the
                       tolerance. Only chunks of ``RATE_MIN_CHARS`` and ``RATE_MIN_SPEECH_S``.
@@ -68,7 +69,8 @@ SILENCE_ABOVE_FLOOR_DB = 6.0
 SILENCE_CAP_DB = 20.0
 SILENCE_MIN_DB = -70.0            # a frame quieter than this is silent whatever the take's levels
 KEEP_SILENCE_S = 0.4              # silences at least this long are kept in the measures
-CLIP_LEVEL = 0.99                 # a sample at or above this share of full scale counts as clipped
+CLIP_LEVEL = 0.95                 # a sample at or above this share of full scale (-0.45 dBFS) counts as clipped:
+                                  # an MP3 of clipped audio rings just under full scale, it does not sit on it
 CUE_OVERRUN_S = 0.25
 MIN_TAIL_SILENCE_S = 0.06
 MIN_EXPECTED_SHARE = 0.5
@@ -435,7 +437,7 @@ def _silence(m: TakeMeasures, chunk: Chunk, settings: QcSettings) -> Check:
 
 def _clipping(m: TakeMeasures, settings: QcSettings) -> Check:
     count, limit = m.audio.clipped_samples, settings.max_clipped_samples
-    detail = f"{count} samples at full scale" + (" (it clips: distorted)" if count > limit else "")
+    detail = f"{count} samples at or near full scale" + (" (it clips: distorted)" if count > limit else "")
     return Check("clipping", count, limit, count <= limit, FAIL, detail)
 
 
