@@ -164,8 +164,8 @@ SCHEMA: dict[str, Field] = {
                                 minimum=0.05, maximum=5),
         "level_tolerance_db": Field("number", "a chunk's speech level may differ this much from the chapter's "
                                     "median (dB)", _Q.level_tolerance_db, minimum=0.5, maximum=40),
-        "max_clipped_samples": Field("int", "samples at or near full scale (-0.45 dBFS) a take may hold", _Q.max_clipped_samples,
-                                     minimum=0, maximum=100000),
+        "max_clipped_samples": Field("int", "samples at or near full scale (-0.45 dBFS) a take may hold",
+                                     _Q.max_clipped_samples, minimum=0, maximum=100000),
         "max_uncovered_words": Field("int", "longest run of the chunk's words its subtitle cues may miss",
                                      _Q.max_uncovered_words, minimum=0, maximum=1000),
     }),
