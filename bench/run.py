@@ -4,7 +4,7 @@
     python bench/run.py --quick    # smaller cases, for a look in a few minutes
 
 Each benchmark is its own script (``bench/chunking.py``, ``bench/engine.py``, ``bench/overlap.py``,
-``bench/assembly.py``, ``bench/tail.py``, ``bench/importing.py``), run here as a child process with
+``bench/assembly.py``, ``bench/tail.py``, ``bench/importing.py``, ``bench/qc.py``), run here as a child process with
 ``--json`` so that its peak memory is its own; their full printouts are kept above the table. See
 ``bench/README.md`` for how to read the figures.
 """
@@ -52,6 +52,7 @@ def main() -> None:
     tail = run_bench("tail.py", ["--chapters", "8", "--chunks-per-chapter", "1", "--chunk-chars", "600"]
                      if quick else [])
     importing = run_bench("importing.py", ["--mb", "0.5"] if quick else [])
+    quality = run_bench("qc.py", ["--minutes", "5", "--chunks", "10"] if quick else [])
 
     rows: list[tuple[str, str, str, str]] = []
 
@@ -109,6 +110,12 @@ def main() -> None:
                 f"{book['peak_rss_mb']:.0f} MB", f"read + write the bytes {book['baseline_s']:.2f} s", "< 2 s")
     else:
         row("importing", "FAILED", "", "")
+    if quality:
+        row("QC of every take / assembly", f"{quality['share']:.1%} ({quality['qc_s']:.2f} s)",
+            f"assembly {quality['assembly_s']:.1f} s ({quality['audio_min']:.0f} min); QC from scratch "
+            f"{quality['scratch_s']:.1f} s", "< 5 %")
+    else:
+        row("QC", "FAILED", "", "")
 
     widths = [max(len(r[i]) for r in [("figure", "measured", "baseline (same run)", "aim"), *rows]) for i in range(4)]
     print()
@@ -117,14 +124,14 @@ def main() -> None:
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"load average now {os.getloadavg()[0]:.1f}")
     scripts = {"chunking": chunking, "engine": engine, "overlap": overlap, "assembly": assembly, "tail": tail,
-               "importing": importing}
+               "importing": importing, "qc": quality}
     print("load average at the end of each script: " + ", ".join(
         f"{name} {figures['load_average']:.1f}" for name, figures in scripts.items()
         if figures and "load_average" in figures))
     used = next((f["ffmpeg"] for f in (tail, overlap) if f and "ffmpeg" in f), None)
     if used:
         print(f"ffmpeg: {used}")
-    if not (chunking and engine and overlap and assembly and tail and importing):
+    if not (chunking and engine and overlap and assembly and tail and importing and quality):
         sys.exit(1)
 
 

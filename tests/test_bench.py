@@ -68,3 +68,11 @@ def test_importing_benchmark_runs(tmp_path: Path) -> None:
     figures = json.loads((tmp_path / "importing.json").read_text(encoding="utf-8"))
     assert set(figures["books"]) == {"plain text", "EPUB", "DOCX"}
     assert all(book["import_s"] > 0 and book["parts"] > 1 for book in figures["books"].values())
+
+
+def test_qc_benchmark_runs(tmp_path: Path) -> None:
+    out = bench("qc.py", "--minutes", "1", "--chunks", "4", "--json", str(tmp_path / "qc.json")).stdout
+    assert "QC added to the verify decode" in out
+    figures = json.loads((tmp_path / "qc.json").read_text(encoding="utf-8"))
+    assert figures["assembly_s"] > 0 and 0 < figures["qc_s"] < figures["scratch_s"]
+    assert figures["verdicts"]["pass"] == 4  # clean generated speech passes every check
