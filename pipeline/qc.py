@@ -480,16 +480,23 @@ def evaluate(measures: TakeMeasures, chunk: Chunk, settings: QcSettings, medians
     return Verdict(verdict, checks)
 
 
+def _sound(m: TakeMeasures, chunk: Chunk, settings: QcSettings) -> bool:
+    """Whether a take passes the checks that need no median (a clipped or cut take would drag them)."""
+    return all(c.passed for c in (_truncated(m, chunk), _uncovered(m, settings), _clipping(m, settings)))
+
+
 def medians_of(chapters: Iterable[ChapterPlan], measures: Mapping[tuple[str, int], TakeMeasures],
-               selected: Mapping[str, int]) -> Medians:
+               selected: Mapping[str, int], settings: QcSettings | None = None) -> Medians:
     """The book's median speech rate per (language, speed) and each chapter's median speech level,
-    over the selected take of every chunk that has been measured."""
+    over the selected take of every chunk that has been measured and is sound (passes ``truncated``,
+    ``uncovered`` and ``clipping``), so defective takes do not move the medians."""
+    settings = settings or QcSettings()
     rates: dict[tuple[str, float], list[float]] = {}
     levels: dict[str, list[float]] = {}
     for plan in chapters:
         for chunk in plan.chunks:
             m = measures.get((chunk.key, selected.get(chunk.key, 1)))
-            if m is None:
+            if m is None or not _sound(m, chunk, settings):
                 continue
             rate = speech_rate(m, chunk)
             if rate is not None:
@@ -504,7 +511,7 @@ def judge_book(chapters: Sequence[ChapterPlan], measures: Mapping[tuple[str, int
                selected: Mapping[str, int], settings: QcSettings,
                medians: Medians | None = None) -> dict[tuple[str, int], Verdict]:
     """The verdict of every measured take of the chunks of ``chapters``, keyed by (chunk key, take)."""
-    medians = medians or medians_of(chapters, measures, selected)
+    medians = medians or medians_of(chapters, measures, selected, settings)
     takes: dict[str, list[int]] = {}
     for key, take in measures:
         takes.setdefault(key, []).append(take)
