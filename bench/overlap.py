@@ -201,7 +201,7 @@ class Outcome:
 async def render(plan, config, *, assemble: bool, workers: int | None) -> Outcome:
     from pipeline.engine import BookJob, Engine
     from pipeline.finishing import ChapterWorkers
-    from pipeline.runner import _stitcher
+    from pipeline.runner import RetakeBudget, _stitcher
     from pipeline.store import Journal
 
     journal = Journal.open(plan.manifest.output)
@@ -215,7 +215,7 @@ async def render(plan, config, *, assemble: bool, workers: int | None) -> Outcom
     thread.start()
     try:
         with fsync_timed, ChapterWorkers(workers) as pool:
-            stitch = _stitcher(plan.manifest, journal, pool, {})
+            stitch = None
 
             async def on_chapter_ready(chapter_plan):
                 builds[chapter_plan.chapter.id] = [time.time(), 0.0]
@@ -232,6 +232,7 @@ async def render(plan, config, *, assemble: bool, workers: int | None) -> Outcom
                 engine = Engine(client=client, config=config)
                 job = BookJob(manifest=plan.manifest, chapters=plan.chapters, journal=journal,
                               on_chapter_ready=on_chapter_ready)
+                stitch = _stitcher(job, engine, pool, {}, budget=RetakeBudget(None), on_event=lambda event: None)
                 start = time.time()
                 (result,) = (await engine.run([job])).books
                 wall_s = time.time() - start

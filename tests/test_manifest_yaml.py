@@ -207,12 +207,13 @@ def _with_field(field: str, token: str) -> str:
         parts = parts[1:]
     if len(parts) == 2:
         where = f"{where}.{parts[0]}".strip(".")
-    lines = sections[where]
+    lines = sections.setdefault(where, [])
     lines[:] = [line for line in lines if not line.startswith(parts[-1] + ":")] + [f"{parts[-1]}: {token}"]
     text = "title: Book\n" + "".join(f"{line}\n" for line in sections[""])
     text += "voice:\n" + "".join(f"  {line}\n" for line in sections["voice"])
-    if sections["audio"]:
-        text += "audio:\n" + "".join(f"  {line}\n" for line in sections["audio"])
+    for section, lines in sections.items():  # audio:, qc: ...
+        if section not in ("", "voice", "chapter", "chapter.voice") and lines:
+            text += f"{section}:\n" + "".join(f"  {line}\n" for line in lines)
     text += "chapters:\n  - " + "\n    ".join(sections["chapter"]) + "\n"
     if sections["chapter.voice"]:
         text += "    voice:\n" + "".join(f"      {line}\n" for line in sections["chapter.voice"])
