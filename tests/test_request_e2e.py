@@ -258,6 +258,12 @@ def test_a_first_release_journal_resumes_without_rendering_anything(tmp_path: Pa
 
         version, rows, plan_keys = journal_facts(output)
         assert version == len(MIGRATIONS)
+        conn = sqlite3.connect(output / "journal.sqlite")
+        try:  # the takes of a journal from before QC are measured and judged from the cache, for free
+            judged = dict(conn.execute("SELECT key, verdict FROM take_qc WHERE take = 1").fetchall())
+        finally:
+            conn.close()
+        assert set(judged) == new_keys and set(judged.values()) <= {"pass", "warn", "fail"}
         assert set(rows) == new_keys and set(plan_keys) == new_keys
         requests = {c["key"]: c["request"] for ch in plan["chapters"] for c in ch["chunks"]}
         for key, (state, body, held) in rows.items():
