@@ -692,7 +692,9 @@ class Engine:
                     if has_subs:
                         temps.commit(tmp_subs, subtitle_path, durable=True)
                     temps.commit(tmp_audio, audio_path, durable=True)
-                    return _Fetched(audio.duration_s, has_subs, qc.measure_take(audio, chunk.text, timings))
+                    # the text against the cues: tens of ms for a long chunk, so off the loop
+                    measures = await asyncio.to_thread(qc.measure_take, audio, chunk.text, timings)
+                    return _Fetched(audio.duration_s, has_subs, measures)
                 except _BrokenAudio as error:
                     broken += 1
                     last_error = error
