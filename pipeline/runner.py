@@ -333,7 +333,7 @@ def _api_connection(books: Sequence[PreparedBook], options: RunOptions, env: Map
     from pipeline.simulator import Simulator, SimulatorConfig
 
     voices = sorted({c.voice.model_id for b in books for c in b.plan.manifest.chapters})
-    # Real speech from espeak-ng when the machine has it (a nicer demo), the synthetic voice otherwise.
+    # Real speech from espeak-ng (the program, else the `voice` extra's library), the synthetic voice otherwise.
     settings = {"task_base_s": SIMULATE_TASK_BASE_S, "task_s_per_char": SIMULATE_TASK_S_PER_CHAR, "voice": "auto",
                 **options.simulator_options}
     sim_config = SimulatorConfig(api_key=SIMULATOR_KEY, preload_voices=tuple(voices), **settings)

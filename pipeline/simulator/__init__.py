@@ -46,9 +46,14 @@ Ledger keys (``Simulator.ledger()`` and ``GET /admin/ledger``):
     ``requests`` {"POST /api/open-api/v1/soundCloning/audios": n, "GET /api/open-api/v1/audios/{id}": n,
     ...}; ``responses`` {endpoint: {status or "dropped": n}}; ``files_origin`` {requests,
     requests_with_authorization, authorization_seen, responses}; ``task_faults`` {fail, dead_link,
-    no_link, status_alias, status_unknown: [task ids]} (the tasks each task fault hit); ``tasks`` [{id,
-    kind, status (true: queued/processing/completed/failed), reported_status (what a query shows), model_id,
-    billed_chars, voice_fee, created, take, faults}]; ``voices`` [...]; ``now``; ``faults`` (spec in force).
+    no_link, status_alias, status_unknown, drop_sentence, long_silence, cut_short, clip: [task ids]} (the
+    tasks each task fault hit); ``tasks`` [{id, kind, status (true: queued/processing/completed/failed),
+    reported_status (what a query shows), model_id, billed_chars, voice_fee, created, take, faults,
+    defects}]; ``voices`` [...]; ``now``; ``faults`` (spec in force). A task's ``defects`` says what its
+    silent defect faults did to its audio, keyed by fault in the order applied: ``drop_sentence``
+    {sentence_index, text, text_begin, text_end, at_s, removed_s}, ``long_silence`` {at_s, duration_s,
+    boundary ("sentence" or "word"), text_offset}, ``cut_short`` {at_s, cues_end_s}, ``clip`` {gain_db,
+    clipped_samples}; positions are seconds of the delivered audio (see :mod:`pipeline.simulator.defects`).
 
 Takes: resubmitting the same create body renders a slightly different take (pitch, pace, pauses) each
 time a previous task of that body completed; the first take is the audio this simulator always made.

@@ -39,7 +39,11 @@ def _parse_faults(ctx: click.Context, param: click.Parameter, value: str | None)
         "403, re-queries return the same dead URLs), no_link (completed without audioUrl or "
         "subtitleFile), status_alias (final status as a synonym: succeeded/success/finished/done, "
         "error/failure), status_unknown (a task that only ever reports an undocumented status), "
-        "slow_s (seconds), retry_after_s (seconds). "
+        "drop_sentence (an audio task's take lacks one sentence, in audio and subtitles), long_silence "
+        "(a silence of long_silence_s inserted at a sentence boundary), cut_short (the audio stops "
+        "inside speech while the subtitles claim the whole text), clip (the take is amplified by 12 dB "
+        "and clipped), slow_s (seconds), retry_after_s (seconds), long_silence_s (seconds, default 3). "
+        "The ledger's tasks[].defects says what each of the last four did. "
         "Example: --faults 'seed=7,429=0.1,5xx=0.05,truncate=0.05,dead_link=0.02'. "
         "Resubmitting an identical create renders a slightly different take. Admin endpoints (no auth): "
         "GET /admin/ledger, POST /admin/voices {modelId, createdAt?, activated?}, "
@@ -87,7 +91,8 @@ def _parse_faults(ctx: click.Context, param: click.Parameter, value: str | None)
     type=click.Choice(VOICES),
     default="synthetic",
     show_default=True,
-    help="Audio backend: numpy 'synthetic' voice, 'espeak' (needs espeak-ng), or 'auto'.",
+    help="Audio backend: numpy 'synthetic' voice, 'espeak' (real speech: the espeak-ng program, else "
+    "libespeak-ng from the espeakng-loader package), or 'auto' (espeak when it can run, else synthetic).",
 )
 @click.option(
     "--register-voice",

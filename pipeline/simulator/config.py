@@ -31,7 +31,9 @@ class SimulatorConfig:
         balance: credits available (None: unlimited); 1 credit per billed character plus
             ``voice_fee_credits`` per audio task; a create that would overdraw gets 402.
         voice_fee_credits: credits the voice fee of one audio task costs against ``balance``.
-        voice: ``synthetic`` (numpy, default), ``espeak`` (needs espeak-ng) or ``auto``.
+        voice: ``synthetic`` (numpy, default), ``espeak`` (real speech from the espeak-ng program on PATH,
+            else from libespeak-ng in the ``espeakng-loader`` package) or ``auto`` (``espeak`` when
+            either can run, else ``synthetic``).
         preload_voices: model ids registered at start as permanent (activated) voices.
         clock: unix-seconds clock (default ``time.time``); ``Simulator.advance_clock`` adds to it.
         audio_cache_bytes: rendered audio kept in memory (least recently used is dropped first).

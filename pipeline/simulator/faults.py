@@ -30,11 +30,19 @@ _RATE_KEYS = {
     "no_link": "no_link",
     "status_alias": "status_alias",
     "status_unknown": "status_unknown",
+    "drop_sentence": "drop_sentence",
+    "long_silence": "long_silence",
+    "cut_short": "cut_short",
+    "clip": "clip",
 }
-_VALUE_KEYS = {"seed": "seed", "slow_s": "slow_s", "retry_after_s": "retry_after_s"}
+_VALUE_KEYS = {"seed": "seed", "slow_s": "slow_s", "retry_after_s": "retry_after_s", "long_silence_s": "long_silence_s"}
+_FLOAT_VALUE_KEYS = ("slow_s", "long_silence_s")
 # Task faults: decided once per created task (from the create request's key and occurrence) and kept
 # for every later query and download of that task, so the task behaves consistently.
-TASK_FAULT_KEYS = ("fail", "dead_link", "no_link", "status_alias", "status_unknown")
+# The silent defects of an audio task's take, in the order they are applied (see pipeline.simulator.defects).
+DEFECT_FAULT_KEYS = ("drop_sentence", "long_silence", "cut_short", "clip")
+TASK_FAULT_KEYS = ("fail", "dead_link", "no_link", "status_alias", "status_unknown", *DEFECT_FAULT_KEYS)
+LONG_SILENCE_MAX_S = 600.0
 INJECTED_5XX_STATUSES = (500, 502, 503)
 COMPLETED_STATUS_ALIASES = ("succeeded", "success", "finished", "done")
 FAILED_STATUS_ALIASES = ("error", "failure")
@@ -71,14 +79,34 @@ class FaultProfile:
     ``status_unknown``   task fault: every query returns one of ``UNKNOWN_STATUSES`` (picked per task),
                          forever; the task never completes or fails, is not refunded, activates no voice,
                          and stops holding a ``max_active_tasks`` slot when it would have finished
+    ``drop_sentence``    task fault, audio tasks: one sentence (never the only one) is missing from the audio
+                         and from the subtitle file; the later cues move earlier by the audio removed, so
+                         the cues match the audio and only the text is short
+    ``long_silence``     task fault, audio tasks: ``long_silence_s`` of digital silence (as quiet as the
+                         clip's own pauses) inserted at a sentence boundary, or between two words when the
+                         text has one sentence, never next to a ``<#x#>`` marker; the later cues move later
+                         by as much (the cues are honest, the silence is unexplained)
+    ``cut_short``        task fault, audio tasks: the audio stops inside loud speech, 40-80 % of the way
+                         through it (the last 20-60 % is lost), with no silence after the cut; the subtitle
+                         file still has the whole text with its original times
+    ``clip``             task fault, audio tasks: the clip is amplified by 12 dB and clipped hard at full
+                         scale before encoding (many samples sit at full scale; decoded, the MP3's plateaus
+                         ripple within about 0.5 dB of it); cues unchanged
     ``slow_s``           delay of a slow response in seconds (default 2.0)
     ``retry_after_s``    ``Retry-After`` seconds sent with an injected 429 (default 1)
+    ``long_silence_s``   seconds of silence the ``long_silence`` fault inserts (default 3.0, at most 600)
     ==================== ===================================================================================
 
-    Task faults (``fail`` and the four above) are decided once, when a create request makes its task, from
-    the seed, that request's key and occurrence; several may hit one task: ``status_unknown`` overrides
-    the others, ``fail`` makes the link faults moot, ``no_link`` overrides ``dead_link``, and
-    ``status_alias`` combines with either link fault. The ledger lists each task's effective task faults.
+    Task faults (``fail`` and the eight above) are decided once, when a create request makes its task, from
+    the seed, that request's key and occurrence (so a retake, the next occurrence, gets a fresh draw);
+    several may hit one task: ``status_unknown`` overrides the others, ``fail`` makes the link faults moot,
+    ``no_link`` overrides ``dead_link``, and ``status_alias`` combines with either link fault. The four
+    defects (``drop_sentence``, ``long_silence``, ``cut_short``, ``clip``) hit audio tasks only, and only
+    ones whose audio can be downloaded (not under ``fail``, ``status_unknown``, ``no_link`` or
+    ``dead_link``); they combine, applied in that order to the PCM before it is encoded (see
+    :mod:`pipeline.simulator.defects`). A defect that cannot apply to the text (``drop_sentence`` on one
+    sentence, ``long_silence`` with no boundary free of markers) is not recorded. The ledger lists each
+    task's effective task faults, and the details of its defects.
 
     Example: ``FaultProfile.parse("seed=7,429=0.1,5xx=0.05,drop_before=0.05,fail=0.05")``.
     ``FaultProfile()`` injects nothing.
@@ -97,8 +125,13 @@ class FaultProfile:
     no_link: float = 0.0
     status_alias: float = 0.0
     status_unknown: float = 0.0
+    drop_sentence: float = 0.0
+    long_silence: float = 0.0
+    cut_short: float = 0.0
+    clip: float = 0.0
     slow_s: float = 2.0
     retry_after_s: int = 1
+    long_silence_s: float = 3.0
 
     def __post_init__(self) -> None:
         for key, attribute in _RATE_KEYS.items():
@@ -109,6 +142,8 @@ class FaultProfile:
             raise ValueError(f"slow_s={self.slow_s} must not be negative")
         if self.retry_after_s < 0:
             raise ValueError(f"retry_after_s={self.retry_after_s} must not be negative")
+        if not 0.0 < self.long_silence_s <= LONG_SILENCE_MAX_S:
+            raise ValueError(f"long_silence_s={self.long_silence_s} must be above 0 and at most {LONG_SILENCE_MAX_S:g}")
 
     @classmethod
     def parse(cls, spec: str) -> FaultProfile:
@@ -136,8 +171,8 @@ class FaultProfile:
             try:
                 if key in _RATE_KEYS:
                     values[_RATE_KEYS[key]] = float(raw)
-                elif key == "slow_s":
-                    values["slow_s"] = float(raw)
+                elif key in _FLOAT_VALUE_KEYS:
+                    values[key] = float(raw)
                 elif key in ("seed", "retry_after_s"):
                     values[key] = int(raw)
                 else:

@@ -10,8 +10,11 @@ A **duplicate** is a group of audio tasks with the same modelId, contentText and
 more than once and not refunded: the waste a client without idempotency guards causes by retrying.
 
 Each task also shows its ``take`` (which rendering of its request body its audio is), the task faults in
-effect on it and the status a query reports (which differs from its true ``status`` only under the
-``status_alias`` and ``status_unknown`` faults); ``task_faults`` lists the tasks each task fault hit.
+effect on it, the status a query reports (which differs from its true ``status`` only under the
+``status_alias`` and ``status_unknown`` faults) and, under ``defects``, what each silent defect fault
+(``drop_sentence``, ``long_silence``, ``cut_short``, ``clip``) did to its audio, keyed by fault in the
+order applied (fields: :func:`pipeline.simulator.defects.apply_defects`); ``task_faults`` lists the
+tasks each task fault hit.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 from pipeline.simulator.faults import TASK_FAULT_KEYS
@@ -68,8 +72,14 @@ class Ledger:
         spent = sum(self.cost(t) for t in tasks if t.status(now) is not TaskStatus.FAILED)
         return self._balance - spent
 
-    def snapshot(self, tasks: list[Task], now: float) -> dict[str, Any]:
-        """The ledger as JSON-ready data; keys are documented in ``pipeline/simulator/__init__.py``."""
+    def snapshot(
+        self, tasks: list[Task], now: float, *, defects: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """The ledger as JSON-ready data; keys are documented in ``pipeline/simulator/__init__.py``.
+
+        ``defects`` maps a task id to what its silent defects did (tasks not in it show none).
+        """
+        defects = defects or {}
         refunded = [t for t in tasks if t.status(now) is TaskStatus.FAILED]
         billed_chars = sum(t.billed_chars for t in tasks)
         refunded_chars = sum(t.billed_chars for t in refunded)
@@ -122,6 +132,7 @@ class Ledger:
                     "created": t.created,
                     "take": t.take,
                     "faults": list(t.faults),
+                    "defects": {key: dict(value) for key, value in defects.get(t.id, {}).items()},
                 }
                 for t in tasks
             ],

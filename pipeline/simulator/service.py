@@ -6,11 +6,14 @@ returned :class:`HttpResponse`, including its faults (drop the connection, trunc
 
 Order of checks for an API request: fault ``drop_before`` -> fault ``slow`` -> bearer key (401) ->
 requests per minute (429) -> fault ``429`` -> fault ``5xx`` -> route and validate (400/404) -> for a
-create: max active tasks (429), balance (402), create and bill (its task faults and take decided here),
-fault ``drop_after_create``.
+create: max active tasks (429), balance (402), create and bill (its task faults, the plan of its silent
+defects and its take decided here), fault ``drop_after_create``.
 
 Order for a files-origin download: fault ``drop_before`` -> fault ``slow`` -> fault ``5xx`` -> signature
 (403) -> expiry, task fault ``dead_link`` or fault ``expire`` (403) -> content (404) -> fault ``truncate``.
+The content of an audio task hit by a defect fault (``drop_sentence``, ``long_silence``, ``cut_short``,
+``clip``) is rendered with the defect applied before encoding; its audio and subtitles agree with each
+other and with what the ledger reports (see :mod:`pipeline.simulator.defects`).
 
 Errors use the envelope ``{"code": <status * 100>, "msg": "<field>: <rule>", "data": null}`` (the
 reference leaves error codes undocumented; clients must not key on them).
@@ -32,8 +35,10 @@ from email.policy import HTTP
 from typing import Any
 
 from pipeline.simulator.config import SimulatorClock, SimulatorConfig
+from pipeline.simulator.defects import DefectPlan, apply_defects, plan_defects
 from pipeline.simulator.faults import (
     COMPLETED_STATUS_ALIASES,
+    DEFECT_FAULT_KEYS,
     FAILED_STATUS_ALIASES,
     INJECTED_5XX_STATUSES,
     UNKNOWN_STATUSES,
@@ -53,7 +58,7 @@ from pipeline.simulator.validation import (
     validate_audio_request,
     validate_preview_request,
 )
-from pipeline.simulator.voice import Speech, VoiceSettings, resolve_voice, subtitle_entries, synthesize
+from pipeline.simulator.voice import Speech, VoiceSettings, render, resolve_voice, subtitle_entries, synthesize
 
 API_PREFIX = "/api/open-api/v1"
 PREVIEW_PATH = f"{API_PREFIX}/soundCloning/clones"
@@ -110,6 +115,17 @@ def _json(status: int, payload: Any) -> HttpResponse:
     return HttpResponse(status, json.dumps(payload, ensure_ascii=False).encode())
 
 
+@dataclass(frozen=True, slots=True)
+class _TaskFaults:
+    """What the task faults decided for one create (see ``SoundCloneService._task_faults``)."""
+
+    keys: tuple[str, ...] = ()
+    fails_with: str | None = None
+    status_alias: str | None = None
+    unknown_status: str | None = None
+    defects: DefectPlan | None = None
+
+
 class _Reject(Exception):
     """Internal: stop handling and answer with ``response``."""
 
@@ -140,6 +156,8 @@ class SoundCloneService:
         self._media = _MediaCache(limit_bytes=config.audio_cache_bytes)
         self._heard_takes: Counter[str] = Counter()  # request key -> highest take whose audio was downloaded
         self._dead_links: dict[str, dict[str, str]] = {}  # task id -> the links it shows for ever
+        self._defect_plans: dict[str, DefectPlan] = {}  # task id -> its silent defects, decided at creation
+        self._defect_details: dict[str, dict[str, dict[str, Any]]] = {}  # task id -> what they did, once rendered
         now = self.clock.now()
         for model_id in config.preload_voices:
             self._tasks.register_voice(model_id, created_at=now, activated=True)
@@ -165,7 +183,10 @@ class SoundCloneService:
     def ledger(self) -> dict[str, Any]:
         """The ledger at the current simulator time (see :mod:`pipeline.simulator.ledger`)."""
         now = self.clock.now()
-        snapshot = self._ledger.snapshot(self._tasks.tasks(), now)
+        tasks = self._tasks.tasks()
+        # a defect's details (the seconds where it sits) come from the rendered audio: render it if needed
+        defects = {task.id: self._defects_of(task) for task in tasks if task.id in self._defect_plans}
+        snapshot = self._ledger.snapshot(tasks, now, defects=defects)
         snapshot["voices"] = self._tasks.voices(now)
         snapshot["now"] = now
         snapshot["faults"] = self._faults.profile.to_spec()
@@ -271,7 +292,7 @@ class SoundCloneService:
                 kind, voice_fee = TaskKind.PREVIEW, 0
                 model_id = f"model_{stable_bytes(seed, 'model', task_id, size=8).hex()}"
             self._check_active_limit(now)
-            faults, fails_with, status_alias, unknown_status = self._task_faults(key, occurrence, fails_with)
+            decided = self._task_faults(key, occurrence, fails_with, request)
             duration = self.config.task_base_s + self.config.task_s_per_char * chars
             task = Task(
                 id=task_id,
@@ -280,16 +301,16 @@ class SoundCloneService:
                 created=now,
                 started_at=now + QUEUED_FRACTION * duration,
                 finished_at=now + duration,
-                fails_with=fails_with,
+                fails_with=decided.fails_with,
                 request=request,
                 billed_chars=chars,
                 voice_fee=voice_fee,
                 model_id=model_id,
                 request_key=key,
                 take=self._heard_takes[key] + 1,
-                faults=faults,
-                status_alias=status_alias,
-                unknown_status=unknown_status,
+                faults=decided.keys,
+                status_alias=decided.status_alias,
+                unknown_status=decided.unknown_status,
             )
             remaining = self._ledger.remaining_balance(self._tasks.tasks(), now)
             if remaining is not None and self._ledger.cost(task) > remaining:
@@ -301,17 +322,19 @@ class SoundCloneService:
                     )
                 )
             self._tasks.add_task(task)
+            if decided.defects is not None:
+                self._defect_plans[task.id] = decided.defects
             return task
 
     def _task_faults(
-        self, key: str, occurrence: int, fails_with: str | None
-    ) -> tuple[tuple[str, ...], str | None, str | None, str | None]:
-        """The task faults that hit this create, decided once for the task's whole life:
-        (effective fault keys, failure message, status alias, unknown status); see ``FaultProfile``."""
+        self, key: str, occurrence: int, fails_with: str | None, request: PreviewRequest | AudioRequest
+    ) -> _TaskFaults:
+        """The task faults that hit this create, decided once for the task's whole life; see
+        ``FaultProfile``. Silent defects hit only an audio task whose audio can be downloaded."""
         decide = self._faults.decide
         if decide("status_unknown", key, occurrence):
             unknown = self._faults.choose("status_unknown", key, occurrence, UNKNOWN_STATUSES)
-            return ("status_unknown",), None, None, unknown  # never finishes: every other fault is moot
+            return _TaskFaults(("status_unknown",), unknown_status=unknown)  # never finishes: the rest is moot
         faults: list[str] = []
         if fails_with is None and decide("fail", key, occurrence):
             fails_with = INJECTED_FAILURE_MESSAGE
@@ -326,7 +349,23 @@ class SoundCloneService:
             aliases = COMPLETED_STATUS_ALIASES if fails_with is None else FAILED_STATUS_ALIASES
             alias = self._faults.choose("status_alias", key, occurrence, aliases)
             faults.append("status_alias")
-        return tuple(faults), fails_with, alias, None
+        defects = None
+        if isinstance(request, AudioRequest) and not {"fail", "no_link", "dead_link"} & set(faults):
+            hit = {kind: self._faults.fraction(kind, key, occurrence)
+                   for kind in DEFECT_FAULT_KEYS if decide(kind, key, occurrence)}  # fmt: skip
+            if hit:
+                defects = plan_defects(
+                    request.content_text,
+                    drop_sentence=hit.get("drop_sentence"),
+                    long_silence=hit.get("long_silence"),
+                    long_silence_s=self._faults.profile.long_silence_s,
+                    cut_short=hit.get("cut_short"),
+                    clip="clip" in hit,
+                )
+                faults.extend(defects.faults)
+        if defects is not None and not defects.faults:
+            defects = None  # every defect that hit was one the text cannot have
+        return _TaskFaults(tuple(faults), fails_with, alias, None, defects)
 
     def _check_model(self, model_id: str, now: float) -> None:
         state = self._tasks.voice_state(model_id, now)
@@ -525,7 +564,29 @@ class SoundCloneService:
             )
         else:
             settings = VoiceSettings(model_id=task.model_id, language=request.language, take=task.take)
-        return self._media.get(task.id, lambda: synthesize(task.text, settings, backend=self._backend))
+        plan = self._defect_plans.get(task.id)
+        if plan is None:
+            return self._media.get(task.id, lambda: synthesize(task.text, settings, backend=self._backend))
+
+        def render_with_defects() -> Speech:
+            samples, sentences = render(task.text, settings, backend=self._backend)
+            speech, details = apply_defects(samples, sentences, task.text, plan)
+            with self._lock:
+                self._defect_details[task.id] = details
+            return speech
+
+        return self._media.get(task.id, render_with_defects)
+
+    def _defects_of(self, task: Task) -> dict[str, dict[str, Any]]:
+        """What ``task``'s silent defects did (see :func:`~pipeline.simulator.defects.apply_defects`),
+        rendering its audio first if no download has yet."""
+        with self._lock:
+            details = self._defect_details.get(task.id)
+        if details is None:
+            self._speech(task)
+            with self._lock:
+                details = self._defect_details[task.id]
+        return details
 
     # --- admin ----------------------------------------------------------------------------------------
 

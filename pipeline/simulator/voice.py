@@ -9,14 +9,20 @@ Two backends share one timeline model:
   4.5 per CJK/kana/hangul character, divided by ``speed``, plus exactly the ``<#x#>`` pauses, plus
   ``LEADING_SILENCE_S`` before the first word and ``TRAILING_SILENCE_S`` after the last. Silence is
   digital zero, so speech onsets are unambiguous.
-* ``espeak``: real speech from ``espeak-ng`` (when it is on PATH), synthesised per spoken segment so
-  sentence times are exact; word times are spread over each segment by character count.
+* ``espeak``: real speech from espeak-ng, synthesised per spoken segment so sentence times are exact;
+  word times are spread over each segment by character count. Two engines give it, with the same
+  timing: the ``espeak-ng`` program when it is on PATH (backend ``espeak``), else libespeak-ng from the
+  ``espeakng-loader`` wheel, called in process through ctypes (backend ``espeak-library``: one clip at
+  a time, as the library is not thread-safe, each from a fresh load of it, so the same text gives the
+  same bytes). Either way each segment is spoken at 22050 Hz, trimmed of its own leading and trailing
+  silence and resampled to 32 kHz, and the subtitles are computed from the real segment lengths.
 
 Takes: ``VoiceSettings.take`` is which rendering of the same request this is. Take 1 is the voice as
 described above, byte for byte. Every later take is a small, deterministic variation seeded by its take
 number alone (:func:`take_variation`): the voice 3-7 % higher or lower (the sign alternates from take to
 take), its pace 3-6 % faster or slower, its comma and sentence pauses 10-25 % longer or shorter (``<#x#>``
-pauses stay exact); espeak gets the same pace and pitch change through ``-s`` and ``-p``. Subtitles are
+pauses stay exact); espeak gets the same pace and pitch change through its rate and pitch (``-s`` and
+``-p`` of the program, ``espeakRATE`` and ``espeakPITCH`` of the library). Subtitles are
 computed from the same timeline, so every take's subtitles match its own audio.
 
 Subtitles follow the MiniMax shape described in the reference: a JSON array of sentence entries
@@ -28,11 +34,19 @@ times span its first word's onset to its last word's end.
 MP3 alignment: LAME delays its output by 1105 samples (576 + 529) and pads the end, and lameenc writes
 no gapless (LAME/Xing) header, so decoders keep that delay. We drop the first 1105 samples (always
 leading silence) and the last 576 (always trailing silence) of a timeline whose length is a whole
-number of 1152-sample frames: a decoder (ffmpeg) then returns exactly the timeline, sample-aligned.
+number of 1152-sample frames: a decoder (ffmpeg) then returns exactly the timeline, sample-aligned. A
+clip that must end in sound (the ``cut_short`` fault) drops only the last 47 samples
+(``LAME_MIN_TAIL_CUT_SAMPLES``), the most input that still fits the last frame: it then decodes to the
+same length with sound up to about 1.5 ms before its end.
+
+:func:`synthesize` renders and encodes in one go; :func:`render` gives the timeline as samples (for the
+fault module to edit) and :func:`encode_speech` encodes such a timeline.
 """
 
 from __future__ import annotations
 
+import _ctypes
+import ctypes
 import functools
 import io
 import itertools
@@ -40,6 +54,8 @@ import math
 import os
 import shutil
 import subprocess
+import sys
+import threading
 import wave
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +73,7 @@ MP3_BITRATE_KBPS = 128
 MP3_FRAME_SAMPLES = 1152
 LAME_DELAY_SAMPLES = 1105  # encoder delay (576) + decoder delay (529) for MPEG-1 Layer III
 LAME_TAIL_CUT_SAMPLES = 576  # keeps the flushed padding frame from adding one frame to the decoded length
+LAME_MIN_TAIL_CUT_SAMPLES = MP3_FRAME_SAMPLES - LAME_DELAY_SAMPLES  # 47: any less and LAME adds a frame
 LEADING_SILENCE_S = 0.25
 TRAILING_SILENCE_S = 0.4
 LATIN_CHARS_PER_S = 14.5
@@ -79,7 +96,10 @@ TAKE_PITCH_CHANGE = (0.03, 0.07)  # a later take's voice is 3-7 % higher or lowe
 TAKE_PACE_CHANGE = (0.03, 0.06)  # ... speaks 3-6 % faster or slower
 TAKE_PAUSE_CHANGE = (0.10, 0.25)  # ... and makes its comma and sentence pauses 10-25 % longer or shorter
 
-VOICES = ("synthetic", "espeak", "auto")
+VOICES = ("synthetic", "espeak", "auto")  # what a configuration names
+ESPEAK_PROGRAM_BACKEND = "espeak"  # the espeak-ng program on PATH
+ESPEAK_LIBRARY_BACKEND = "espeak-library"  # libespeak-ng from the espeakng-loader wheel, through ctypes
+BACKENDS = ("synthetic", ESPEAK_PROGRAM_BACKEND, ESPEAK_LIBRARY_BACKEND)  # what actually speaks
 EMOTION_PITCH = {
     "neutral": (1.0, 1.0),
     "happy": (1.1, 1.5),
@@ -187,42 +207,65 @@ class Speech:
 
 
 def espeak_available() -> bool:
-    """Whether ``espeak-ng`` is on PATH."""
+    """Whether the ``espeak-ng`` program is on PATH (backend ``espeak``)."""
     return shutil.which("espeak-ng") is not None
+
+
+def espeak_library_problem() -> str | None:
+    """Why libespeak-ng from the ``espeakng-loader`` wheel cannot speak here, or None when it can.
+
+    The first call finds the library and data, and loads, initialises, tries and unloads the library
+    (once per process); later calls are free.
+    """
+    loaded = _espeak_library_or_problem()
+    return loaded if isinstance(loaded, str) else None
+
+
+def espeak_library_available() -> bool:
+    """Whether libespeak-ng from the ``espeakng-loader`` wheel loads (backend ``espeak-library``)."""
+    return espeak_library_problem() is None
 
 
 def resolve_voice(voice: str) -> str:
     """Map a configured voice (``synthetic``, ``espeak``, ``auto``) to the backend that will run.
 
+    ``espeak`` is real speech from either engine: the ``espeak-ng`` program when it is on PATH (backend
+    ``espeak``), else libespeak-ng from the ``espeakng-loader`` wheel (backend ``espeak-library``).
+    ``auto`` tries the same two in that order and falls back to ``synthetic``.
+
     Raises:
-        ValueError: an unknown voice, or ``espeak`` without ``espeak-ng`` on PATH.
+        ValueError: an unknown voice, or ``espeak`` when neither engine can run.
     """
     if voice not in VOICES:
         raise ValueError(f"voice must be one of {', '.join(VOICES)}; got {voice!r}")
+    if voice == "synthetic":
+        return voice
+    if espeak_available():
+        return ESPEAK_PROGRAM_BACKEND
+    problem = espeak_library_problem()
+    if problem is None:
+        return ESPEAK_LIBRARY_BACKEND
     if voice == "auto":
-        return "espeak" if espeak_available() else "synthetic"
-    if voice == "espeak" and not espeak_available():
-        raise ValueError("voice 'espeak' needs espeak-ng on PATH (apt-get install espeak-ng) or use 'auto'")
-    return voice
+        return "synthetic"
+    raise ValueError(
+        "voice 'espeak' needs the espeak-ng program on PATH (apt-get install espeak-ng) or the "
+        f"espeakng-loader package (pip install espeakng-loader), and {problem}; or use 'auto'"
+    )
 
 
 def synthesize(text: str, settings: VoiceSettings, *, backend: str = "synthetic") -> Speech:
     """Speak ``text`` (valid markup assumed) and return MP3 bytes with matching sentence timings.
 
-    Deterministic: the same text and settings give the same bytes. ``backend`` is ``synthetic`` or
-    ``espeak`` (see :func:`resolve_voice`). ``settings.take`` above 1 varies the voice slightly (see
+    Deterministic: the same text and settings give the same bytes. ``backend`` is one of ``BACKENDS``
+    (see :func:`resolve_voice`). ``settings.take`` above 1 varies the voice slightly (see
     :func:`take_variation`).
     """
     variation = take_variation(settings.take)
-    if backend == "espeak":
-        return _synthesize_espeak(text, settings, variation)
-    # factors of exactly 1.0 for take 1: the same floating-point results, so the same bytes as ever
-    sentences, speech_end_s = plan_timeline(
-        text, speed=settings.speed * variation.pace, pause_factor=variation.pauses
-    )
-    total = _frame_aligned_samples(speech_end_s + TRAILING_SILENCE_S)
-    syllables = _syllables(sentences, settings, text, pitch_factor=variation.pitch)
-    starts = np.array([s.start for s in syllables], dtype=np.int64)
+    if backend in (ESPEAK_PROGRAM_BACKEND, ESPEAK_LIBRARY_BACKEND):
+        return encode_speech(*_render_espeak(text, settings, variation, backend=backend))
+    if backend != "synthetic":
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    sentences, total, syllables, starts = _plan_synthetic(text, settings, variation)
 
     def encode_chunk(bounds: tuple[int, int]) -> bytes:
         begin, end = bounds
@@ -237,6 +280,50 @@ def synthesize(text: str, settings: VoiceSettings, *, backend: str = "synthetic"
         with ThreadPoolExecutor(max_workers=len(chunks), thread_name_prefix="sim-encode") as pool:
             mp3 = b"".join(pool.map(encode_chunk, chunks))
     return Speech(mp3, total / SAMPLE_RATE_HZ, sentences)
+
+
+def render(
+    text: str, settings: VoiceSettings, *, backend: str = "synthetic"
+) -> tuple[np.ndarray, list[SentenceTiming]]:
+    """The timeline :func:`synthesize` would encode: float32 samples at ``SAMPLE_RATE_HZ`` (full scale 1.0,
+    a whole number of MP3 frames, silent at both ends) and its sentence timings.
+
+    ``encode_speech(*render(...))`` decodes to the same audio as :func:`synthesize` (the synthetic voice's
+    long clips are encoded as one stream here, so the MP3 bytes may differ).
+    """
+    variation = take_variation(settings.take)
+    if backend in (ESPEAK_PROGRAM_BACKEND, ESPEAK_LIBRARY_BACKEND):
+        return _render_espeak(text, settings, variation, backend=backend)
+    if backend != "synthetic":
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    sentences, total, syllables, starts = _plan_synthetic(text, settings, variation)
+    blocks = list(_render_range(syllables, starts, settings, begin=0, end=total))
+    return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32), sentences
+
+
+def encode_speech(
+    samples: np.ndarray, sentences: list[SentenceTiming], *, tail_cut_samples: int = LAME_TAIL_CUT_SAMPLES
+) -> Speech:
+    """Encode a timeline (see :func:`render`) as a finished clip; see :func:`encode_mp3` for
+    ``tail_cut_samples``."""
+    if len(samples) % MP3_FRAME_SAMPLES:
+        raise ValueError(f"a timeline must be whole MP3 frames of {MP3_FRAME_SAMPLES}; got {len(samples)} samples")
+    mp3 = encode_mp3(iter([samples]), total_samples=len(samples), tail_cut_samples=tail_cut_samples)
+    return Speech(mp3, len(samples) / SAMPLE_RATE_HZ, sentences)
+
+
+def _plan_synthetic(
+    text: str, settings: VoiceSettings, variation: TakeVariation
+) -> tuple[list[SentenceTiming], int, list[_Syllable], np.ndarray]:
+    """The synthetic voice's sentences, timeline length (samples), syllables and their start samples."""
+    # factors of exactly 1.0 for take 1: the same floating-point results, so the same bytes as ever
+    sentences, speech_end_s = plan_timeline(
+        text, speed=settings.speed * variation.pace, pause_factor=variation.pauses
+    )
+    total = frame_aligned_samples(speech_end_s + TRAILING_SILENCE_S)
+    syllables = _syllables(sentences, settings, text, pitch_factor=variation.pitch)
+    starts = np.array([s.start for s in syllables], dtype=np.int64)
+    return sentences, total, syllables, starts
 
 
 def subtitle_entries(text: str, sentences: list[SentenceTiming], *, word_level: bool) -> list[dict[str, Any]]:
@@ -397,7 +484,8 @@ def _ends_sentence(tokens: list[Token], after: int, sentence: list[Token], text:
     return True
 
 
-def _frame_aligned_samples(seconds: float) -> int:
+def frame_aligned_samples(seconds: float) -> int:
+    """Samples in the shortest whole number of MP3 frames (at least two) that holds ``seconds``."""
     frames = math.ceil(seconds * SAMPLE_RATE_HZ / MP3_FRAME_SAMPLES)
     return max(frames, 2) * MP3_FRAME_SAMPLES
 
@@ -566,19 +654,28 @@ def _chunk_bounds(sentences: list[SentenceTiming], total: int, *, workers: int) 
 # --- encoding -----------------------------------------------------------------------------------------
 
 
-def encode_mp3(blocks: Iterator[np.ndarray], *, total_samples: int) -> bytes:
+def encode_mp3(
+    blocks: Iterator[np.ndarray], *, total_samples: int, tail_cut_samples: int = LAME_TAIL_CUT_SAMPLES
+) -> bytes:
     """Encode float blocks (``total_samples`` in all, frame-aligned) to CBR MP3 that decodes aligned.
 
-    The first ``LAME_DELAY_SAMPLES`` and last ``LAME_TAIL_CUT_SAMPLES`` samples are dropped (they must be
-    silence) so that a decoder's output lines up sample for sample with the timeline.
+    The first ``LAME_DELAY_SAMPLES`` and last ``tail_cut_samples`` samples are dropped (they must be
+    silence) so that a decoder's output lines up sample for sample with the timeline. The default cut
+    (``LAME_TAIL_CUT_SAMPLES``) leaves the decoded end silent; ``LAME_MIN_TAIL_CUT_SAMPLES``, the least
+    that keeps the decoded length, lets a clip end in sound.
     """
+    if not LAME_MIN_TAIL_CUT_SAMPLES <= tail_cut_samples <= LAME_TAIL_CUT_SAMPLES:
+        raise ValueError(
+            f"tail_cut_samples must be from {LAME_MIN_TAIL_CUT_SAMPLES} to {LAME_TAIL_CUT_SAMPLES}; "
+            f"got {tail_cut_samples}"
+        )
     encoder = lameenc.Encoder()
     encoder.set_bit_rate(MP3_BITRATE_KBPS)
     encoder.set_in_sample_rate(SAMPLE_RATE_HZ)
     encoder.set_channels(1)
     encoder.set_quality(7)  # LAME's fastest good setting; quality matters little for a test voice
     encoder.silence()
-    keep_from, keep_to = LAME_DELAY_SAMPLES, total_samples - LAME_TAIL_CUT_SAMPLES
+    keep_from, keep_to = LAME_DELAY_SAMPLES, total_samples - tail_cut_samples
     chunks = []
     position = 0
     for block in blocks:
@@ -594,24 +691,30 @@ def encode_mp3(blocks: Iterator[np.ndarray], *, total_samples: int) -> bytes:
 # --- espeak -------------------------------------------------------------------------------------------
 
 
-def _synthesize_espeak(text: str, settings: VoiceSettings, variation: TakeVariation) -> Speech:
-    """Real speech: espeak-ng per spoken segment (sentence, or part between pause markers)."""
+def _render_espeak(
+    text: str, settings: VoiceSettings, variation: TakeVariation, *, backend: str
+) -> tuple[np.ndarray, list[SentenceTiming]]:
+    """Real speech: espeak-ng per spoken segment (sentence, or part between pause markers), from the
+    program or the library (``backend``); the timeline is built the same way for both."""
     sentences = [s for s, _ in _group_sentences(tokenize(text), text)]
+    pauses = [t for t in tokenize(text) if t.kind is TokenKind.PAUSE]
+    segments = [_segments_between_pauses(text, sentence, pauses) for sentence in sentences]
+    spoken = iter(
+        _speak_segments([text[a:b] for group in segments for a, b, _ in group], settings, variation, backend=backend)
+    )
     pieces: list[np.ndarray] = [np.zeros(int(LEADING_SILENCE_S * SAMPLE_RATE_HZ), dtype=np.float32)]
     cursor = len(pieces[0])
-    pauses = [t for t in tokenize(text) if t.kind is TokenKind.PAUSE]
     previous_end_offset = 0
-    for sentence in sentences:
+    for sentence, group in zip(sentences, segments, strict=True):
         # pauses between sentences, then the gap a sentence break takes
         between = sum(p.seconds for p in pauses if previous_end_offset <= p.start < sentence.start)
         if previous_end_offset:
             gap = int((STOP_PAUSE_S / settings.speed * variation.pauses + between) * SAMPLE_RATE_HZ)
             pieces.append(np.zeros(gap, dtype=np.float32))
             cursor += gap
-        segments = _segments_between_pauses(text, sentence, pauses)
         words: list[WordTiming] = []
-        for seg_start, seg_end, pause_after in segments:
-            audio = _espeak_segment(text[seg_start:seg_end], settings, variation)
+        for seg_start, seg_end, pause_after in group:
+            audio = next(spoken)
             begin = cursor
             pieces.append(audio)
             cursor += len(audio)
@@ -625,11 +728,11 @@ def _synthesize_espeak(text: str, settings: VoiceSettings, variation: TakeVariat
         sentence.words.extend(words)
         previous_end_offset = sentence.end
     sentences = [s for s in sentences if s.words]
-    total = _frame_aligned_samples(cursor / SAMPLE_RATE_HZ + TRAILING_SILENCE_S)
+    total = frame_aligned_samples(cursor / SAMPLE_RATE_HZ + TRAILING_SILENCE_S)
     pieces.append(np.zeros(total - cursor, dtype=np.float32))
     signal = np.concatenate(pieces) * np.float32(min(settings.vol, 3.0))
     np.clip(signal, -1.0, 1.0, out=signal)
-    return Speech(encode_mp3(iter([signal]), total_samples=total), total / SAMPLE_RATE_HZ, sentences)
+    return signal, sentences
 
 
 def _segments_between_pauses(
@@ -661,6 +764,13 @@ def _spread_words(text: str, start: int, end: int, begin_s: float, end_s: float)
 
 def espeak_command(segment: str, settings: VoiceSettings, variation: TakeVariation) -> list[str]:
     """The espeak-ng command line that speaks ``segment``: voice, rate (``-s``) and pitch (``-p``)."""
+    voice, words_per_minute, pitch = _espeak_voice(settings, variation)
+    rate_and_pitch = ["-s", str(words_per_minute), "-p", str(pitch)]
+    return ["espeak-ng", "--stdout", "-v", voice, *rate_and_pitch, "--", segment]
+
+
+def _espeak_voice(settings: VoiceSettings, variation: TakeVariation) -> tuple[str, int, int]:
+    """What both engines are told: the voice name, the rate (words per minute) and the pitch (0-99)."""
     voice = ESPEAK_LANGUAGES.get(settings.language, "en")
     words_per_minute = round(ESPEAK_WORDS_PER_MINUTE * settings.speed * variation.pace)
     take_steps = 12 * ESPEAK_PITCH_PER_SEMITONE * math.log2(variation.pitch)  # 0.0 for take 1
@@ -676,20 +786,40 @@ def espeak_command(segment: str, settings: VoiceSettings, variation: TakeVariati
             ),
         )
     )
-    rate_and_pitch = ["-s", str(words_per_minute), "-p", str(pitch)]
-    return ["espeak-ng", "--stdout", "-v", voice, *rate_and_pitch, "--", segment]
+    return voice, words_per_minute, pitch
 
 
-def _espeak_segment(segment: str, settings: VoiceSettings, variation: TakeVariation) -> np.ndarray:
-    """Speak one segment with espeak-ng, trimmed of its own silence, resampled to 32 kHz."""
+def _speak_segments(
+    segments: list[str], settings: VoiceSettings, variation: TakeVariation, *, backend: str
+) -> list[np.ndarray]:
+    """Each segment spoken by espeak-ng (the program, or the library), trimmed of its own silence and
+    resampled to 32 kHz: float32 samples, one array per segment."""
+    if backend == ESPEAK_LIBRARY_BACKEND:
+        voice, words_per_minute, pitch = _espeak_voice(settings, variation)
+        files = _espeak_library_files()  # before taking the lock: the first look takes it too
+        with _ESPEAK_LIBRARY_LOCK, _EspeakLibrarySession(files) as library:
+            raw = [
+                (library.speak(segment, voice=voice, words_per_minute=words_per_minute, pitch=pitch), library.rate_hz)
+                for segment in segments
+            ]
+    else:
+        raw = [_espeak_program_pcm(segment, settings, variation) for segment in segments]
+    return [_trimmed_and_resampled(pcm, rate) for pcm, rate in raw]
+
+
+def _espeak_program_pcm(segment: str, settings: VoiceSettings, variation: TakeVariation) -> tuple[np.ndarray, int]:
+    """``segment`` spoken by the espeak-ng program: its int16 samples and their rate."""
     completed = subprocess.run(
         espeak_command(segment, settings, variation), capture_output=True, check=True, timeout=60
     )
     with wave.open(io.BytesIO(completed.stdout)) as reader:
         rate = reader.getframerate()
-        frames = (
-            np.frombuffer(reader.readframes(reader.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
-        )
+        return np.frombuffer(reader.readframes(reader.getnframes()), dtype="<i2"), rate
+
+
+def _trimmed_and_resampled(pcm: np.ndarray, rate: int) -> np.ndarray:
+    """int16 speech without its leading and trailing silence, as float32 at ``SAMPLE_RATE_HZ``."""
+    frames = pcm.astype(np.float32) / 32768.0
     loud = np.flatnonzero(np.abs(frames) > 0.01)
     if len(loud):
         frames = frames[loud[0] : loud[-1] + 1]
@@ -697,3 +827,180 @@ def _espeak_segment(segment: str, settings: VoiceSettings, variation: TakeVariat
         positions = np.arange(int(len(frames) * SAMPLE_RATE_HZ / rate)) * rate / SAMPLE_RATE_HZ
         frames = np.interp(positions, np.arange(len(frames)), frames).astype(np.float32)
     return frames
+
+
+# --- libespeak-ng through ctypes ----------------------------------------------------------------------
+# The declarations of espeak-ng's speak_lib.h, the stable API the program is built on. The library keeps
+# its voice, parameters, callback and synthesis state in globals: it is not thread-safe, so every use of
+# it holds _ESPEAK_LIBRARY_LOCK. Some of that state outlives espeak_Terminate (the pitch flutter's index
+# is a function-level static, and espeak_Initialize seeds its noise from the clock), so a library kept
+# loaded speaks the same text slightly differently each time. Each clip therefore loads the library,
+# initialises it, speaks its segments and unloads it again (about 3 ms): every clip starts from the
+# pristine state, as every run of the program does, and the same text gives the same bytes.
+
+_AUDIO_OUTPUT_SYNCHRONOUS = 2  # espeak_Synth returns when all audio has gone through the callback
+_ESPEAK_INITIALIZE_DONT_EXIT = 0x8000  # report a missing data path instead of calling exit()
+_POS_CHARACTER = 1
+_ESPEAK_CHARS_UTF8 = 0x1
+_ESPEAK_PHONEMES = 0x100
+_ESPEAK_ENDPAUSE = 0x1000
+_ESPEAK_SYNTH_FLAGS = _ESPEAK_CHARS_UTF8 | _ESPEAK_PHONEMES | _ESPEAK_ENDPAUSE  # as the program reads text
+_ESPEAK_RATE = 1
+_ESPEAK_PITCH = 3
+_ESPEAK_NOISE_SEED = 1
+_EE_OK = 0
+_EE_NOT_FOUND = 2
+_SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+_ESPEAK_LIBRARY_LOCK = threading.Lock()
+
+
+class _EspeakLibrarySession:
+    """One load of libespeak-ng (a context manager): loaded and initialised in synchronous mode on entry,
+    terminated and unloaded on exit. Enter it holding ``_ESPEAK_LIBRARY_LOCK``.
+
+    Raises (on entry):
+        RuntimeError: the library does not load, lacks the API, or does not initialise.
+    """
+
+    def __init__(self, files: tuple[str, bytes]) -> None:
+        self._library_path, self._data_path = files
+        self._library: ctypes.CDLL | None = None
+        self._chunks: list[bytes] = []
+        self._callback = _SYNTH_CALLBACK(self._collect)  # referenced while the library holds its pointer
+        self.rate_hz = 0
+
+    def __enter__(self) -> _EspeakLibrarySession:
+        try:
+            library = ctypes.CDLL(self._library_path)
+        except OSError as exc:
+            raise RuntimeError(f"libespeak-ng does not load from {self._library_path}: {exc}") from exc
+        self._library = library
+        try:
+            _declare_espeak_api(library)
+            rate_hz = library.espeak_Initialize(
+                _AUDIO_OUTPUT_SYNCHRONOUS, 0, self._data_path, _ESPEAK_INITIALIZE_DONT_EXIT
+            )
+            if rate_hz <= 0:
+                raise RuntimeError(
+                    f"libespeak-ng did not initialise with its data at {os.fsdecode(self._data_path)} "
+                    f"(error {rate_hz})"
+                )
+        except BaseException:
+            self._unload()
+            raise
+        self.rate_hz = rate_hz
+        if hasattr(library, "espeak_ng_SetRandSeed"):  # espeak-ng 1.52 and later
+            library.espeak_ng_SetRandSeed(ctypes.c_long(_ESPEAK_NOISE_SEED))
+        library.espeak_SetSynthCallback(self._callback)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._library is not None:
+            self._library.espeak_Terminate()
+        self._unload()
+
+    def _unload(self) -> None:
+        library, self._library = self._library, None
+        if library is None:
+            return
+        if sys.platform == "win32":
+            _ctypes.FreeLibrary(library._handle)
+        else:
+            _ctypes.dlclose(library._handle)
+
+    def _collect(self, wav: ctypes._Pointer[ctypes.c_short], count: int, events: int | None) -> int:
+        if wav and count > 0:
+            self._chunks.append(ctypes.string_at(wav, count * ctypes.sizeof(ctypes.c_short)))
+        return 0  # go on
+
+    def speak(self, segment: str, *, voice: str, words_per_minute: int, pitch: int) -> np.ndarray:
+        """``segment`` spoken by ``voice`` at ``words_per_minute`` and ``pitch`` (as the program's
+        ``-v``, ``-s`` and ``-p``): int16 samples at ``rate_hz``.
+
+        Raises:
+            RuntimeError: the library refused a call (an unknown voice, for one).
+        """
+        library = self._library
+        if library is None:
+            raise RuntimeError("libespeak-ng is not loaded: use the session as a context manager")
+        text = segment.encode()
+        self._chunks.clear()
+        try:
+            code = library.espeak_SetVoiceByName(voice.encode())
+            if code == _EE_NOT_FOUND:
+                raise RuntimeError(f"libespeak-ng has no voice {voice!r}")
+            _check_espeak("espeak_SetVoiceByName", code)
+            _check_espeak("espeak_SetParameter", library.espeak_SetParameter(_ESPEAK_RATE, words_per_minute, 0))
+            _check_espeak("espeak_SetParameter", library.espeak_SetParameter(_ESPEAK_PITCH, pitch, 0))
+            _check_espeak(
+                "espeak_Synth",
+                library.espeak_Synth(text, len(text) + 1, 0, _POS_CHARACTER, 0, _ESPEAK_SYNTH_FLAGS, None, None),
+            )
+            _check_espeak("espeak_Synchronize", library.espeak_Synchronize())
+            return np.frombuffer(b"".join(self._chunks), dtype=np.int16)
+        finally:
+            self._chunks.clear()
+
+
+def _declare_espeak_api(library: ctypes.CDLL) -> None:
+    """Argument and result types of the calls used (speak_lib.h); AttributeError when one is missing."""
+    try:
+        library.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        library.espeak_Initialize.restype = ctypes.c_int
+        library.espeak_SetSynthCallback.argtypes = [_SYNTH_CALLBACK]
+        library.espeak_SetSynthCallback.restype = None
+        library.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        library.espeak_SetVoiceByName.restype = ctypes.c_int
+        library.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        library.espeak_SetParameter.restype = ctypes.c_int
+        library.espeak_Synth.argtypes = [
+            ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
+            ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p,
+        ]  # fmt: skip
+        library.espeak_Synth.restype = ctypes.c_int
+        library.espeak_Synchronize.argtypes = []
+        library.espeak_Synchronize.restype = ctypes.c_int
+        library.espeak_Terminate.argtypes = []
+        library.espeak_Terminate.restype = ctypes.c_int
+    except AttributeError as exc:
+        raise RuntimeError(f"the library from espeakng-loader lacks the espeak-ng API: {exc}") from exc
+    if hasattr(library, "espeak_ng_SetRandSeed"):
+        library.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        library.espeak_ng_SetRandSeed.restype = ctypes.c_int
+
+
+def _check_espeak(call: str, code: int) -> None:
+    if code != _EE_OK:
+        raise RuntimeError(f"libespeak-ng: {call} failed with error {code}")
+
+
+def _espeak_library_files() -> tuple[str, bytes]:
+    """The library and data paths the espeakng-loader wheel provides.
+
+    Raises:
+        RuntimeError: the library cannot speak here; the message says why.
+    """
+    found = _espeak_library_or_problem()
+    if isinstance(found, str):
+        raise RuntimeError(f"the espeak-library voice cannot speak: {found}")
+    return found
+
+
+@functools.cache
+def _espeak_library_or_problem() -> tuple[str, bytes] | str:
+    """Find the wheel's library and data and check that they load, speak and unload (once per process):
+    their paths, or why they cannot be used."""
+    try:
+        import espeakng_loader  # optional at run time: without it the simulator speaks another way
+    except ImportError:
+        return "the espeakng-loader package is not installed (pip install espeakng-loader)"
+    try:
+        files = (str(espeakng_loader.get_library_path()), os.fsencode(espeakng_loader.get_data_path()))
+    except (OSError, RuntimeError) as exc:
+        return f"espeakng-loader cannot provide libespeak-ng: {exc}"
+    try:
+        with _ESPEAK_LIBRARY_LOCK, _EspeakLibrarySession(files) as library:
+            library.speak("ok", voice="en", words_per_minute=ESPEAK_WORDS_PER_MINUTE, pitch=50)
+    except RuntimeError as exc:
+        return str(exc)
+    return files

@@ -2,19 +2,42 @@
 
 from __future__ import annotations
 
+import itertools
+import subprocess
+import sys
+
 import pytest
 from simulator_helpers import Api, decode_mp3, speech_regions
 
+from pipeline.simulator import voice
 from pipeline.simulator.voice import (
+    ESPEAK_LIBRARY_BACKEND,
+    ESPEAK_PROGRAM_BACKEND,
     LEADING_SILENCE_S,
     TRAILING_SILENCE_S,
     VoiceSettings,
     espeak_available,
+    espeak_library_problem,
+    resolve_voice,
     subtitle_entries,
     synthesize,
 )
 
 TOLERANCE_S = 0.05
+# Both engines of real speech, each skipped (with the reason shown by -ra) only when it cannot run here.
+ESPEAK_ENGINES = [
+    pytest.param(
+        ESPEAK_PROGRAM_BACKEND,
+        marks=pytest.mark.skipif(not espeak_available(), reason="the espeak-ng program is not on PATH"),
+    ),
+    pytest.param(
+        ESPEAK_LIBRARY_BACKEND,
+        marks=pytest.mark.skipif(
+            espeak_library_problem() is not None,
+            reason=f"libespeak-ng from espeakng-loader cannot load: {espeak_library_problem()}",
+        ),
+    ),
+]
 TEXT = (
     "The rain had stopped by morning. She opened the window, listened, and smiled! "
     "Was anyone <#1.2#> there? Nobody answered."
@@ -132,10 +155,10 @@ def test_ten_thousand_characters_synthesize_and_stay_aligned() -> None:
     assert max(abs(r[1] - w.end_s) for r, w in zip(regions, words, strict=True)) <= TOLERANCE_S
 
 
-@pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed")
-def test_espeak_voice_sentence_times_match_the_audio() -> None:
+@pytest.mark.parametrize("backend", ESPEAK_ENGINES)
+def test_espeak_voice_sentence_times_match_the_audio(backend: str) -> None:
     text = "Real speech is here. <#0.8#> It has two sentences."
-    speech = synthesize(text, VoiceSettings("model_x", language="English"), backend="espeak")
+    speech = synthesize(text, VoiceSettings("model_x", language="English"), backend=backend)
     samples, rate, _ = decode_mp3(speech.mp3)
     regions = speech_regions(samples, rate, threshold_db=-40)
     entries = subtitle_entries(text, speech.sentences, word_level=True)
@@ -145,3 +168,61 @@ def test_espeak_voice_sentence_times_match_the_audio() -> None:
         assert abs(inside[0][0] - entry["time_begin"] / 1000) <= TOLERANCE_S
         assert abs(inside[-1][1] - entry["time_end"] / 1000) <= TOLERANCE_S
     assert entries[1]["time_begin"] - entries[0]["time_end"] >= 800
+
+
+@pytest.mark.parametrize("backend", ESPEAK_ENGINES)
+def test_espeak_engines_speak_each_segment_trimmed_and_the_subtitles_follow_the_audio(backend: str) -> None:
+    """Per-segment synthesis: a pause marker inside a sentence splits it in two segments, each trimmed of
+    espeak's own silence, so the audio around the marker is silent for exactly the marker's length."""
+    text = "One more test <#1.5#> of the engine. And a last, short sentence!"
+    speech = synthesize(text, VoiceSettings("model_y", language="English", speed=1.3), backend=backend)
+    samples, rate, _ = decode_mp3(speech.mp3)
+    assert rate == 32_000 and len(samples) / rate == pytest.approx(speech.duration_s, abs=0.001)
+    regions = speech_regions(samples, rate, threshold_db=-40)
+    assert abs(regions[0][0] - LEADING_SILENCE_S) <= TOLERANCE_S
+    assert abs(regions[-1][1] - speech.sentences[-1].end_s) <= TOLERANCE_S
+    gaps = [b[0] - a[1] for a, b in itertools.pairwise(regions)]
+    assert max(gaps) == pytest.approx(1.5, abs=TOLERANCE_S)  # the marker's pause, nothing of espeak's own
+    assert len(speech.sentences) == 2 and speech.sentences[1].begin_s - speech.sentences[0].end_s >= 0.2
+
+
+def test_auto_and_espeak_take_the_program_then_the_library_then_the_synthetic_voice(monkeypatch) -> None:
+    monkeypatch.setattr(voice, "espeak_available", lambda: True)
+    monkeypatch.setattr(voice, "espeak_library_problem", lambda: None)
+    assert [resolve_voice(v) for v in ("auto", "espeak", "synthetic")] == ["espeak", "espeak", "synthetic"]
+    monkeypatch.setattr(voice, "espeak_available", lambda: False)
+    assert [resolve_voice(v) for v in ("auto", "espeak")] == ["espeak-library", "espeak-library"]
+    monkeypatch.setattr(voice, "espeak_library_problem", lambda: "the espeakng-loader package is not installed")
+    assert resolve_voice("auto") == "synthetic"
+    with pytest.raises(ValueError, match="espeak-ng program on PATH .* espeakng-loader .* not installed"):
+        resolve_voice("espeak")
+    with pytest.raises(ValueError, match="voice must be one of"):
+        resolve_voice("festival")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        synthesize("Hello.", VoiceSettings("model_x"), backend="festival")
+
+
+@pytest.mark.skipif(espeak_library_problem() is not None, reason=f"libespeak-ng cannot load: {espeak_library_problem()}")
+def test_the_library_engine_is_safe_to_call_from_many_threads_and_deterministic() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [f"Thread number {n} speaks now." for n in range(6)]
+    settings = VoiceSettings("model_x", language="English")
+    alone = [synthesize(t, settings, backend=ESPEAK_LIBRARY_BACKEND).mp3 for t in texts]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        together = list(pool.map(lambda t: synthesize(t, settings, backend=ESPEAK_LIBRARY_BACKEND).mp3, texts))
+    assert together == alone
+
+
+def test_without_the_wheel_the_library_says_why_and_auto_falls_back_to_the_synthetic_voice() -> None:
+    code = (
+        "import sys; sys.modules['espeakng_loader'] = None\n"  # as if the package were not installed
+        "from pipeline.simulator import voice\n"
+        "voice.espeak_available = lambda: False\n"
+        "print(voice.espeak_library_problem()); print(voice.resolve_voice('auto'))"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert completed.stdout.splitlines() == [
+        "the espeakng-loader package is not installed (pip install espeakng-loader)",
+        "synthetic",
+    ]
