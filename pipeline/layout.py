@@ -185,6 +185,8 @@ class BookLayout:
             stale += [p for p in sorted(self.state.glob("chapter-*.json")) if p not in wanted]
             parts = {self.chapter_aac(c.id) for c in manifest.chapters} if manifest.audio.m4b else set()
             stale += [p for p in sorted((self.state / AAC_DIR).glob("*.aac")) if p not in parts]
+            peaks = {self.chapter_peaks(c.id) for c in manifest.chapters}
+            stale += [p for p in sorted((self.state / PEAKS_DIR).glob("*.json")) if p not in peaks]
             measured = {p.name for p in owned | parts}
             stale += [p for p in sorted((self.state / MEASUREMENTS_DIR).glob("*.json"))
                       if p.name.removesuffix(".json") not in measured]

@@ -9,11 +9,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.simulator import Simulator
+from pipeline.simulator import FaultProfile, Simulator, SimulatorConfig
 
 API_KEY = "sk-e2e-secret-7f3a9c"
 MODEL = "model_e2e"
 REPO = Path(__file__).resolve().parent.parent
+
+
+def local_simulator(*, seed: int, faults: str = "", task_base_s: float = 0.05,
+                    task_s_per_char: float = 0.0002) -> Simulator:
+    """A simulator on free loopback ports that knows the tests' key and voice (enter it with ``with``)."""
+    config = SimulatorConfig(api_key=API_KEY, seed=seed, task_base_s=task_base_s, task_s_per_char=task_s_per_char,
+                             preload_voices=(MODEL,), faults=FaultProfile.parse(faults))
+    return Simulator(config, host="127.0.0.1", port=0, files_port=0)
 
 
 def command_env(sim: Simulator) -> dict[str, str]:

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_support import API_KEY, MODEL, audiobook
+from e2e_support import MODEL, audiobook, local_simulator
 
-from pipeline.simulator import FaultProfile, Simulator, SimulatorConfig
+from pipeline.simulator import Simulator
 
 SENTENCES = [
     "The ferry left the harbour at dawn with the mail and two passengers.",
@@ -57,9 +57,7 @@ def write_book(folder: Path, *, qc: dict[str, Any] | None = None) -> Path:
 
 @pytest.fixture
 def simulator() -> Iterator[Simulator]:
-    config = SimulatorConfig(api_key=API_KEY, seed=5, task_base_s=0.05, task_s_per_char=0.0002,
-                             preload_voices=(MODEL,), faults=FaultProfile.parse(DEFECTS.format(seed=1)))
-    with Simulator(config, host="127.0.0.1", port=0, files_port=0) as sim:
+    with local_simulator(seed=5, faults=DEFECTS.format(seed=1)) as sim:
         yield sim
 
 

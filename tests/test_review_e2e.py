@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from e2e_support import API_KEY, MODEL, audiobook
+from e2e_support import MODEL, audiobook, local_simulator
 
 from pipeline.review.marks import plan_marks, read_marks
-from pipeline.simulator import Simulator, SimulatorConfig
+from pipeline.simulator import Simulator
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -42,9 +42,7 @@ def write_book(folder: Path) -> Path:
 
 @pytest.fixture
 def simulator() -> Iterator[Simulator]:
-    config = SimulatorConfig(api_key=API_KEY, seed=2, task_base_s=0.05, task_s_per_char=0.0002,
-                             preload_voices=(MODEL,))
-    with Simulator(config, host="127.0.0.1", port=0, files_port=0) as sim:
+    with local_simulator(seed=2) as sim:
         yield sim
 
 
