@@ -146,3 +146,24 @@ def test_retake_policy_replaces_every_failing_take(tmp_path: Path, simulator: Si
     first = dict(sqlite3.connect(output / "journal.sqlite").execute("SELECT key, task_id FROM chunks").fetchall())
     for key in retaken:
         assert by_task[first[key]] & FAIL_DEFECTS, "a take was retaken that did not fail"
+
+
+def test_stitch_force_measures_every_take_again(tmp_path: Path, simulator: Simulator) -> None:
+    book = write_book(tmp_path)
+    audiobook(simulator, "run", str(book))
+    output = tmp_path / "build" / "book"
+    before = {s["key"]: s["qc"]["verdict"] for s in chunk_states(tmp_path, simulator)}
+    clean = next(key for key, verdict in before.items() if verdict == "pass")
+    status = json.loads(audiobook(simulator, "status", str(book), "--json").stdout)[0]
+    chapter = next(c["id"] for c in status["chapters"] if any(s["key"] == clean for s in c["chunk_states"]))
+    with sqlite3.connect(output / "journal.sqlite") as conn:  # measures that lie: the take "clips"
+        (data,) = conn.execute("SELECT measures FROM take_qc WHERE key = ? AND take = 1", (clean,)).fetchone()
+        lie = json.loads(data)
+        lie["audio"]["clipped_samples"] = 99999
+        conn.execute("UPDATE take_qc SET measures = ? WHERE key = ? AND take = 1", (json.dumps(lie), clean))
+    stitched = audiobook(simulator, "stitch", str(book), "--chapter", chapter)
+    assert stitched.returncode == 1 and "clipping" in stitched.stdout  # stored measures are trusted ...
+    assert {s["key"]: s["qc"]["verdict"] for s in chunk_states(tmp_path, simulator)}[clean] == "fail"
+    forced = audiobook(simulator, "stitch", str(book), "--chapter", chapter, "--force")  # ... until --force
+    assert forced.returncode in (0, 1) and "clipping:" not in forced.stdout
+    assert {s["key"]: s["qc"]["verdict"] for s in chunk_states(tmp_path, simulator)} == before
