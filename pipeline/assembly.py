@@ -43,7 +43,8 @@ digital silence (ACX rejects that) while the noise floor stays far under ACX's -
 Outputs (in ``manifest.output``): ``NN-<id>.mp3`` and, unless subtitles are off, ``NN-<id>.srt`` and
 ``NN-<id>.vtt``; with word subtitles also ``NN-<id>.words.vtt`` and ``NN-<id>.words.json``. Each is
 written to a temporary file in the same folder and renamed into place. A fingerprint of every input
-is kept in ``.assembly/chapter-<id>.json`` (chunk files are named by size and modification time:
+is kept in ``.assembly/chapter-<id>.json``, and the chapter's waveform (peaks, for its review page) in
+``.assembly/peaks/<id>.json`` (chunk files are named by size and modification time:
 they are content-addressed and only ever replaced whole, so nothing is read to fingerprint them); an
 unchanged chapter is not rebuilt.
 """
@@ -249,6 +250,20 @@ def _fingerprint(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[Chunk
         ],
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def save_waveform(path: Path, audio_path: Path, peaks: Sequence[float]) -> None:
+    """Keep a chapter file's waveform (for its review page), named by the file's identity."""
+    fsio.write_atomic(fsio.ensure_dir(path.parent) / path.name,
+                      json.dumps({"file": file_identity(audio_path), "peaks": list(peaks)}))
+
+
+def saved_waveform(path: Path, audio_path: Path) -> tuple[float, ...] | None:
+    """The waveform :func:`save_waveform` kept, while the chapter file is the one it was taken of."""
+    state = read_state(path)
+    if state is None or state.get("file") != file_identity(audio_path) or not isinstance(state.get("peaks"), list):
+        return None
+    return tuple(float(p) for p in state["peaks"])
 
 
 def read_state(path: Path) -> dict[str, Any] | None:
@@ -660,6 +675,7 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
             temp_mp3 = temps_made.new(final["mp3"].name)
             aac_path = layout.chapter_aac(chapter.id)
             temp_aac = temps_made.new(aac_path.name, folder=aac_path.parent) if aac_kbps else None
+            waveform = dsp.PeakMeter(first.samples, dsp.waveform_bins(first.samples / sr))
             with contextlib.ExitStack() as encoders:
                 mp3 = encoders.enter_context(ffmpeg.mp3_encoder(
                     temp_mp3, sample_rate_hz=sr, bitrate_kbps=settings.bitrate_kbps, what=f"chapter {chapter.id!r}"))
@@ -669,6 +685,7 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
                 for block in render_chapter_pcm(pcm, total=first.samples, gain=gain, ceiling=ceiling,
                                                 sample_rate_hz=sr, room_tone_db=settings.room_tone_db):
                     mp3.write(block)
+                    waveform.add(block)
                     if aac is not None:
                         aac.write(block)
         fsio.unlink_quietly(pcm_path)
@@ -691,6 +708,7 @@ def assemble_chapter(*, manifest: Manifest, plan: ChapterPlan, audio: Sequence[C
                 temps[kind] = tmp
         for kind, tmp in temps.items():
             temps_made.commit(tmp, final[kind])
+        save_waveform(layout.chapter_peaks(chapter.id), final["mp3"], waveform.result())
         aac_frames = 0
         if temp_aac is not None:
             aac_frames = ffmpeg.adts_frames(temp_aac)

@@ -409,7 +409,8 @@ def status(manifests: tuple[Path, ...], as_json: bool, simulate: bool) -> None:
 @main.command()
 @click.argument("manifest", type=click.Path(path_type=Path))
 @click.option("--chapter", "chapters", multiple=True, metavar="ID", help="Only these chapters (repeatable).")
-@click.option("--force", is_flag=True, help="Re-assemble, and measure every take again for QC, even when nothing changed.")
+@click.option("--force", is_flag=True,
+              help="Re-assemble, and measure every take again for QC, even when nothing changed.")
 @_rehearsal_option
 @_same_book_option
 def stitch(manifest: Path, chapters: tuple[str, ...], force: bool, simulate: bool, same_book: bool) -> None:

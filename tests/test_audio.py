@@ -399,3 +399,14 @@ def test_speech_seconds_is_the_same_streamed_in_odd_blocks() -> None:
     cuts = [0, 1, 479, 5000, 5001, 77_777, len(x)]
     blocks = (x[a:b] for a, b in itertools.pairwise(cuts))
     assert dsp.speech_seconds(blocks, sample_rate_hz=rate) == whole > 0
+
+
+@pytest.mark.parametrize("total, bins, block", [(1000, 7, 33), (123_457, 200, 4096), (44_100 * 90, 360, 1 << 18)])
+def test_the_waveform_is_the_peak_of_each_span_however_the_blocks_fall(total: int, bins: int, block: int) -> None:
+    data = np.random.default_rng(total).integers(-32768, 32768, total).astype(dsp.PCM_DTYPE)
+    meter = dsp.PeakMeter(total, bins)
+    for start in range(0, total, block):
+        meter.add(data[start:start + block])
+    spans = np.array_split(np.abs(data.astype(np.int32)), [-(-b * total // bins) for b in range(1, bins)])
+    assert meter.result() == tuple(round(float(s.max()) / 32768, 3) for s in spans)
+    assert dsp.waveform_bins(10) == dsp.WAVEFORM_MIN_BINS and dsp.waveform_bins(10 * 3600) == dsp.WAVEFORM_MAX_BINS

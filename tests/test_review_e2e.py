@@ -92,6 +92,10 @@ def test_marks_made_on_the_review_page_retake_exactly_those_chunks(tmp_path: Pat
     assert result.returncode == 0, result.stderr
     page = output / "review" / "01-one.html"
     assert page.is_file() and (output / "review" / "index.html").is_file()
+    # the waveform was taken while the chapter was built, not by decoding it again
+    from pipeline.assembly import saved_waveform
+    peaks = saved_waveform(output / ".assembly" / "peaks" / "one.json", output / "01-one.mp3")
+    assert peaks is not None and len(peaks) >= 200 and max(peaks) > 0.1
     # the page holds the chapter's own sentences, as its subtitles have them
     srt = (output / "01-one.srt").read_text(encoding="utf-8")
     cues = [block.split("\n", 2)[2].replace("\n", " ") for block in srt.strip().split("\n\n")]

@@ -180,6 +180,40 @@ def joined(parts: Sequence[Measurement]) -> Measurement:
         tail_silence_s=parts[-1].tail_silence_s)
 
 
+WAVEFORM_BINS_PER_S = 4                 # a review page's waveform: bins per second of audio ...
+WAVEFORM_MIN_BINS, WAVEFORM_MAX_BINS = 200, 4000  # ... within these bounds
+
+
+def waveform_bins(duration_s: float) -> int:
+    return int(min(WAVEFORM_MAX_BINS, max(WAVEFORM_MIN_BINS, duration_s * WAVEFORM_BINS_PER_S)))
+
+
+class PeakMeter:
+    """The waveform of ``total`` samples: the peak level (0..1) in each of ``bins`` equal spans, from
+    int16 blocks fed in order (memory: one float per bin)."""
+
+    def __init__(self, total: int, bins: int) -> None:
+        self.total = max(1, total)
+        self.peaks = np.zeros(bins)
+        self._position = 0
+
+    def add(self, block: np.ndarray) -> None:
+        if not len(block):
+            return
+        bins, start = len(self.peaks), self._position
+        first = min(bins - 1, start * bins // self.total)
+        last = min(bins - 1, (start + len(block) - 1) * bins // self.total)
+        edges = -(-np.arange(first, last + 1) * self.total // bins)  # each bin's first sample (ceiling)
+        offsets = np.clip(edges - start, 0, len(block) - 1)
+        offsets[0] = 0
+        spans = np.maximum.reduceat(np.abs(block.astype(np.int32)), offsets) / INT16_FULL_SCALE
+        np.maximum(self.peaks[first:last + 1], spans, out=self.peaks[first:last + 1])
+        self._position += len(block)
+
+    def result(self) -> tuple[float, ...]:
+        return tuple(round(float(p), 3) for p in self.peaks)
+
+
 # --------------------------------------------------------------------------------------------------
 # Signal processing on numpy arrays
 

@@ -9,18 +9,15 @@ copied, so the pages open from ``file://`` beside the book. No network, no API c
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from pipeline import fsio, verdicts
-from pipeline.assembly import ChapterOutput, chapter_cues, existing_chapter, file_identity, read_state
-from pipeline.audio import ffmpeg
+from pipeline.assembly import ChapterOutput, chapter_cues, existing_chapter, read_state, save_waveform, saved_waveform
+from pipeline.audio import dsp, ffmpeg
 from pipeline.finishing import chunk_audio
 from pipeline.layout import SIMULATED_SUFFIX, BookLayout
 from pipeline.models import ChapterPlan, Manifest
@@ -29,9 +26,7 @@ from pipeline.review import model, render
 from pipeline.store import Journal
 from pipeline.text import spoken_only
 
-PEAKS_RATE_HZ = 8000        # the waveform is drawn from a decode at this rate
-PEAKS_PER_S = 4             # bins per second of audio ...
-PEAKS_MIN, PEAKS_MAX = 200, 4000  # ... within these bounds
+PEAKS_RATE_HZ = 8000  # a chapter built before waveforms were kept is decoded at this rate for one
 
 
 def book_key(manifest: Manifest) -> str:
@@ -45,25 +40,20 @@ def _relative(path: Path, review: Path) -> str:
 
 
 def waveform(output: ChapterOutput, layout: BookLayout) -> tuple[float, ...]:
-    """Peak level (0..1) per bin of the chapter file, kept beside the build while the file is unchanged."""
-    cache = layout.chapter_peaks(output.chapter_id)
-    identity = file_identity(output.audio_path)
-    state = read_state(cache)
-    if state is not None and state.get("file") == identity and isinstance(state.get("peaks"), list):
-        return tuple(float(p) for p in state["peaks"])
-    bins = int(min(PEAKS_MAX, max(PEAKS_MIN, output.duration_s * PEAKS_PER_S)))
-    total = max(1, round(output.duration_s * PEAKS_RATE_HZ))
-    peaks = np.zeros(bins)
-    position = 0
+    """Peak level (0..1) per bin of the chapter file: as its build kept it, else decoded once (a
+    chapter built before waveforms were kept) and kept from then on."""
+    path = layout.chapter_peaks(output.chapter_id)
+    kept = saved_waveform(path, output.audio_path)
+    if kept is not None:
+        return kept
+    meter = dsp.PeakMeter(max(1, round(output.duration_s * PEAKS_RATE_HZ)), dsp.waveform_bins(output.duration_s))
     with ffmpeg.stream_pcm(output.audio_path, sample_rate_hz=PEAKS_RATE_HZ,
                            label=f"chapter {output.chapter_id}") as blocks:
         for block in blocks:
-            where = np.minimum((np.arange(position, position + len(block)) * bins) // total, bins - 1)
-            np.maximum.at(peaks, where, np.abs(block.astype(np.float64)) / 32768.0)
-            position += len(block)
-    shown = tuple(round(float(p), 3) for p in peaks)
-    fsio.write_atomic(cache, json.dumps({"file": identity, "peaks": shown}))
-    return shown
+            meter.add(block)
+    peaks = meter.result()
+    save_waveform(path, output.audio_path, peaks)
+    return peaks
 
 
 @dataclass(frozen=True)
