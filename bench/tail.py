@@ -198,7 +198,8 @@ def classify(changed: list[str], *, chapter_id: str, track: int) -> dict[str, li
     for name in changed:
         base = Path(name).name
         if name.startswith(stem + ".") or base in (f"chapter-{chapter_id}.json", f"{chapter_id}.aac") \
-                or (base.startswith((f"{stem}.", f"{chapter_id}.aac.")) and "measurements" in name):
+                or (base.startswith((f"{stem}.", f"{chapter_id}.aac.")) and "measurements" in name) \
+                or (base == f"{chapter_id}.json" and "peaks" in name):
             groups["edited chapter"].append(name)
         elif name.endswith(".m4b") or base == "book.json":
             groups["book"].append(name)

@@ -168,11 +168,12 @@ def test_files_the_manifest_no_longer_makes_stay_until_clean_removes_exactly_the
     listed = {Path(p) for p in doc["stale_files"]}
     assert stale_outputs <= listed, listed
     state = output / ".assembly"
-    # build state of what is gone: chapter three's, the chapters' shares of a book that is no longer
-    # made, and the measurements of files that are stale
+    # build state of what is gone: chapter three's (its state and waveform), the chapters' shares of a
+    # book that is no longer made, and the measurements of files that are stale
     parts = {state / "aac" / f"{c}.aac" for c in ("one", "two", "three")}
     measured = {state / "measurements" / f"{p.name}.json" for p in (*stale_outputs, *parts)}
-    assert listed - stale_outputs == {state / "chapter-three.json", *parts, *(m for m in measured if m.exists())}, listed
+    assert listed - stale_outputs == {state / "chapter-three.json", state / "peaks" / "three.json", *parts,
+                                      *(m for m in measured if m.exists())}, listed
     status = ok(sim, "status", str(manifest))
     assert f"{len(listed)} file(s) the manifest no longer makes (`audiobook clean` offers them)" in status, status
     for path in stale_outputs:  # the deliverables come first among the five it names
