@@ -87,7 +87,7 @@ def chunk_states(folder: Path, sim: Simulator) -> list[dict[str, Any]]:
     return [s for c in json.loads(result.stdout)[0]["chapters"] for s in c["chunk_states"]]
 
 
-def test_qc_marks_exactly_the_defective_takes(tmp_path: Path, simulator: Simulator) -> None:
+def test_qc_marks_exactly_the_defective_takes_and_stitch_force_measures_again(tmp_path: Path, simulator: Simulator) -> None:
     book = write_book(tmp_path)
     result = audiobook(simulator, "run", str(book))
     output = tmp_path / "build" / "book"
@@ -119,6 +119,7 @@ def test_qc_marks_exactly_the_defective_takes(tmp_path: Path, simulator: Simulat
         assert f"chunk {state['index']}: {state['qc']['verdict'].upper()}" in result.stdout
     report = json.loads((output / "delivery-report.json").read_text(encoding="utf-8"))
     assert sum(c["fail"] for c in report["qc"].values()) == sum(s["qc"]["verdict"] == "fail" for s in states)
+    check_stitch_force_measures_every_take_again(book, output, simulator)
 
 
 def test_retake_policy_replaces_every_failing_take(tmp_path: Path, simulator: Simulator) -> None:
@@ -148,11 +149,10 @@ def test_retake_policy_replaces_every_failing_take(tmp_path: Path, simulator: Si
         assert by_task[first[key]] & FAIL_DEFECTS, "a take was retaken that did not fail"
 
 
-def test_stitch_force_measures_every_take_again(tmp_path: Path, simulator: Simulator) -> None:
-    book = write_book(tmp_path)
-    audiobook(simulator, "run", str(book))
-    output = tmp_path / "build" / "book"
-    before = {s["key"]: s["qc"]["verdict"] for s in chunk_states(tmp_path, simulator)}
+
+def check_stitch_force_measures_every_take_again(book: Path, output: Path, simulator: Simulator) -> None:
+    """Stored measures are trusted by stitch; --force measures every take again."""
+    before = {s["key"]: s["qc"]["verdict"] for s in chunk_states(book.parent, simulator)}
     clean = next(key for key, verdict in before.items() if verdict == "pass")
     status = json.loads(audiobook(simulator, "status", str(book), "--json").stdout)[0]
     chapter = next(c["id"] for c in status["chapters"] if any(s["key"] == clean for s in c["chunk_states"]))
@@ -163,7 +163,7 @@ def test_stitch_force_measures_every_take_again(tmp_path: Path, simulator: Simul
         conn.execute("UPDATE take_qc SET measures = ? WHERE key = ? AND take = 1", (json.dumps(lie), clean))
     stitched = audiobook(simulator, "stitch", str(book), "--chapter", chapter)
     assert stitched.returncode == 1 and "clipping" in stitched.stdout  # stored measures are trusted ...
-    assert {s["key"]: s["qc"]["verdict"] for s in chunk_states(tmp_path, simulator)}[clean] == "fail"
+    assert {s["key"]: s["qc"]["verdict"] for s in chunk_states(book.parent, simulator)}[clean] == "fail"
     forced = audiobook(simulator, "stitch", str(book), "--chapter", chapter, "--force")  # ... until --force
     assert forced.returncode in (0, 1) and "clipping:" not in forced.stdout
-    assert {s["key"]: s["qc"]["verdict"] for s in chunk_states(tmp_path, simulator)} == before
+    assert {s["key"]: s["qc"]["verdict"] for s in chunk_states(book.parent, simulator)} == before
