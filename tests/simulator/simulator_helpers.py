@@ -9,8 +9,30 @@ from typing import Any
 import httpx
 import imageio_ffmpeg
 import numpy as np
+import pytest
 
 from pipeline.simulator import Simulator
+from pipeline.simulator.voice import (
+    ESPEAK_LIBRARY_BACKEND,
+    ESPEAK_PROGRAM_BACKEND,
+    espeak_available,
+    espeak_library_problem,
+)
+
+# Both engines of real speech, each skipped (with the reason shown by -ra) only when it cannot run here.
+ESPEAK_ENGINES = [
+    pytest.param(
+        ESPEAK_PROGRAM_BACKEND,
+        marks=pytest.mark.skipif(not espeak_available(), reason="the espeak-ng program is not on PATH"),
+    ),
+    pytest.param(
+        ESPEAK_LIBRARY_BACKEND,
+        marks=pytest.mark.skipif(
+            espeak_library_problem() is not None,
+            reason=f"libespeak-ng from espeakng-loader cannot load: {espeak_library_problem()}",
+        ),
+    ),
+]
 
 API_KEY = "sk-test"
 PREVIEW = "/api/open-api/v1/soundCloning/clones"

@@ -7,16 +7,14 @@ import subprocess
 import sys
 
 import pytest
-from simulator_helpers import Api, decode_mp3, speech_regions
+from simulator_helpers import ESPEAK_ENGINES, Api, decode_mp3, speech_regions
 
 from pipeline.simulator import voice
 from pipeline.simulator.voice import (
     ESPEAK_LIBRARY_BACKEND,
-    ESPEAK_PROGRAM_BACKEND,
     LEADING_SILENCE_S,
     TRAILING_SILENCE_S,
     VoiceSettings,
-    espeak_available,
     espeak_library_problem,
     resolve_voice,
     subtitle_entries,
@@ -24,20 +22,6 @@ from pipeline.simulator.voice import (
 )
 
 TOLERANCE_S = 0.05
-# Both engines of real speech, each skipped (with the reason shown by -ra) only when it cannot run here.
-ESPEAK_ENGINES = [
-    pytest.param(
-        ESPEAK_PROGRAM_BACKEND,
-        marks=pytest.mark.skipif(not espeak_available(), reason="the espeak-ng program is not on PATH"),
-    ),
-    pytest.param(
-        ESPEAK_LIBRARY_BACKEND,
-        marks=pytest.mark.skipif(
-            espeak_library_problem() is not None,
-            reason=f"libespeak-ng from espeakng-loader cannot load: {espeak_library_problem()}",
-        ),
-    ),
-]
 TEXT = (
     "The rain had stopped by morning. She opened the window, listened, and smiled! "
     "Was anyone <#1.2#> there? Nobody answered."

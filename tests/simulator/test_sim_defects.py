@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from simulator_helpers import API_KEY, VOICE, Api, speech_regions
+from simulator_helpers import API_KEY, ESPEAK_ENGINES, VOICE, Api, speech_regions
 
 from pipeline.audio.ffmpeg import decode_pcm
 from pipeline.simulator import FaultProfile, Simulator, SimulatorConfig
@@ -19,11 +19,7 @@ from pipeline.simulator.command import simulator_command
 from pipeline.simulator.defects import apply_defects, plan_defects
 from pipeline.simulator.faults import DEFECT_FAULT_KEYS, TASK_FAULT_KEYS
 from pipeline.simulator.voice import (
-    ESPEAK_LIBRARY_BACKEND,
-    ESPEAK_PROGRAM_BACKEND,
     VoiceSettings,
-    espeak_available,
-    espeak_library_problem,
     render,
     subtitle_entries,
     synthesize,
@@ -253,21 +249,7 @@ def test_the_spec_keys_parse_round_trip_and_show_in_the_help() -> None:
     assert all(key in help_text for key in (*DEFECT_FAULT_KEYS, "long_silence_s"))
 
 
-@pytest.mark.parametrize(
-    "backend",
-    [
-        pytest.param(
-            ESPEAK_PROGRAM_BACKEND,
-            marks=pytest.mark.skipif(not espeak_available(), reason="the espeak-ng program is not on PATH"),
-        ),
-        pytest.param(
-            ESPEAK_LIBRARY_BACKEND,
-            marks=pytest.mark.skipif(
-                espeak_library_problem() is not None, reason=f"libespeak-ng cannot load: {espeak_library_problem()}"
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("backend", ESPEAK_ENGINES)
 def test_real_speech_gets_the_same_defects(backend: str, tmp_path: Path) -> None:
     text = "A single sentence of real speech that goes on for quite a while"
     samples, sentences = render(text, VoiceSettings("model_x", language="English"), backend=backend)
