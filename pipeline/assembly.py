@@ -528,7 +528,7 @@ def chapter_cues(manifest: Manifest, audio: Sequence[ChunkAudio], spans: Sequenc
             sentences.append(subs.fallback_cue(chunk_text=item.chunk.text, placement=placement))
             continue
         timings = subs.load_subtitle_file(item.subtitle_path, label=label)
-        placed = subs.place_chunk(timings, chunk_text=item.chunk.text, placement=placement)
+        placed = subs.place_chunk(timings, chunk_text=item.chunk.text, placement=placement, spoken=item.chunk.spoken)
         if not placed.sentences:
             warnings.append(f"{label}: subtitle file {item.subtitle_path} has no timed sentences; one cue "
                             "spans the whole chunk")

@@ -27,6 +27,7 @@ at a place the packer could have cut (:func:`_is_chunk_edge`), and cuts only the
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 import re
 import unicodedata
@@ -35,6 +36,7 @@ from collections.abc import Sequence
 import sentencex
 
 from pipeline.errors import ChunkingError
+from pipeline.lexicon.entries import Lexicon
 from pipeline.models import API_MAX_CHARS, LANGUAGE_CODES, ChapterSpec, Chunk, ChunkingSettings, PauseSettings
 from pipeline.request import AudioRequest
 from pipeline.text import MARKER_BODY, MARKER_RE, billed_chars, marker_seconds
@@ -606,6 +608,10 @@ def stable_spans(text: str, previous: Sequence[str], *, language: str,
     return spans
 
 
+LEXICON_RECUTS = 4      # cuts tried before a lengthening respelling leaves every chunk under the limit
+MIN_RECUT_CHARS = 200
+
+
 def plan_chapter(chapter: ChapterSpec, *, chunking: ChunkingSettings, pauses: PauseSettings,
                  subtitles: str, previous: Sequence[str] = ()) -> tuple[Chunk, ...]:
     """Cut one chapter into chunks (see the module docstring for the rules).
@@ -614,8 +620,16 @@ def plan_chapter(chapter: ChapterSpec, *, chunking: ChunkingSettings, pauses: Pa
     :func:`stable_spans`.
     """
     text = chapter.text
-    spans = (stable_spans(text, previous, language=chapter.language, chunking=chunking) if previous
-             else split_spans(text, language=chapter.language, chunking=chunking))
+    lexicon = Lexicon(chapter.lexicon)
+    limit = chunking
+    for _ in range(LEXICON_RECUTS):
+        spans = (stable_spans(text, previous, language=chapter.language, chunking=limit) if previous
+                 else split_spans(text, language=chapter.language, chunking=limit))
+        # the limit is the spoken text's: a respelling that lengthens a chunk past it cuts it again
+        over = max((len(lexicon.apply(text[a:b]).text) - chunking.max_chars for a, b in spans), default=0)
+        if over <= 0 or not lexicon:
+            break
+        limit = dataclasses.replace(limit, max_chars=max(MIN_RECUT_CHARS, limit.max_chars - over))
     if not spans:
         raise ChunkingError(f"chapter '{chapter.id}' has nothing to read: it holds only pause markers "
                             "or whitespace; add text or remove the chapter")
@@ -623,6 +637,7 @@ def plan_chapter(chapter: ChapterSpec, *, chunking: ChunkingSettings, pauses: Pa
     previous_end = 0
     for index, (start, end) in enumerate(spans):
         body = text[start:end]
+        spoken = lexicon.apply(body)
         if index == 0:
             before = round(marker_seconds(text[:start]), 3)
         else:
@@ -630,9 +645,10 @@ def plan_chapter(chapter: ChapterSpec, *, chunking: ChunkingSettings, pauses: Pa
         after = round(marker_seconds(text[end:]), 3) if index == len(spans) - 1 else 0.0
         chunks.append(Chunk(
             chapter_id=chapter.id, index=index, start=start, end=end, text=body,
-            billed_chars=billed_chars(body), pause_before_s=before, pause_after_s=after,
-            request=AudioRequest.for_chunk(body, voice=chapter.voice, language=chapter.language,
+            billed_chars=billed_chars(spoken.text), pause_before_s=before, pause_after_s=after,
+            request=AudioRequest.for_chunk(spoken.text, voice=chapter.voice, language=chapter.language,
                                            subtitles=subtitles),
+            spoken=spoken if spoken.replacements else None,
         ))
         previous_end = end
     return tuple(chunks)

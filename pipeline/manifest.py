@@ -7,8 +7,10 @@ Paths in a manifest are relative to the manifest file.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import difflib
+import io
 import math
 import os
 import re
@@ -24,6 +26,7 @@ from pipeline import text as texts
 from pipeline.audio.tags import cover_problem
 from pipeline.config import check_base_url
 from pipeline.errors import ConfigError, ManifestError, Problem
+from pipeline.lexicon import entries as lexicon
 from pipeline.models import (
     API_MAX_CHARS,
     DELIVERY_PROFILES,
@@ -186,6 +189,8 @@ SCHEMA: dict[str, Field] = {
                                 "with jitter; Retry-After wins)", _K.backoff_base_s, minimum=0, maximum=600),
         "backoff_cap_s": Field("number", "longest retry delay", _K.backoff_cap_s, minimum=0, maximum=3600),
     }),
+    "lexicon": Field("lexicon", "pronunciations: respellings sent to the voice instead of the book's words, as a "
+                     "list of entries or {files: [names.yaml, terms.csv], entries: [...]} (see The lexicon)"),
     "chapters": Field("chapters", "the chapters, in reading order", required=True),
 }
 
@@ -197,7 +202,21 @@ CHAPTER_SCHEMA: dict[str, Field] = {
     "markdown": Field("bool", "treat the text as Markdown (default: by the source's extension)"),
     "language": Field("choice", "override the book language", choices=LANGUAGES),
     "voice": Field("section", "override any book voice key", children=_voice_fields()),
+    "lexicon": Field("lexicon", "this chapter's lexicon: added to the book's, overriding the same term"),
 }
+
+LEXICON_ENTRY_SCHEMA: dict[str, Field] = {
+    "term": Field("str", "the word or phrase as the book has it (a regular expression with match: regex)",
+                  required=True),
+    "say": Field("str", "what the voice is sent instead (a respelling)", required=True),
+    "match": Field("choice", "word (whole words), phrase (whole words, any spacing) or regex", "word",
+                   choices=lexicon.MATCHES),
+    "case": Field("choice", "insensitive keeps an initial capital and -s/'s endings", "insensitive",
+                  choices=lexicon.CASES),
+    "status": Field("choice", "only reviewed entries are applied", "reviewed", choices=lexicon.STATUSES),
+    "note": Field("str", "for the people who keep the lexicon"),
+}
+LEXICON_FILE_SUFFIXES = (".yaml", ".yml", ".csv")
 
 
 # --- YAML with line numbers --------------------------------------------------------------------
@@ -418,7 +437,7 @@ class _Validator:
         if kind == "section":
             assert spec.children is not None
             return self.section(value, spec.children, path)
-        if kind == "chapters":
+        if kind in ("chapters", "lexicon"):
             return value  # checked by load_manifest, which needs the whole picture
         if value is None:
             self.add(path, f"is empty; give {spec.rule()} or remove the key")
@@ -550,16 +569,9 @@ def _check_language(v: _Validator, path: tuple[Any, ...], language: str | None, 
         v.add(path, f"language '{language}' needs sound_version v2; set sound_version: v2 or pick a v1 language")
 
 
-def load_manifest(path: Path, *, voice_resolver: Callable[[str], str | None] | None = None) -> Manifest:
-    """Read and validate a manifest, its chapter sources and their pause markers.
-
-    Raises :class:`ManifestError` listing every problem found, each with file, line, field and fix.
-    ``voice_resolver(name) -> model_id | None`` resolves ``voice.name`` (the voice registry), for the
-    book and for every chapter that names its own voice; without one, a name is a problem.
-    """
-    display = str(path)
-    problems: list[Problem] = []
-    raw_text = _read_text(path, display)
+def _parse_yaml(raw_text: str, display: str, problems: list[Problem], *, what: str) -> tuple[_Reader, Any]:
+    """YAML text -> (its reader, with every path's line, and the data); :class:`ManifestError` for text
+    that is not YAML or too big to be ``what``."""
     reader = _Reader(display, problems)
     reader.source = raw_text
     try:
@@ -583,13 +595,27 @@ def load_manifest(path: Path, *, voice_resolver: Callable[[str], str | None] | N
         raise ManifestError([Problem(display, None, "", f"is not valid YAML: {exc}")]) from None
     except _TooBig:
         raise ManifestError([Problem(display, None, "", f"has more than {MANIFEST_MAX_NODES:,} YAML nodes; "
-                                     "is it a manifest? (aliases that expand hugely count too)")]) from None
+                                     f"is it {what}? (aliases that expand hugely count too)")]) from None
     except _SelfReference:
         raise ManifestError([Problem(display, None, "", "has an alias that refers to itself (*name inside "
                                      "&name); write the value out")]) from None
     except RecursionError:
-        raise ManifestError([Problem(display, None, "", "is nested too deeply to be a manifest; check the "
+        raise ManifestError([Problem(display, None, "", f"is nested too deeply to be {what}; check the "
                                      "brackets and indentation")]) from None
+    return reader, data
+
+
+def load_manifest(path: Path, *, voice_resolver: Callable[[str], str | None] | None = None) -> Manifest:
+    """Read and validate a manifest, its chapter sources and their pause markers.
+
+    Raises :class:`ManifestError` listing every problem found, each with file, line, field and fix.
+    ``voice_resolver(name) -> model_id | None`` resolves ``voice.name`` (the voice registry), for the
+    book and for every chapter that names its own voice; without one, a name is a problem.
+    """
+    display = str(path)
+    problems: list[Problem] = []
+    raw_text = _read_text(path, display)
+    reader, data = _parse_yaml(raw_text, display, problems, what="a manifest")
     v = _Validator(display, reader)
     if not isinstance(data, dict):
         what = "empty" if data is None else f"{_type_name(data)}"
@@ -627,10 +653,11 @@ def load_manifest(path: Path, *, voice_resolver: Callable[[str], str | None] | N
     subtitles = top.get("subtitles", "sentence")
     book_language = _as_given(data, top, "language", LANGUAGE_AUTO)
     book_version = _as_given(data.get("voice"), book_voice, "sound_version", "v1")
+    book_lexicon = _load_lexicon(v, data.get("lexicon"), ("lexicon",), base=base)
     chapters, inherited = _load_chapters(
         v, data.get("chapters"), base=base, language=language, book_voice=book_voice,
         book_model_id=book_model_id, book_language=book_language, book_version=book_version, names=names,
-        pauses=pauses) if "chapters" in data else ((), True)
+        pauses=pauses, book_lexicon=book_lexicon) if "chapters" in data else ((), True)
     if inherited:
         # Reported once, here: every chapter that keeps the book's language and sound_version meets it.
         _check_language(v, ("voice", "sound_version"), book_language, book_version)
@@ -650,6 +677,7 @@ def load_manifest(path: Path, *, voice_resolver: Callable[[str], str | None] | N
         audio=AudioSettings(**top.get("audio", {})),
         api=ApiSettings(**top.get("api", {})),
         qc=QcSettings(**top.get("qc", {})),
+        lexicon=book_lexicon,
         chapters=chapters,
         voice_name=voice_name,
     )
@@ -696,9 +724,118 @@ def _read_text(path: Path, display: str) -> str:
                                      else p.message) for p in exc.problems]) from None
 
 
+def _load_lexicon(v: _Validator, raw: Any, path: tuple[Any, ...], *, base: Path) -> tuple[lexicon.Entry, ...]:
+    """A lexicon as the manifest gives it (a list of entries, or ``{files, entries}``), its files read;
+    every problem is added to ``v`` with the file and line it is on."""
+    if raw is None:
+        return ()
+    inline: Any = raw
+    files: Any = []
+    if isinstance(raw, dict):
+        for key in raw:
+            if key not in ("files", "entries"):
+                v.add(path + (key,), f"unknown key '{key}' — a lexicon has files (a list of YAML or CSV files) "
+                                     "and entries (a list of {term, say})")
+        files, inline = raw.get("files", []), raw.get("entries", [])
+        inline_path = path + ("entries",)
+    else:
+        inline_path = path
+    found: list[lexicon.Entry] = []
+    if not isinstance(inline, list):
+        v.add(inline_path, "must be a list of entries, each {term: ..., say: ...}")
+        inline = []
+    for index, item in enumerate(inline):
+        entry = _lexicon_entry(v, item, inline_path + (index,))
+        if entry is not None:
+            found.append(entry)
+    if not isinstance(files, list):
+        v.add(path + ("files",), "must be a list of files (YAML lists of entries, or CSV with a header term,say)")
+        files = []
+    for index, name in enumerate(files):
+        where = path + ("files", index)
+        if not isinstance(name, str) or not name.strip():
+            v.add(where, "must be a file name")
+            continue
+        file = _resolve(base, name)
+        if file.suffix.lower() == ".pls":
+            v.add(where, f"'{name}' is a PLS file; convert it once with `audiobook lexicon import {name}` "
+                         "(aliases become entries, phonemes are reported)")
+        elif file.suffix.lower() not in LEXICON_FILE_SUFFIXES:
+            v.add(where, f"'{name}' is not a lexicon file; give a .yaml list of entries or a .csv with a "
+                         "header term,say")
+        elif not file.is_file():
+            v.add(where, f"'{name}' does not exist (looked for {file}); check the path")
+        else:
+            found.extend(_lexicon_file(v, file))
+    seen: dict[str, lexicon.Entry] = {}
+    for entry in found:
+        first = seen.setdefault(entry.key(), entry)
+        if first is not entry and first.say != entry.say:
+            v.problems.append(_problem_at(entry.where, "term", f"'{entry.term}' is already in the lexicon at "
+                                          f"{first.where} with say '{first.say}', here '{entry.say}'; keep one"))
+    return tuple(found)
+
+
+def _problem_at(where: str, field: str, message: str) -> Problem:
+    file, _, line = where.rpartition(":")
+    return Problem(file or where, int(line) if line.isdigit() else None, field, message)
+
+
+def _lexicon_entry(v: _Validator, item: Any, path: tuple[Any, ...]) -> lexicon.Entry | None:
+    checked = v.section(item, LEXICON_ENTRY_SCHEMA, path)
+    if not isinstance(item, dict) or "term" not in checked or "say" not in checked:
+        return None
+    entry = lexicon.Entry(**checked, where=f"{v.file}:{v.line(path)}")
+    try:
+        entry.pattern()
+    except re.error as exc:
+        v.add(path + ("term",), f"'{entry.term}' is not a regular expression Python can compile ({exc}); fix it "
+                                "or use match: word")
+        return None
+    return entry
+
+
+def _lexicon_file(v: _Validator, file: Path) -> list[lexicon.Entry]:
+    """The entries of one lexicon file (YAML list or CSV), problems added to ``v`` under that file."""
+    display = str(file)
+    try:
+        text = _read_text(file, display)
+    except ManifestError as error:
+        v.problems.extend(error.problems)
+        return []
+    data: Any
+    if file.suffix.lower() == ".csv":
+        reader = _Reader(display, v.problems)
+        rows = list(csv.reader(io.StringIO(text)))
+        header = [h.strip().lower() for h in rows[0]] if rows else []
+        if "term" not in header or "say" not in header:
+            v.problems.append(Problem(display, 1, "", "must start with a header row naming its columns: term,say "
+                                      f"(and optionally {', '.join(list(LEXICON_ENTRY_SCHEMA)[2:])})"))
+            return []
+        data = []
+        for number, row in enumerate(rows[1:], start=2):
+            if not any(cell.strip() for cell in row):
+                continue
+            reader.lines[(len(data),)] = number
+            data.append({name: cell.strip() for name, cell in zip(header, row, strict=False) if name
+                         and (cell.strip() or name in ("term", "say"))})
+    else:
+        try:
+            reader, data = _parse_yaml(text, display, v.problems, what="a lexicon")
+        except ManifestError as error:
+            v.problems.extend(error.problems)
+            return []
+        if not isinstance(data, list):
+            v.problems.append(Problem(display, 1, "", "must be a YAML list of entries, each {term: ..., say: ...}"))
+            return []
+    inner = _Validator(display, reader)
+    return [e for index, item in enumerate(data) if (e := _lexicon_entry(inner, item, (index,))) is not None]
+
+
 def _load_chapters(v: _Validator, raw: Any, *, base: Path, language: str, book_voice: dict[str, Any],
                    book_model_id: str | None, book_language: str | None, book_version: str | None,
-                   names: _VoiceNames, pauses: PauseSettings) -> tuple[tuple[ChapterSpec, ...], bool]:
+                   names: _VoiceNames, pauses: PauseSettings, book_lexicon: tuple[lexicon.Entry, ...] = ()
+                   ) -> tuple[tuple[ChapterSpec, ...], bool]:
     """The chapters, and whether any keeps the book's language and sound_version (or none can be
     read), so that the book-level pair must be valid too."""
     if not isinstance(raw, list) or not raw:
@@ -745,6 +882,7 @@ def _load_chapters(v: _Validator, raw: Any, *, base: Path, language: str, book_v
         else:
             inherited = True
         spoken = _chapter_text(v, entry, path, base=base, pauses=pauses)
+        own_lexicon = _load_lexicon(v, item.get("lexicon"), path + ("lexicon",), base=base)
         if chapter_id is None or spoken is None or model_id is None:
             continue  # each of these has its problem already
         settings = {k: val for k, val in {**book_voice, **override}.items() if k in _VOICE_SETTINGS}
@@ -752,6 +890,7 @@ def _load_chapters(v: _Validator, raw: Any, *, base: Path, language: str, book_v
             id=chapter_id, title=entry.get("title", chapter_id), number=len(chapters) + 1, text=spoken,
             voice=Voice(model_id=model_id, **settings), language=chapter_language,
             source=_resolve(base, entry["source"]) if "source" in entry else None,
+            lexicon=lexicon.merged(book_lexicon, own_lexicon),
         ))
     return tuple(chapters), inherited
 
@@ -823,6 +962,12 @@ def json_schema() -> dict[str, Any]:
                 **section(CHAPTER_SCHEMA),
                 "oneOf": [{"required": ["source"]}, {"required": ["text"]}],
             }})
+        elif spec.kind == "lexicon":
+            entries = {"type": "array", "items": section(LEXICON_ENTRY_SCHEMA)}
+            out["oneOf"] = [entries, {"type": "object", "additionalProperties": False, "properties": {
+                "files": {"type": "array", "items": {"type": "string", "minLength": 1},
+                          "description": "YAML lists of entries, or CSV files with a header term,say"},
+                "entries": entries}}]
         elif spec.kind == "choice":
             out["enum"] = list(spec.choices)
         elif spec.kind in ("int", "number"):

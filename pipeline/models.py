@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pipeline.lexicon.entries import Entry, Spoken
     from pipeline.request import AudioRequest
 
 # The API's hard limit is 10,000 code points and the docs disagree on whether it is inclusive
@@ -150,6 +151,7 @@ class ChapterSpec:
     voice: Voice
     language: str
     source: Path | None = None
+    lexicon: tuple[Entry, ...] = ()   # the book's entries and the chapter's own (pipeline.lexicon)
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,7 @@ class Manifest:
     chapters: tuple[ChapterSpec, ...]
     voice_name: str | None = None
     qc: QcSettings = QcSettings()
+    lexicon: tuple[Entry, ...] = ()   # the book-wide entries (each chapter has its merged ones)
 
     def chapter(self, chapter_id: str) -> ChapterSpec:
         for chapter in self.chapters:
@@ -207,6 +210,13 @@ class Chunk:
     pause_before_s: float
     pause_after_s: float
     request: AudioRequest
+    # What the voice is sent when the lexicon respells some of ``text`` (None: ``text`` itself); the
+    # request's contentText, the billed characters and the chunk limit are the spoken text's.
+    spoken: Spoken | None = None
+
+    @property
+    def spoken_text(self) -> str:
+        return self.text if self.spoken is None else self.spoken.text
 
     @property
     def key(self) -> str:

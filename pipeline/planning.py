@@ -152,8 +152,11 @@ def _why_new(chunk: Chunk, previous: Sequence[tuple[str, str]], old_rows: Mappin
         old_request = row.request if row is not None else None
         if text == chunk.text and old_request is not None:
             fields = chunk.request.changed_fields(old_request)
-            settings = sorted({_SETTING_OF_FIELD.get(f, f) for f in fields})
-            return f"{', '.join(settings)} changed" if settings else "new"
+            # the same words of the book sent otherwise: the lexicon respells them differently now
+            lexicon = ["lexicon change"] if "contentText" in fields else []
+            settings = sorted({_SETTING_OF_FIELD.get(f, f) for f in fields if f != "contentText"})
+            reasons = [*lexicon, *([f"{', '.join(settings)} changed"] if settings else [])]
+            return "; ".join(reasons) if reasons else "new"
     stripped = spoken_only(chunk.text)
     if any(spoken_only(text) == stripped for _, text in previous):
         return ("a pause inside the chunk's text changed (pauses.scene_break_s, or a <#x#> marker); pauses "
@@ -207,7 +210,7 @@ def plan_to_json(plan: BookPlan) -> dict[str, Any]:
             "est_cost": round(pricing.cost(billed_chars=task_chars, tasks=tasks), 4),
             "changes": _change_json(changes.get(cp.chapter.id)),
             "chunks": [{
-                "index": c.index, "key": c.key, "text": c.text, "chars": c.chars,
+                "index": c.index, "key": c.key, "text": c.text, "spoken_text": c.spoken_text, "chars": c.chars,
                 "billed_chars": c.billed_chars, "pause_before": c.pause_before_s,
                 "pause_after": c.pause_after_s, "markers_s": round(marker_seconds(c.text), 2),
                 **_fate_json(fates.get((cp.chapter.id, c.index))), "request": c.request.body,

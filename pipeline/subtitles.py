@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import AssemblyError
+from pipeline.lexicon.entries import Spoken
 
 PAUSE_MARKER_RE = re.compile(r"<#\s*\d+(?:\.\d+)?\s*#>")
 _SPACES_RE = re.compile(r"\s+")
@@ -176,23 +177,78 @@ def _similar(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, ca, cb, autojunk=False).ratio()
 
 
-def cue_text(sentence: SentenceTiming, chunk_text: str) -> str:
-    """The sentence's text as the manuscript spells it, without pause markers.
+def _with_markers(text: str, offset: int) -> int:
+    """The offset in ``text`` of ``offset`` counted in ``text`` with its pause markers removed."""
+    removed = 0
+    for marker in PAUSE_MARKER_RE.finditer(text):
+        if marker.start() > offset + removed:
+            break
+        removed += marker.end() - marker.start()
+    return offset + removed
 
-    The slice at ``text_begin:text_end`` is taken from the chunk text both as sent (offsets counting
-    markers) and with markers removed (offsets not counting them); the one that agrees with the
-    API's own ``text`` wins. When neither agrees, or there are no offsets, the API's text is used,
-    markers stripped.
+
+def _book_words(api_text: str, spoken: Spoken | None) -> str:
+    """The API's own text with every respelling the lexicon made put back (the last resort)."""
+    if spoken is None:
+        return api_text
+    for r in sorted(spoken.replacements, key=lambda r: r.spoken[0] - r.spoken[1]):
+        said = spoken.text[r.spoken[0]:r.spoken[1]]
+        api_text = api_text.replace(said, spoken.display_text[r.display[0]:r.display[1]])
+    return api_text
+
+
+def cue_text(sentence: SentenceTiming, chunk_text: str, spoken: Spoken | None = None) -> str:
+    """The sentence's text as the manuscript spells it (the display text), without pause markers.
+
+    The API's offsets index the text as sent: the chunk's spoken text when the lexicon respelled some
+    of it (``spoken``), with markers counted or not (both are tried; the one whose slice agrees with
+    the API's own ``text`` wins), and that span is mapped back to the chunk's own words. Only when no
+    span agrees is the API's text used, with the lexicon's respellings put back.
     """
     api_text = strip_markers(sentence.text)
+    sent = chunk_text if spoken is None else spoken.text
     b, e = sentence.text_begin, sentence.text_end
     if b is None or e is None or e <= b:
-        return api_text
-    candidates = [strip_markers(chunk_text[b:e]), strip_markers(PAUSE_MARKER_RE.sub("", chunk_text)[b:e])]
-    if not api_text:
-        return candidates[0]
-    best = max(candidates, key=lambda c: _similar(c, api_text))
-    return best if _similar(best, api_text) >= TEXT_MATCH_MIN_RATIO else api_text
+        return strip_markers(_book_words(api_text, spoken))
+    spans = [(b, e), (_with_markers(sent, b), _with_markers(sent, e - 1) + 1)]
+    scored = [(_similar(sent[x:y], api_text) if api_text else 1.0, (x, y)) for x, y in spans]
+    score, (x, y) = max(scored, key=lambda item: item[0])
+    if score < TEXT_MATCH_MIN_RATIO:
+        return strip_markers(_book_words(api_text, spoken))
+    if spoken is not None:
+        x, y = spoken.to_display(x, y)
+    return strip_markers(chunk_text[x:y])
+
+
+def display_words(words: Sequence[WordTiming], spoken: Spoken | None, *, cursor: int = 0
+                  ) -> tuple[list[WordTiming], int]:
+    """Word timings with the book's words: the words of one respelling (a multi-word ``say``) become
+    one word, the display word, spanning them. Words are found in the spoken text in order, from
+    ``cursor``; returns them and where the search got to."""
+    if spoken is None or not spoken.replacements:
+        return list(words), cursor
+    out: list[WordTiming] = []
+    merged: tuple[object, WordTiming] | None = None
+    folded = spoken.text.casefold()
+    for word in words:
+        at = folded.find(word.text.casefold().strip(), cursor) if word.text.strip() else -1
+        if at < 0:
+            merged = None
+            out.append(word)
+            continue
+        cursor = at + len(word.text.strip())
+        r = spoken.replacement_at(at, cursor)
+        if r is None:
+            merged = None
+            out.append(word)
+            continue
+        shown = spoken.display_text[r.display[0]:r.display[1]]
+        if merged is not None and merged[0] is r:
+            out[-1] = WordTiming(shown, merged[1].begin_ms, word.end_ms)
+        else:
+            out.append(WordTiming(shown, word.begin_ms, word.end_ms))
+            merged = (r, word)
+    return out, cursor
 
 
 # --------------------------------------------------------------------------------------------------
@@ -205,17 +261,20 @@ class ChunkCues:
     words: tuple[Cue, ...]
 
 
-def place_chunk(sentences: Sequence[SentenceTiming], *, chunk_text: str,
-                placement: ChunkPlacement) -> ChunkCues:
-    """Sentence and word cues of one chunk, in chapter seconds."""
+def place_chunk(sentences: Sequence[SentenceTiming], *, chunk_text: str, placement: ChunkPlacement,
+                spoken: Spoken | None = None) -> ChunkCues:
+    """Sentence and word cues of one chunk, in chapter seconds, with the book's words (``spoken``: what
+    the lexicon sent instead, when it respelled some)."""
     out_sentences: list[Cue] = []
     out_words: list[Cue] = []
+    cursor = 0
     for sentence in sentences:
-        text = cue_text(sentence, chunk_text)
+        text = cue_text(sentence, chunk_text, spoken)
         if text:
             out_sentences.append(Cue(placement.chapter_time_s(sentence.begin_ms),
                                      placement.chapter_time_s(sentence.end_ms), text))
-        for word in sentence.words:
+        words, cursor = display_words(sentence.words, spoken, cursor=cursor)
+        for word in words:
             out_words.append(Cue(placement.chapter_time_s(word.begin_ms),
                                  placement.chapter_time_s(word.end_ms), word.text))
     return ChunkCues(tuple(out_sentences), tuple(out_words))
