@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from pipeline import __version__
-from pipeline.errors import PipelineError
+from pipeline.errors import ConfigError, PipelineError
 
 EXIT_INTERRUPTED = 130
 
@@ -553,6 +553,119 @@ def review(manifest: Path, chapters: tuple[str, ...], simulate: bool) -> None:
     click.echo(f"wrote {len(pages) - 1} chapter page(s); open {pages[0].resolve().as_uri()}")
     for page in pages[1:]:
         click.echo(f"  {page}")
+
+
+@main.group()
+def lexicon() -> None:
+    """Bring a pronunciation lexicon in from a PLS file, or take the book's out as one."""
+
+
+@lexicon.command("import")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="The YAML lexicon to write (default: SOURCE with .yaml).")
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+def lexicon_import(source: Path, out: Path | None, force: bool) -> None:
+    """Turn a W3C PLS file (ElevenLabs, Azure, Polly) into a YAML lexicon for `lexicon: {files: [...]}`.
+
+    Aliases become entries; phoneme entries cannot be used by this API (it takes text only) and are
+    listed, each with its line, for you to respell.
+    """
+    from pipeline.fsio import write_atomic
+    from pipeline.lexicon.files import from_pls, yaml_text
+    from pipeline.lexicon.pls import read_pls
+
+    target = out or source.with_suffix(".yaml")
+    if target.exists() and not force:
+        raise ConfigError(f"{target} exists; give another --out, or --force to replace it")
+    imported = from_pls(read_pls(source), source=source.name)
+    write_atomic(target, yaml_text(imported.entries, heading=f"imported from {source.name} by "
+                                   "`audiobook lexicon import`; list this file under lexicon: files:"))
+    click.echo(f"wrote {target}: {len(imported.entries)} entr{'y' if len(imported.entries) == 1 else 'ies'}")
+    if imported.skipped:
+        click.echo(f"{len(imported.skipped)} lexeme(s) not imported (add a respelling with say for each):")
+        for line in imported.skipped:
+            click.echo(f"  {line}")
+
+
+@lexicon.command("export")
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option("--pls", "as_pls", is_flag=True, required=True, help="Write W3C PLS (the only format for now).")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="Write here instead of to standard output.")
+def lexicon_export(manifest: Path, as_pls: bool, out: Path | None) -> None:
+    """Write the book's reviewed lexicon as a W3C PLS file (aliases), for other tools."""
+    from pipeline import runner
+    from pipeline.fsio import write_atomic
+
+    text, left_out = runner.lexicon_pls(runner.load(manifest))
+    for line in left_out:
+        click.echo(f"not exported: {line}", err=True)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        write_atomic(out, text)
+        click.echo(f"wrote {out}", err=True)
+
+
+@main.command()
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option("--chapter", "chapters", multiple=True, metavar="ID", help="Only these chapters (repeatable).")
+@click.option("--min-count", type=click.IntRange(1), default=1, show_default=True,
+              help="Only words that occur at least this often.")
+@click.option("--json", "as_json", is_flag=True, help="Print the candidates as JSON.")
+@click.option("--add", "add_to", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="Append the uncovered candidates to this YAML lexicon as proposed entries to fill in.")
+def words(manifest: Path, chapters: tuple[str, ...], min_count: int, as_json: bool, add_to: Path | None) -> None:
+    """List the words a voice may get wrong: names and other words a common-word list lacks, acronyms,
+    roman numerals, digit-letter mixes, words in another script; each with its count, where it first
+    occurs, and the lexicon entry that covers it. No network."""
+    from pipeline import runner
+    from pipeline.lexicon.files import append_proposed
+    from pipeline.lexicon.words import common_words_source
+
+    found = runner.lexicon_words(runner.load(manifest), chapter_ids=chapters, min_count=min_count)
+    if as_json:
+        click.echo(json.dumps([{"word": c.word, "kinds": list(c.kinds), "count": c.count, "chapter": c.chapter,
+                                "sentence": c.sentence, "covered_by": c.covered_by} for c in found],
+                              ensure_ascii=False, indent=2))
+    else:
+        click.echo(f"{len(found)} candidate(s) (common words: {common_words_source()}):")
+        for c in found:
+            cover = f"covered by '{c.covered_by}'" if c.covered_by else "not in the lexicon"
+            click.echo(f"  {_cell(c.word, 20)} {c.count:>5}  {', '.join(c.kinds):<22} {cover}; first in "
+                       f"{c.chapter}: {c.sentence}")
+    if add_to is not None:
+        added = append_proposed(add_to, [(c.word, f"{', '.join(c.kinds)}; {c.count}x, first in {c.chapter}")
+                                         for c in found if c.covered_by is None])
+        click.echo(f"added {added} proposed entr{'y' if added == 1 else 'ies'} to {add_to}: fill in each say and "
+                   "set status: reviewed (list the file under lexicon: files: in the manifest)", err=True)
+
+
+@main.command()
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.argument("line")
+@click.option("--simulate", is_flag=True, help="Against a local simulator: no key, no cost.")
+@click.option("--max-cost", type=_FiniteFloat(0), metavar="X", help="Refuse when the line would cost more.")
+@click.option("--base-url", metavar="URL", help="API base URL (default: $SOUNDCLONE_BASE_URL, the manifest, ...).")
+@click.option("--api-key-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Read the API key from this file.")
+@_same_book_option
+def say(manifest: Path, line: str, simulate: bool, max_cost: float | None, base_url: str | None,
+        api_key_file: Path | None, same_book: bool) -> None:
+    """Render LINE with the book's voice and lexicon into previews/ (one task, its cost shown first),
+    to audition a respelling."""
+    from pipeline import runner
+
+    book = runner.load(manifest)
+    planned = runner.plan_say(book, line, simulate=simulate)
+    paid = " (simulated: nothing is charged)" if simulate else ""
+    click.echo(f"sending: {planned.spoken_text}")
+    click.echo(f"1 task, {planned.chars} billed characters, about {planned.cost:.2f} {planned.currency}{paid}")
+    options = runner.RunOptions(base_url=base_url, key_file=api_key_file, simulate=simulate, same_book=same_book,
+                                max_cost=max_cost)
+    done = runner.say(book, line, options=options)
+    click.echo(f"wrote {done.target}")
 
 
 @main.command()

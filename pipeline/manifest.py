@@ -770,7 +770,7 @@ def _load_lexicon(v: _Validator, raw: Any, path: tuple[Any, ...], *, base: Path)
     seen: dict[str, lexicon.Entry] = {}
     for entry in found:
         first = seen.setdefault(entry.key(), entry)
-        if first is not entry and first.say != entry.say:
+        if first is not entry and first.say != entry.say and first.say and entry.say:
             v.problems.append(_problem_at(entry.where, "term", f"'{entry.term}' is already in the lexicon at "
                                           f"{first.where} with say '{first.say}', here '{entry.say}'; keep one"))
     return tuple(found)
@@ -782,9 +782,13 @@ def _problem_at(where: str, field: str, message: str) -> Problem:
 
 
 def _lexicon_entry(v: _Validator, item: Any, path: tuple[Any, ...]) -> lexicon.Entry | None:
-    checked = v.section(item, LEXICON_ENTRY_SCHEMA, path)
+    # a proposed entry may wait for its say (`audiobook words --add` writes them so): it applies to nothing
+    unsaid = isinstance(item, dict) and item.get("status") == "proposed" and not str(item.get("say") or "").strip()
+    checked = v.section({**item, "say": "-"} if unsaid else item, LEXICON_ENTRY_SCHEMA, path)
     if not isinstance(item, dict) or "term" not in checked or "say" not in checked:
         return None
+    if unsaid:
+        checked["say"] = ""
     entry = lexicon.Entry(**checked, where=f"{v.file}:{v.line(path)}")
     try:
         entry.pattern()

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import qc, verdicts
+from pipeline import fsio, qc, verdicts
 from pipeline.assembly import ChapterOutput
 from pipeline.config import ApiKey, RunConfig, resolve_run_config
 from pipeline.engine import BookJob, BookResult, Engine, Failure
@@ -44,7 +44,7 @@ from pipeline.housekeeping import CleanResult, TakeInfo, find_chunk
 from pipeline.housekeeping import clean as clean_book
 from pipeline.housekeeping import list_takes as takes_of
 from pipeline.housekeeping import use_take as select_take
-from pipeline.layout import BookLayout, name_problems, simulated_twin
+from pipeline.layout import BookLayout, name_problems, simulated_twin, slugify
 from pipeline.manifest import load_manifest
 from pipeline.models import ChapterPlan, Chunk, Manifest, Progress
 from pipeline.planning import BookPlan, plan_book
@@ -62,6 +62,7 @@ SIMULATE_BACKOFF_BASE_S = 0.05
 SIMULATE_BACKOFF_CAP_S = 1.0
 SIMULATE_REQUESTS_PER_MINUTE = 6000.0
 MANIFEST_SUFFIXES = (".yaml", ".yml")
+SAY_MAX_CHARS = 500
 
 
 # --- manifests -----------------------------------------------------------------------------------
@@ -538,6 +539,110 @@ def review(manifest: Manifest, *, chapter_ids: Sequence[str] = ()) -> list[Path]
         if journal is None:
             raise StateError(f"{manifest.output} has no journal yet: run `audiobook run {manifest.path}` first")
         return write_review(manifest, book, journal, chapter_ids=selected)
+
+
+# --- the lexicon ---------------------------------------------------------------------------------
+
+def lexicon_words(manifest: Manifest, *, chapter_ids: Sequence[str] = (), min_count: int = 1) -> list[Any]:
+    """Candidates for the lexicon (``audiobook words``): the words of the book a voice may get wrong,
+    each with the entry that covers it, if any (proposed entries count). Reads only."""
+    from pipeline.lexicon.entries import Lexicon
+    from pipeline.lexicon.words import find_candidates
+
+    selected = set(_select(manifest, chapter_ids))
+    chapters = [c for c in manifest.chapters if not selected or c.id in selected]
+    every = {e.key(): e for c in manifest.chapters for e in c.lexicon}
+    every.update({e.key(): e for e in manifest.lexicon})
+    matchers = [(e, Lexicon([dataclasses.replace(e, status="reviewed", say=e.say or "-")])) for e in every.values()]
+
+    def covered(word: str) -> str | None:
+        return next((e.term for e, lx in matchers if lx.apply(word).replacements), None)
+
+    return find_candidates([(c.id, c.text, c.language) for c in chapters], covered=covered, min_count=min_count)
+
+
+def lexicon_pls(manifest: Manifest) -> tuple[str, list[str]]:
+    """The book's reviewed lexicon (book-wide and every chapter's own entries) as PLS text, and what PLS
+    cannot hold."""
+    from pipeline.lexicon.files import to_pls
+    from pipeline.models import LANGUAGE_CODES
+
+    entries = {e.key(): e for e in manifest.lexicon}
+    for chapter in manifest.chapters:
+        entries.update({e.key(): e for e in chapter.lexicon if e.key() not in entries})
+    return to_pls(entries.values(), language=LANGUAGE_CODES.get(manifest.language, "en"))
+
+
+@dataclass(frozen=True)
+class SayPlan:
+    text: str
+    spoken_text: str
+    chars: int
+    cost: float
+    currency: str
+    target: Path
+
+
+def plan_say(manifest: Manifest, text: str, *, simulate: bool = False) -> SayPlan:
+    """What `audiobook say` will send, for how much, and where the audio goes (``previews/``)."""
+    from pipeline.lexicon.entries import Lexicon
+    from pipeline.request import AudioRequest
+    from pipeline.text import billed_chars
+
+    if simulate:
+        manifest = rehearsal(manifest)
+    line = " ".join(text.split())
+    if not line:
+        raise ConfigError("give the line to say, e.g. audiobook say book.yaml \"Mr Quayle arrived.\"")
+    if len(line) > SAY_MAX_CHARS:
+        raise ConfigError(f"the line is {len(line):,} characters; `say` auditions a short line (at most "
+                          f"{SAY_MAX_CHARS}): put longer text in a chapter")
+    spoken = Lexicon(manifest.lexicon).apply(line).text
+    request = AudioRequest.for_chunk(spoken, voice=manifest.voice, language=manifest.language, subtitles="off")
+    chars = billed_chars(spoken)
+    target = BookLayout(manifest.output).root / "previews" / f"{slugify(line, max_bytes=60)}-{request.key[:8]}.mp3"
+    return SayPlan(line, spoken, chars, round(manifest.pricing.cost(billed_chars=chars, tasks=1), 4),
+                   manifest.pricing.currency, target)
+
+
+def say(manifest: Manifest, text: str, *, options: RunOptions = RunOptions(),
+        env: Mapping[str, str] | None = None) -> SayPlan:
+    """Render one short line with the book's voice and lexicon into ``previews/`` (one task)."""
+    from pipeline.client import SoundCloneClient, wait_until_final
+    from pipeline.request import AudioRequest
+
+    planned = plan_say(manifest, text, simulate=options.simulate)
+    if options.max_cost is not None and planned.cost > options.max_cost:
+        shown, limit = money(planned.cost, options.max_cost)
+        raise CostLimitError(f"the line would cost about {shown} {planned.currency}, over --max-cost {limit}")
+    if options.simulate:
+        manifest = rehearsal(manifest)
+    request = AudioRequest.for_chunk(planned.spoken_text, voice=manifest.voice, language=manifest.language,
+                                     subtitles="off")
+    book = plan(manifest, same_book=options.same_book)
+    prepared = [PreparedBook(plan=book, pending_chunks=1, pending_chars=planned.chars, pending_cost=planned.cost)]
+    with _writing(manifest, same_book=options.same_book) as journal, \
+            _api_connection(prepared, options, os.environ if env is None else env) as config:
+
+        async def go() -> None:
+            async with SoundCloneClient.from_config(config) as client:
+                def before_send() -> None:
+                    journal.add_event(request.key, "say", f"creating a preview task: {planned.text!r}")
+
+                task_id = await client.create_audio(request.body, before_send=before_send)
+                journal.add_event(request.key, "say", f"preview task {task_id}: {planned.text!r}")
+                info = await wait_until_final(client, task_id, interval_s=config.poll_interval_s,
+                                              timeout_s=config.task_timeout_s)
+                if info.status != "completed" or not info.audio_url:
+                    raise PipelineError(f"the preview task {task_id} ended {info.status}: {info.error or 'no audio'} "
+                                        "(a failed task is refunded); try again")
+                with fsio.TempFiles(fsio.ensure_dir(planned.target.parent)) as temps:
+                    tmp = temps.new(planned.target.name)
+                    await client.download(info.audio_url, tmp, target=planned.target)
+                    temps.commit(tmp, planned.target)
+
+        asyncio.run(go())
+    return planned
 
 
 # --- voices --------------------------------------------------------------------------------------
