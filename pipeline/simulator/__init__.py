@@ -48,7 +48,8 @@ Ledger keys (``Simulator.ledger()`` and ``GET /admin/ledger``):
     requests_with_authorization, authorization_seen, responses}; ``task_faults`` {fail, dead_link,
     no_link, status_alias, status_unknown, drop_sentence, long_silence, cut_short, clip: [task ids]} (the
     tasks each task fault hit); ``tasks`` [{id, kind, status (true: queued/processing/completed/failed),
-    reported_status (what a query shows), model_id, billed_chars, voice_fee, created, take, faults,
+    reported_status (what a query shows), model_id, billed_chars, voice_fee, created, take, content_text
+    (the text as sent), faults,
     defects}]; ``voices`` [...]; ``now``; ``faults`` (spec in force). A task's ``defects`` says what its
     silent defect faults did to its audio, keyed by fault in the order applied: ``drop_sentence``
     {sentence_index, text, text_begin, text_end, at_s, removed_s}, ``long_silence`` {at_s, duration_s,

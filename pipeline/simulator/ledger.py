@@ -131,6 +131,7 @@ class Ledger:
                     "voice_fee": t.voice_fee,
                     "created": t.created,
                     "take": t.take,
+                    "content_text": t.text,
                     "faults": list(t.faults),
                     "defects": {key: dict(value) for key, value in defects.get(t.id, {}).items()},
                 }
