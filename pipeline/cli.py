@@ -624,13 +624,14 @@ def words(manifest: Path, chapters: tuple[str, ...], min_count: int, as_json: bo
     from pipeline.lexicon.files import append_proposed
     from pipeline.lexicon.words import common_words_source
 
-    found = runner.lexicon_words(runner.load(manifest), chapter_ids=chapters, min_count=min_count)
+    book = runner.load(manifest)
+    found = runner.lexicon_words(book, chapter_ids=chapters, min_count=min_count)
     if as_json:
         click.echo(json.dumps([{"word": c.word, "kinds": list(c.kinds), "count": c.count, "chapter": c.chapter,
                                 "sentence": c.sentence, "covered_by": c.covered_by} for c in found],
                               ensure_ascii=False, indent=2))
     else:
-        click.echo(f"{len(found)} candidate(s) (common words: {common_words_source()}):")
+        click.echo(f"{len(found)} candidate(s) (common words: {common_words_source(book.language)}):")
         for c in found:
             cover = f"covered by '{c.covered_by}'" if c.covered_by else "not in the lexicon"
             click.echo(f"  {_cell(c.word, 20)} {c.count:>5}  {', '.join(c.kinds):<22} {cover}; first in "
