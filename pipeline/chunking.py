@@ -608,8 +608,8 @@ def stable_spans(text: str, previous: Sequence[str], *, language: str,
     return spans
 
 
-LEXICON_RECUTS = 4      # cuts tried before a lengthening respelling leaves every chunk under the limit
-MIN_RECUT_CHARS = 200
+LEXICON_RECUTS = 8      # cuts tried before a lengthening respelling leaves every chunk under the limit
+MIN_RECUT_CHARS = 100
 
 
 def plan_chapter(chapter: ChapterSpec, *, chunking: ChunkingSettings, pauses: PauseSettings,
@@ -625,11 +625,17 @@ def plan_chapter(chapter: ChapterSpec, *, chunking: ChunkingSettings, pauses: Pa
     for _ in range(LEXICON_RECUTS):
         spans = (stable_spans(text, previous, language=chapter.language, chunking=limit) if previous
                  else split_spans(text, language=chapter.language, chunking=limit))
-        # the limit is the spoken text's: a respelling that lengthens a chunk past it cuts it again
-        over = max((len(lexicon.apply(text[a:b]).text) - chunking.max_chars for a, b in spans), default=0)
-        if over <= 0 or not lexicon:
+        # the limit is the spoken text's: a respelling that lengthens a chunk past it cuts it again, with
+        # the limit shrunk by the longest chunk's growth
+        longest = max((len(lexicon.apply(text[a:b]).text) for a, b in spans), default=0)
+        if longest <= chunking.max_chars or not lexicon:
             break
-        limit = dataclasses.replace(limit, max_chars=max(MIN_RECUT_CHARS, limit.max_chars - over))
+        shrunk = limit.max_chars * chunking.max_chars // longest - 1
+        limit = dataclasses.replace(limit, max_chars=max(MIN_RECUT_CHARS, min(shrunk, limit.max_chars - 1)))
+    else:
+        raise ChunkingError(f"chapter '{chapter.id}': the lexicon's respellings make a chunk longer than "
+                            f"chunking.max_chars ({chunking.max_chars:,}) however it is cut; shorten the respellings "
+                            "(say) or check for an entry that matches far too much")
     if not spans:
         raise ChunkingError(f"chapter '{chapter.id}' has nothing to read: it holds only pause markers "
                             "or whitespace; add text or remove the chapter")

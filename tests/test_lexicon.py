@@ -123,3 +123,19 @@ def test_every_lexicon_problem_is_reported_at_once_with_its_file_and_line(tmp_pa
     for start in expected:
         assert any(p.startswith(start) for p in problems), (start, problems)
     assert len(problems) == len(expected), problems  # the proposed entry without a say is fine
+
+
+def test_the_chunk_limit_is_the_spoken_texts() -> None:
+    from pipeline.chunking import plan_chapter
+    from pipeline.models import ChapterSpec, ChunkingSettings, PauseSettings, Voice
+
+    text = " ".join(f"Sentence {n} names Quayle twice: Quayle." for n in range(60))
+    entries = (Entry("Quayle", "Kwail-the-keeper-of-the-light"),)
+    chapter = ChapterSpec(id="a", title="A", number=1, text=text, voice=Voice(model_id="m1"), language="English",
+                          lexicon=entries)
+    limit = ChunkingSettings(max_chars=300)
+    chunks = plan_chapter(chapter, chunking=limit, pauses=PauseSettings(), subtitles="sentence")
+    assert all(len(c.spoken_text) <= 300 for c in chunks) and any(len(c.text) < 200 for c in chunks)
+    assert all(c.request.body["contentText"] == c.spoken_text and c.billed_chars == len(c.spoken_text)
+               for c in chunks)
+    assert "".join(c.text for c in chunks).replace(" ", "") == text.replace(" ", "")  # every word, once
