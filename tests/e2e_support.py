@@ -8,6 +8,9 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from pipeline.simulator import FaultProfile, Simulator, SimulatorConfig
 
@@ -22,6 +25,22 @@ def local_simulator(*, seed: int, faults: str = "", task_base_s: float = 0.05,
     config = SimulatorConfig(api_key=API_KEY, seed=seed, task_base_s=task_base_s, task_s_per_char=task_s_per_char,
                              preload_voices=(MODEL,), faults=FaultProfile.parse(faults))
     return Simulator(config, host="127.0.0.1", port=0, files_port=0)
+
+
+def write_book(folder: Path, title: str, chapters: dict[str, str], **settings: Any) -> Path:
+    """A book in ``folder``: one ``<id>.txt`` per chapter and ``book.yaml`` for the tests' voice, fast
+    polling, no M4B and no delivery profile; ``settings`` are more (or other) top-level manifest keys."""
+    for chapter_id, text in chapters.items():
+        (folder / f"{chapter_id}.txt").write_text(text, encoding="utf-8")
+    manifest = {
+        "title": title, "language": "English", "voice": {"model_id": MODEL}, "subtitles": "sentence",
+        "audio": {"m4b": False, "profile": "none"}, "api": {"poll_interval_s": 0.05, "requests_per_minute": 100000},
+        **settings,
+        "chapters": [{"id": chapter_id, "source": f"{chapter_id}.txt"} for chapter_id in chapters],
+    }
+    path = folder / "book.yaml"
+    path.write_text(yaml.safe_dump(manifest, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
 
 
 def command_env(sim: Simulator) -> dict[str, str]:

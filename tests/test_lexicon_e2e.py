@@ -10,9 +10,9 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import e2e_support
 import pytest
-import yaml
-from e2e_support import MODEL, audiobook, local_simulator
+from e2e_support import audiobook, local_simulator
 
 from pipeline.simulator import Simulator
 
@@ -26,22 +26,11 @@ CHAPTERS = {
 
 
 def write_book(folder: Path, *, quayle: str = "Kwail") -> Path:
-    for name, text in CHAPTERS.items():
-        (folder / f"{name}.txt").write_text(text, encoding="utf-8")
     (folder / "names.csv").write_text(f"term,say,note\nQuayle,{quayle},the keeper\n", encoding="utf-8")
-    manifest = {
-        "title": "Lexicon Book", "language": "English", "voice": {"model_id": MODEL}, "subtitles": "word",
-        "chunking": {"max_chars": 200}, "audio": {"m4b": False, "profile": "none"},
-        "api": {"poll_interval_s": 0.05, "requests_per_minute": 100000},
-        "lexicon": {"files": ["names.csv"], "entries": [
-            {"term": "NLB", "say": "En El Bee", "case": "sensitive"},
-            {"term": "gulls", "say": "gullz", "status": "proposed"},
-        ]},
-        "chapters": [{"id": name, "source": f"{name}.txt"} for name in CHAPTERS],
-    }
-    path = folder / "book.yaml"
-    path.write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
-    return path
+    return e2e_support.write_book(folder, "Lexicon Book", CHAPTERS, subtitles="word", chunking={"max_chars": 200},
+                                  lexicon={"files": ["names.csv"], "entries": [
+                                      {"term": "NLB", "say": "En El Bee", "case": "sensitive"},
+                                      {"term": "gulls", "say": "gullz", "status": "proposed"}]})
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import e2e_support
 import pytest
-import yaml
-from e2e_support import MODEL, audiobook, local_simulator
+from e2e_support import audiobook, local_simulator
 
 from pipeline.review.marks import plan_marks, read_marks
 from pipeline.simulator import Simulator
@@ -28,16 +28,8 @@ TEXT = ("The ferry left the harbour at dawn with the mail. Elsie stood at the ra
 
 
 def write_book(folder: Path) -> Path:
-    (folder / "one.txt").write_text(TEXT, encoding="utf-8")
-    manifest = {
-        "title": "Review Book", "language": "English", "voice": {"model_id": MODEL}, "subtitles": "sentence",
-        "chunking": {"max_chars": 200, "paragraph_min_fill": 0.2}, "audio": {"m4b": False, "profile": "none"},
-        "api": {"poll_interval_s": 0.05, "requests_per_minute": 100000},
-        "chapters": [{"id": "one", "title": "One", "source": "one.txt"}],
-    }
-    path = folder / "book.yaml"
-    path.write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
-    return path
+    return e2e_support.write_book(folder, "Review Book", {"one": TEXT},
+                                  chunking={"max_chars": 200, "paragraph_min_fill": 0.2})
 
 
 @pytest.fixture
