@@ -691,7 +691,7 @@ class Engine:
                         journal.add_event(chunk.key, "no-subtitles", f"task {task_id} returned no subtitle file")
                     # the text against the cues: tens of ms for a long chunk, so off the loop (and before
                     # the files go into place: nothing may wait between that and the journal's record)
-                    measures = await asyncio.to_thread(qc.measure_take, audio, chunk.spoken_text, timings)
+                    measures = await asyncio.to_thread(qc.measure_take, audio, chunk.spoken_text, timings, chunk.spoken)
                     if has_subs:
                         temps.commit(tmp_subs, subtitle_path, durable=True)
                     temps.commit(tmp_audio, audio_path, durable=True)

@@ -52,6 +52,7 @@ import numpy as np
 
 from pipeline.audio import dsp
 from pipeline.chunking import estimate_seconds
+from pipeline.lexicon.entries import Spoken
 from pipeline.models import ChapterPlan, Chunk, QcSettings
 from pipeline.subtitles import SentenceTiming
 from pipeline.text import MARKER_RE, marker_seconds
@@ -225,42 +226,40 @@ def measure_file(path: Path, *, label: str | None = None) -> AudioMeasures:
 
 
 def _tokens(text: str) -> list[tuple[str, int, int]]:
-    """The comparable words of ``text``: (casefolded word, start, end); a CJK character is a word."""
+    """The comparable words of ``text`` (pause markers left out): (word, start, end), the word NFKC
+    normalised and casefolded, the offsets ``text``'s own; a CJK character is a word."""
+    def norm(word: str) -> str:
+        return unicodedata.normalize("NFKC", word).casefold()
+
     out: list[tuple[str, int, int]] = []
-    for match in _WORD_RE.finditer(text):
+    blanked = MARKER_RE.sub(lambda m: " " * len(m.group(0)), text)
+    for match in _WORD_RE.finditer(blanked):
         word, start = match.group(0), match.start()
-        run = ""
-        run_start = start
+        run_start: int | None = None
         for offset, ch in enumerate(word):
             if _is_cjk(ch):
-                if run:
-                    out.append((run.casefold(), run_start, start + offset))
-                    run = ""
-                out.append((ch, start + offset, start + offset + 1))
-                run_start = start + offset + 1
-            else:
-                if not run:
-                    run_start = start + offset
-                run += ch
-        if run:
-            out.append((run.casefold(), run_start, match.end()))
+                if run_start is not None:
+                    out.append((norm(text[run_start:start + offset]), run_start, start + offset))
+                    run_start = None
+                out.append((norm(ch), start + offset, start + offset + 1))
+            elif run_start is None:
+                run_start = start + offset
+        if run_start is not None:
+            out.append((norm(text[run_start:match.end()]), run_start, match.end()))
     return out
 
 
-def _comparable(text: str) -> str:
-    return unicodedata.normalize("NFKC", MARKER_RE.sub(" ", text))
-
-
-def measure_cues(chunk_text: str, timings: Sequence[SentenceTiming]) -> CueMeasures:
-    """Which of the chunk's words the cues' text covers (in order), and where the cues end."""
-    wanted = _tokens(_comparable(chunk_text))
+def measure_cues(chunk_text: str, timings: Sequence[SentenceTiming], spoken: Spoken | None = None) -> CueMeasures:
+    """Which of the words sent (``chunk_text``) the cues' text covers, in order, and where the cues end;
+    a run of missing words is quoted as the book has it (``spoken``: the lexicon's respellings)."""
+    wanted = _tokens(chunk_text)
     said: list[str] = []
     said_at: list[float] = []  # end time of the cue each said word is in
     for timing in timings:
         text = timing.text
         if not text.strip() and timing.text_begin is not None and timing.text_end is not None:
             text = chunk_text[timing.text_begin:timing.text_end]
-        for word, _, _ in _tokens(_comparable(text)):
+        for word, _, _ in _tokens(text):
             said.append(word)
             said_at.append(timing.end_ms / 1000.0)
     cues_end = max((t.end_ms for t in timings), default=0.0) / 1000.0
@@ -281,8 +280,8 @@ def measure_cues(chunk_text: str, timings: Sequence[SentenceTiming]) -> CueMeasu
     gap_text, gap_at = "", None
     if longest:
         first, last = wanted[gap_start], wanted[gap_start + longest - 1]
-        comparable = _comparable(chunk_text)
-        gap_text = _shorten(comparable[first[1]:last[2]])
+        span = (first[1], last[2]) if spoken is None else spoken.to_display(first[1], last[2])
+        gap_text = _shorten(MARKER_RE.sub(" ", (chunk_text if spoken is None else spoken.display_text)[slice(*span)]))
         # the said word matched just before the gap: the gap would follow its cue
         before = [b for b in matcher.get_matching_blocks() if b.size and b.a + b.size <= gap_start]
         gap_at = said_at[before[-1].b + before[-1].size - 1] if before else 0.0
@@ -295,8 +294,9 @@ def _shorten(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
 
 
-def measure_take(audio: AudioMeasures, chunk_text: str, timings: Sequence[SentenceTiming] | None) -> TakeMeasures:
-    return TakeMeasures(audio, None if timings is None else measure_cues(chunk_text, timings))
+def measure_take(audio: AudioMeasures, chunk_text: str, timings: Sequence[SentenceTiming] | None,
+                 spoken: Spoken | None = None) -> TakeMeasures:
+    return TakeMeasures(audio, None if timings is None else measure_cues(chunk_text, timings, spoken))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def measure(take: TakeFile) -> qc.TakeMeasures:
     label = f"chapter {take.chunk.chapter_id} chunk {take.chunk.index} take {take.take}"
     audio = qc.measure_file(take.audio, label=label)
     timings = None if take.subtitles is None else load_subtitle_file(take.subtitles, label=label)
-    return qc.measure_take(audio, take.chunk.spoken_text, timings)
+    return qc.measure_take(audio, take.chunk.spoken_text, timings, take.chunk.spoken)
 
 
 def load_measures(journal: Journal, keys: Sequence[str] | None = None) -> dict[tuple[str, int], qc.TakeMeasures]:

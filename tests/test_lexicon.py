@@ -139,3 +139,15 @@ def test_the_chunk_limit_is_the_spoken_texts() -> None:
     assert all(c.request.body["contentText"] == c.spoken_text and c.billed_chars == len(c.spoken_text)
                for c in chunks)
     assert "".join(c.text for c in chunks).replace(" ", "") == text.replace(" ", "")  # every word, once
+
+
+def test_qc_quotes_words_missing_from_the_cues_as_the_book_has_them() -> None:
+    from pipeline import qc
+
+    text = "The ferry came. Mr Quayle waved at the NLB boat from the jetty. Then it left."
+    result = Lexicon([Entry("Quayle", "Kwail"), Entry("NLB", "En El Bee", case="sensitive")]).apply(text)
+    first, _, last = result.text.partition(" Mr Kwail waved at the En El Bee boat from the jetty.")
+    timings = [SentenceTiming(first, 0, 900), SentenceTiming(last.strip(), 900, 1800)]  # a sentence dropped
+    measured = qc.measure_cues(result.text, timings, result)
+    assert measured.longest_gap_words == 12
+    assert measured.gap_text == "Mr Quayle waved at the NLB boat from the jetty"
