@@ -8,6 +8,7 @@
       <title slug>.m4b             the whole book
       delivery-report.json         the delivery check
       review/index.html, NN-<id>.html  the review pages (`audiobook review`)
+      previews/<line>-<key>.mp3    lines rendered by `audiobook say`
       .assembly/                   build state: chapter-<id>.json, aac/<id>.aac (each chapter's share of
                                    the M4B), book.json, measurements/
 
@@ -37,6 +38,7 @@ REPORT_NAME = "delivery-report.json"
 BOOK_STATE_NAME = "book.json"
 MEASUREMENTS_DIR = "measurements"
 REVIEW_DIR = "review"
+PREVIEWS_DIR = "previews"
 PEAKS_DIR = "peaks"  # in the state folder: each chapter's waveform for its review page
 SIMULATED_SUFFIX = "-simulated"
 BOOK_SUFFIX = ".m4b"
@@ -126,6 +128,10 @@ class BookLayout:
     def chapter_aac(self, chapter_id: str) -> Path:
         """The chapter's share of the M4B: its AAC, joined to the others by stream copy."""
         return self.state / AAC_DIR / f"{chapter_id}.aac"
+
+    def preview(self, line: str, key: str) -> Path:
+        """Where `audiobook say` puts the audio of ``line`` sent as the request with ``key``."""
+        return self.root / PREVIEWS_DIR / f"{slugify(line, max_bytes=60)}-{key[:8]}.mp3"
 
     @property
     def review(self) -> Path:

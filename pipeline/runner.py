@@ -44,7 +44,7 @@ from pipeline.housekeeping import CleanResult, TakeInfo, find_chunk
 from pipeline.housekeeping import clean as clean_book
 from pipeline.housekeeping import list_takes as takes_of
 from pipeline.housekeeping import use_take as select_take
-from pipeline.layout import BookLayout, name_problems, simulated_twin, slugify
+from pipeline.layout import BookLayout, name_problems, simulated_twin
 from pipeline.manifest import load_manifest
 from pipeline.models import ChapterPlan, Chunk, Manifest, Progress
 from pipeline.planning import BookPlan, plan_book
@@ -600,7 +600,7 @@ def plan_say(manifest: Manifest, text: str, *, simulate: bool = False) -> SayPla
     spoken = Lexicon(manifest.lexicon).apply(line).text
     request = AudioRequest.for_chunk(spoken, voice=manifest.voice, language=manifest.language, subtitles="off")
     chars = billed_chars(spoken)
-    target = BookLayout(manifest.output).root / "previews" / f"{slugify(line, max_bytes=60)}-{request.key[:8]}.mp3"
+    target = BookLayout(manifest.output).preview(line, request.key)
     return SayPlan(line, spoken, chars, round(manifest.pricing.cost(billed_chars=chars, tasks=1), 4),
                    manifest.pricing.currency, target)
 
