@@ -423,9 +423,15 @@ def stitch(manifest: Path, chapters: tuple[str, ...], force: bool, simulate: boo
     from pipeline import runner
 
     book = runner.load(manifest, simulate=simulate)
-    for path in runner.stitch(book, chapter_ids=chapters, force=force, same_book=same_book):
+    from pipeline.delivery import report_failures
+
+    written = runner.stitch(book, chapter_ids=chapters, force=force, same_book=same_book)
+    for path in written:
         click.echo(f"wrote {path}")
-    if _echo_qc_flags(runner.qc_flags(book, chapter_ids=chapters)):
+    failed = [line for path in written if path.name == "delivery-report.json" for line in report_failures(path)]
+    for line in failed:
+        click.echo(f"FAILED delivery: {line}")
+    if _echo_qc_flags(runner.qc_flags(book, chapter_ids=chapters)) or failed:
         sys.exit(1)
 
 

@@ -259,3 +259,24 @@ def write_delivery_report(report: DeliveryReport, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(report.to_json(), indent=1, ensure_ascii=False) + "\n")
     return path
+
+
+def report_failures(path: Path) -> list[str]:
+    """Each failed rule of the delivery report at ``path`` (none when it passed or is missing), one line
+    each: the file, the rule, what was measured, what the profile wants."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(report, dict) or report.get("passed", True):
+        return []
+    profile = report.get("profile")
+    lines = []
+    for item in report.get("files", []):
+        if item.get("error"):
+            lines.append(f"{item.get('file')}: {item['error']}")
+        for check in item.get("checks", []):
+            if not check.get("passed", True) and check.get("severity") == ERROR:
+                lines.append(f"{item.get('file')}: {check.get('name')} {check.get('measured')} (the {profile} profile "
+                             f"wants {check.get('limit')})")
+    return lines

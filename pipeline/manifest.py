@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from pipeline import profiles
 from pipeline import text as texts
 from pipeline.audio.tags import cover_problem
 from pipeline.config import check_base_url
@@ -649,6 +650,7 @@ def load_manifest(path: Path, *, voice_resolver: Callable[[str], str | None] | N
         v.add(("output",), f"'{blocking}' is a file, not a folder, so the output folder '{output}' cannot be "
                            "made there; choose another output path")
 
+    _check_profile(v, top.get("audio", {}))
     pauses = PauseSettings(**top.get("pauses", {}))
     subtitles = top.get("subtitles", "sentence")
     book_language = _as_given(data, top, "language", LANGUAGE_AUTO)
@@ -722,6 +724,16 @@ def _read_text(path: Path, display: str) -> str:
     except texts.SourceError as exc:
         raise ManifestError([Problem(display, p.line, "", f"column {p.column}: {p.message}" if p.column
                                      else p.message) for p in exc.problems]) from None
+
+
+def _check_profile(v: _Validator, audio: dict[str, Any]) -> None:
+    """Settings the chosen delivery profile must reject are refused now, not measured after paying."""
+    settings = AudioSettings(**audio)
+    for rule in profiles.SETTING_RULES.get(settings.profile, ()):
+        problem = rule.problem(getattr(settings, rule.setting), settings.profile)
+        if problem is not None:
+            v.add(("audio", rule.setting if rule.setting in audio else "profile"),
+                  problem if rule.setting in audio else f"the default audio.{rule.setting} {problem}")
 
 
 def _load_lexicon(v: _Validator, raw: Any, path: tuple[Any, ...], *, base: Path) -> tuple[lexicon.Entry, ...]:

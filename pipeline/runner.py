@@ -37,6 +37,7 @@ from typing import Any
 from pipeline import fsio, qc, verdicts
 from pipeline.assembly import ChapterOutput
 from pipeline.config import ApiKey, RunConfig, resolve_run_config
+from pipeline.delivery import report_failures
 from pipeline.engine import BookJob, BookResult, Engine, Failure
 from pipeline.errors import STOPS_BATCH, ConfigError, CostLimitError, ManifestError, PipelineError, StateError
 from pipeline.finishing import ChapterWorkers, chunk_audio, finish_book
@@ -375,6 +376,10 @@ async def _run_books(books: Sequence[PreparedBook], journals: Sequence[Journal],
                         qc_counts=book_qc.counts_by_chapter(book.plan.chapters))
                 except PipelineError as error:
                     result.failures.append(Failure(book.plan.manifest.book.title, "-", None, str(error)))
+                report = BookLayout(book.plan.manifest.output).report
+                if report in result.outputs:  # a delivery check that fails fails the run, rule by rule
+                    result.failures.extend(Failure(book.plan.manifest.book.title, "delivery", None, line)
+                                           for line in report_failures(report))
             for flag in verdicts.flags(book.plan.manifest, book.plan.chapters, book_qc, done):
                 result.qc_flags.append(verdicts.describe(flag))
                 result.qc_failed += flag.verdict.verdict == qc.FAIL

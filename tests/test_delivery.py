@@ -116,3 +116,41 @@ def test_report_json_is_written_atomically(outputs: tuple[Manifest, ChapterOutpu
                                       "tail_silence_s"}
     assert first["stream"]["bitrate_mode"] == "CBR"
     assert not [p for p in manifest.output.iterdir() if p.name.endswith(".part")]
+
+
+def test_a_failed_report_names_every_failed_rule(outputs: tuple[Manifest, ChapterOutput, Path, Path],
+                                                 tmp_path: Path) -> None:
+    from pipeline.delivery import report_failures
+
+    manifest, chapter, _, loud = outputs
+    path = write_delivery_report(check_delivery(manifest=manifest, files=[chapter.audio_path, loud]),
+                                 tmp_path / REPORT_NAME)
+    lines = report_failures(path)
+    assert len(lines) == 7 and all(line.startswith("loud.mp3: ") for line in lines)
+    assert "loud.mp3: bit rate 128 kbps (the acx profile wants 192 kbps)" in lines
+    good = write_delivery_report(check_delivery(manifest=manifest, files=[chapter.audio_path]), tmp_path / "ok.json")
+    assert report_failures(good) == [] and report_failures(tmp_path / "missing.json") == []
+
+
+@pytest.mark.parametrize("audio, problem", [
+    ("{target_rms_db: -30}", "audio.target_rms_db: -30 breaks the acx rule “RMS between -23 dB and -18 dB”"),
+    ("{sample_rate_hz: 22050}", "audio.sample_rate_hz: 22050 breaks the acx rule “44.1 kHz sample rate”"),
+    ("{head_s: 0}", "audio.head_s: 0 breaks the acx rule “0.5 to 1 second of room tone at the head”"),
+    ("{profile: google-play, bitrate_kbps: 96}", "audio.bitrate_kbps: 96 breaks the google-play rule"),
+])
+def test_settings_a_profile_must_reject_are_refused_before_anything_is_spent(tmp_path: Path, audio: str,
+                                                                            problem: str) -> None:
+    from pipeline.errors import ManifestError
+    from pipeline.manifest import load_manifest
+
+    path = tmp_path / "book.yaml"
+    path.write_text(f"title: B\nvoice: {{model_id: m1}}\naudio: {audio}\nchapters:\n  - id: a\n    text: Hi.\n",
+                    encoding="utf-8")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    (found,) = caught.value.problems
+    assert found.line == 3 and str(found).split(": ", 1)[1].startswith(problem), str(found)
+    assert "ACX Audio Submission Requirements" in str(found) or "Google Play" in str(found)
+    path.write_text(path.read_text(encoding="utf-8").replace("audio: {", "audio: {profile: none, ").replace(
+        "profile: none, profile: google-play, ", "profile: none, "), encoding="utf-8")
+    load_manifest(path)  # the same settings for no retailer are fine

@@ -199,7 +199,8 @@ def _choice_fields() -> list[tuple[str, Any]]:
 def _with_field(field: str, token: str) -> str:
     """A valid manifest with ``field`` (``audio.profile``, ``chapters[].voice.emotion``) set to ``token``
     as written; the voice is v2 so that every language is allowed."""
-    sections: dict[str, list[str]] = {"": [], "voice": ["model_id: m1", "sound_version: v2"], "audio": [],
+    # profile none: a setting is tried on its own, not against a retailer's rules (tests/test_delivery.py)
+    sections: dict[str, list[str]] = {"": [], "voice": ["model_id: m1", "sound_version: v2"], "audio": ["profile: none"],
                                       "chapter": ["id: a", "text: Hello there."], "chapter.voice": []}
     parts = field.split(".")
     where = "chapter" if parts[0] == "chapters[]" else ""
