@@ -118,7 +118,10 @@ class Lexicon:
 
     def __init__(self, entries: Iterable[Entry] = ()) -> None:
         self.entries = tuple(e for e in entries if e.applies)
-        self._patterns = [(e, e.pattern()) for e in self.entries]
+        # (entry, pattern, a word it cannot match without, or None for a regex): a substring test in C
+        # skips most entries for most chunks, so a big lexicon costs little
+        self._patterns = [(e, e.pattern(), None if e.match == "regex" else max(e.term.split(), key=len))
+                          for e in self.entries]
 
     def __bool__(self) -> bool:
         return bool(self.entries)
@@ -127,8 +130,12 @@ class Lexicon:
         if not self._patterns:
             return Spoken(text, text)
         markers = [(m.start(), m.end()) for m in MARKER_RE.finditer(text)]
+        folded = text.casefold()
         found: list[tuple[int, int, Entry, str]] = []
-        for entry, pattern in self._patterns:
+        for entry, pattern, word in self._patterns:
+            if word is not None and (word.casefold() not in folded if entry.case == "insensitive"
+                                     else word not in text):
+                continue
             for match in pattern.finditer(text):
                 start, end = match.span()
                 if end == start or any(a < end and start < b for a, b in markers):
