@@ -627,7 +627,8 @@ def plan_chapter(chapter: ChapterSpec, *, chunking: ChunkingSettings, pauses: Pa
                  else split_spans(text, language=chapter.language, chunking=limit))
         # the limit is the spoken text's: a respelling that lengthens a chunk past it cuts it again, with
         # the limit shrunk by the longest chunk's growth
-        longest = max((len(lexicon.apply(text[a:b]).text) for a, b in spans), default=0)
+        said = {(a, b): lexicon.apply(text[a:b]) for a, b in spans}
+        longest = max((len(spoken.text) for spoken in said.values()), default=0)
         if longest <= chunking.max_chars or not lexicon:
             break
         shrunk = limit.max_chars * chunking.max_chars // longest - 1
@@ -643,7 +644,7 @@ def plan_chapter(chapter: ChapterSpec, *, chunking: ChunkingSettings, pauses: Pa
     previous_end = 0
     for index, (start, end) in enumerate(spans):
         body = text[start:end]
-        spoken = lexicon.apply(body)
+        spoken = said[(start, end)]
         if index == 0:
             before = round(marker_seconds(text[:start]), 3)
         else:
