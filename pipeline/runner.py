@@ -367,7 +367,15 @@ async def _run_books(books: Sequence[PreparedBook], journals: Sequence[Journal],
                 job.on_chapter_ready = _stitcher(job, engine, workers, done, budget=budget, on_event=on_event)
             batch = await engine.run(jobs)
         for book, journal, result, done in zip(books, journals, batch.books, built, strict=True):
-            book_qc = verdicts.judge(book.plan.manifest, journal, book.plan.chapters, store=True)
+            # stored only when the batch ran through (a stop may be a full disk or a broken journal, whose
+            # error the summary already carries)
+            try:
+                book_qc = verdicts.judge(book.plan.manifest, journal, book.plan.chapters,
+                                         store=batch.stopped is None)
+            except StateError:
+                if batch.stopped is None:
+                    raise
+                continue
             if batch.stopped is None:
                 try:
                     result.outputs = await asyncio.to_thread(
