@@ -207,12 +207,6 @@ class AudioMeter:
             clipped_samples=self._clipped, silences=tuple(silences))
 
 
-def speech_of(duration_s: float) -> AudioMeasures:
-    """The measures of clean speech filling ``duration_s`` (for tests that fake the decode)."""
-    end = max(0.0, duration_s - 0.2)
-    return AudioMeasures(duration_s, min(0.1, end), end, max(0.0, end - 0.1), -20.0, 0)
-
-
 def measure_file(path: Path, *, label: str | None = None) -> AudioMeasures:
     """Decode a take (streamed, at 44.1 kHz) and measure it; raises :class:`AssemblyError` when it does
     not decode (the engine's check of every download)."""

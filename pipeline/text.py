@@ -735,7 +735,7 @@ class _SpokenMarkdown:
                     parts = []
             elif kind == "footnote_ref":
                 self.note_ref(token)
-                if _space_before(parts) and _space_or_punctuation_after(children, i):
+                if _space_before(parts) and _space_after(children, i, or_punctuation=True):
                     parts = ["".join(parts).rstrip()]
         lines.append("".join(parts))
         return lines
@@ -829,24 +829,16 @@ def _space_before(parts: list[str]) -> bool:
     return True
 
 
-def _space_after(children: Sequence[Token], i: int) -> bool:
-    for token in children[i + 1:]:
-        if token.type in ("softbreak", "hardbreak"):
-            return True
-        if token.type in ("text", "code_inline") and token.content:
-            return token.content[0].isspace()
-    return True
-
-
-def _space_or_punctuation_after(children: Sequence[Token], i: int) -> bool:
+def _space_after(children: Sequence[Token], i: int, *, or_punctuation: bool = False) -> bool:
+    """Whether what follows inline token ``i`` starts with white space (or, with ``or_punctuation``,
+    punctuation), a line break, or nothing at all."""
     for token in children[i + 1:]:
         if token.type in ("softbreak", "hardbreak"):
             return True
         if token.type in ("text", "code_inline") and token.content:
             first = token.content[0]
-            return first.isspace() or unicodedata.category(first).startswith("P")
+            return first.isspace() or (or_punctuation and unicodedata.category(first).startswith("P"))
     return True
-
 
 
 # A marker glued before closing punctuation ("said<#1#>.") has nothing spoken after it in its

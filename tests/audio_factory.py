@@ -30,6 +30,7 @@ from pipeline.models import (
     Pricing,
     Voice,
 )
+from pipeline.qc import AudioMeasures
 from pipeline.request import AudioRequest
 
 CHUNK_RATE_HZ = 32_000
@@ -304,3 +305,9 @@ def write_cover(path: Path) -> Path:
         "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
         "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201e2217bc00000000049454e44ae426082"))
     return path
+
+
+def speech_of(duration_s: float) -> AudioMeasures:
+    """QC's measures of clean speech filling ``duration_s``: for engine tests that fake the decode."""
+    end = max(0.0, duration_s - 0.2)
+    return AudioMeasures(duration_s, min(0.1, end), end, max(0.0, end - 0.1), -20.0, 0)

@@ -16,9 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+from audio_factory import speech_of
 from mutagen.mp3 import MP3
 
-from pipeline import qc, runner
+from pipeline import runner
 from pipeline.client import SoundCloneClient
 from pipeline.config import ENV_API_KEY, resolve_run_config
 from pipeline.engine import BookJob, BookResult, Engine, _FairQueue, _Item
@@ -129,7 +130,7 @@ def run_engine(sim: Simulator, manifests: Sequence[Path], *, concurrency: int | 
                                         requests_per_minute=config.requests_per_minute,
                                         backoff_base_s=config.backoff_base_s, backoff_cap_s=config.backoff_cap_s,
                                         transport=transport, download_transport=download_transport) as client:
-                engine = Engine(client=client, config=config, on_event=emit, measure_audio=lambda path: qc.speech_of(mp3_seconds(path)))
+                engine = Engine(client=client, config=config, on_event=emit, measure_audio=lambda path: speech_of(mp3_seconds(path)))
                 jobs = [BookJob(manifest=plan.manifest, chapters=plan.chapters, journal=journal,
                                 on_chapter_ready=on_chapter_ready) for plan, journal in zip(plans, journals)]
                 return (await engine.run(jobs)).books
@@ -337,7 +338,7 @@ def test_a_long_run_of_429_on_create_is_waited_out_not_failed(book: Callable[...
                                         download_transport=httpx.MockTransport(
                                             lambda request: httpx.Response(200, content=b"\xff\xfb" * 500))
                                         ) as client:
-                engine = Engine(client=client, config=config, sleep=instant, measure_audio=lambda path: qc.speech_of(10.0))
+                engine = Engine(client=client, config=config, sleep=instant, measure_audio=lambda path: speech_of(10.0))
 
                 async def ready(chapter_plan: ChapterPlan) -> list[Path]:
                     return []

@@ -32,9 +32,10 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from audio_factory import speech_of
 from e2e_support import API_KEY, MODEL, audiobook
 
-from pipeline import fsio, qc, runner
+from pipeline import fsio, runner
 from pipeline.cli import render_summary
 from pipeline.client import SoundCloneClient
 from pipeline.config import ENV_API_KEY, resolve_run_config
@@ -494,7 +495,7 @@ def run_engine(manifest_path: Path, fake: FakeApi, *, concurrency: int | None = 
                     base_url=config.base_url, api_key=config.api_key, requests_per_minute=0, sleep=no_wait,
                     transport=httpx.MockTransport(fake.api), download_transport=httpx.MockTransport(fake.files),
             ) as client:
-                engine = Engine(client=client, config=config, sleep=no_wait, measure_audio=lambda path: qc.speech_of(10.0))
+                engine = Engine(client=client, config=config, sleep=no_wait, measure_audio=lambda path: speech_of(10.0))
                 job = BookJob(manifest=plan.manifest, chapters=plan.chapters, journal=journal,
                               on_chapter_ready=on_chapter_ready or note)
                 return await engine.run([job])
@@ -913,7 +914,7 @@ def test_every_oserror_subclass_from_background_work_is_mapped(tmp_path: Path) -
                                         download_transport=httpx.MockTransport(fake.files)) as client:
                 for cls in classes:
                     target = plan.manifest.output / f"01-c1.{cls.__name__}.mp3"
-                    engine = Engine(client=client, config=config, measure_audio=lambda path: qc.speech_of(10.0))
+                    engine = Engine(client=client, config=config, measure_audio=lambda path: speech_of(10.0))
                     job = BookJob(manifest=plan.manifest, chapters=plan.chapters, journal=journal,
                                   on_chapter_ready=stitch_failing("c1", make_os_error(cls, target), []))
                     name = f"{cls.__module__}.{cls.__qualname__}"
