@@ -615,7 +615,11 @@ def ensure_book_share(manifest: Manifest, chapter: ChapterOutput) -> ChapterOutp
 
 
 def _tags(manifest: Manifest, plan: ChapterPlan, track: int, total_tracks: int) -> tags.Tags:
+    """The chapter's tags; its track is its place in the book's files, the credits included (the file
+    number of opening credits is 00, its track 1)."""
     book = manifest.book
+    ids = [c.id for c in manifest.chapters]
+    track = ids.index(plan.chapter.id) + 1 if plan.chapter.id in ids else track
     return tags.Tags(title=plan.chapter.title, album=book.title, author=book.author,
                          narrator=book.narrator, year=book.year,
                          description=book.description, track=track, total_tracks=total_tracks,

@@ -3,23 +3,15 @@
 Measured per file (decoded by ffmpeg in blocks, so a two-hour file costs no memory): duration,
 sample rate, channels, codec, bit rate and its mode (CBR/VBR), RMS, sample peak, true peak, noise
 floor (RMS of the quietest 0.5 s), head and tail silence (time to the first / after the last 10 ms
-frame louder than ``audio.silence_threshold_db``). dB are dBFS, a full-scale sine reading -3 dB RMS
-as in ACX's own check.
+frame louder than ``audio.silence_threshold_db``); and, for a profile that states loudness in LUFS,
+the integrated loudness (ffmpeg's ``ebur128``). dB are dBFS, a full-scale sine reading -3 dB RMS as
+in ACX's own check.
 
-Profiles (``audio.profile`` in the manifest):
-
-``acx``   ACX's audio submission requirements: RMS -23 to -18 dB; peak at most -3 dB; noise floor at
-          most -60 dB; 44.1 kHz; MP3 at 192 kbps CBR; 0.5 to 1 s of room tone at the head and 1 to
-          5 s at the tail; at most 120 minutes per file. ACX takes MP3 only, so the M4B is held to the
-          level and sample-rate rules and its format is noted, not failed.
-``google-play``  Google Play Books' published audiobook file rules: MP3, AAC (M4A/M4B), FLAC or WAV;
-          at least 44.1 kHz; MP3 or AAC at least 128 kbps mono (256 kbps stereo); CBR preferred
-          (a warning); start and end with silence (a warning under 0.25 s). Google publishes no
-          loudness targets; the ACX ranges (which the other big retailers share) are checked as
-          warnings.
-``none``  measure only.
-
-A failed *error* check fails the report; a *warning* is shown but does not.
+The rules are the profile's table in :mod:`pipeline.profiles` (``audio.profile`` in the manifest for
+the output folder's report; ``audiobook deliver --profile`` for a delivery), each check naming its
+rule's source and the fix. A format the profile does not take (ACX and the M4B) is noted, not
+failed: it is not delivered there. A failed *error* check fails the report; a *warning* (a rule the
+retailer states as a recommendation) is shown but does not.
 """
 
 from __future__ import annotations
@@ -30,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pipeline import fsio, profiles
 from pipeline.assembly import read_state
 from pipeline.audio import dsp, ffmpeg, tags
 from pipeline.errors import AssemblyError, AudioToolError
@@ -50,6 +43,25 @@ class Check:
     limit: str
     passed: bool
     severity: str = ERROR
+    source: str = ""
+    fix: str = ""
+
+
+# What to change when a rule fails (the audio settings make every file; `stitch` rebuilds them).
+FIXES = {
+    "RMS": "set audio.target_rms_db inside the range, then `audiobook stitch`",
+    "LUFS": "raise or lower audio.target_rms_db by the difference, then `audiobook stitch`",
+    "peak": "lower audio.true_peak_db, then `audiobook stitch`",
+    "noise floor": "lower audio.room_tone_db, then `audiobook stitch`",
+    "sample rate": "set audio.sample_rate_hz to a rate the profile takes, then `audiobook stitch`",
+    "bit rate": "set audio.bitrate_kbps to one the profile takes, then `audiobook stitch`",
+    "bit rate mode": "the chapter files are CBR: rebuild them with `audiobook stitch --force`",
+    "channels": "the chapter files are mono: rebuild them with `audiobook stitch --force`",
+    "head room tone": "set audio.head_s inside the range, then `audiobook stitch`",
+    "tail room tone": "set audio.tail_s inside the range, then `audiobook stitch`",
+    "length": "`audiobook deliver` splits a chapter over the limit into parts; or split it in the manifest",
+    "format": "deliver it with `audiobook deliver` for a profile that takes this format",
+}
 
 
 @dataclass(frozen=True)
@@ -131,63 +143,65 @@ def _clock(seconds: float) -> str:
     return f"{total // 3600}:{total // 60 % 60:02d}:{total % 60:02d}"
 
 
-def _range(name: str, value: float, low: float | None, high: float | None, unit: str,
-           severity: str = ERROR) -> Check:
-    ok = (low is None or value >= low) and (high is None or value <= high)
-    if low is not None and high is not None:
-        limit = f"{low:g} to {high:g} {unit}"
-    elif high is not None:
-        limit = f"at most {high:g} {unit}"
-    else:
-        limit = f"at least {low:g} {unit}"
-    return Check(name, f"{value:.2f} {unit}", limit, ok, severity)
+def _range(name: str, value: float, allowed: profiles.Range, unit: str, p: profiles.Profile) -> Check:
+    return Check(name, f"{value:.2f} {unit}", allowed.describe(unit), allowed.holds(value), p.severity_of(name),
+                 p.source_of(name), FIXES.get(name, ""))
 
 
-def _loudness_checks(m: dsp.Measurement, severity: str) -> list[Check]:
-    return [
-        _range("RMS", m.rms_db, -23.0, -18.0, "dB", severity),
-        _range("peak", m.peak_db, None, -3.0, "dB", severity),
-        _range("noise floor", m.noise_floor_db, None, -60.0, "dB", severity),
-    ]
+def _rule(name: str, measured: str, limit: str, ok: bool, p: profiles.Profile) -> Check:
+    return Check(name, measured, limit, ok, p.severity_of(name), p.source_of(name), FIXES.get(name, ""))
 
 
-def profile_checks(profile: str, info: tags.StreamInfo, m: dsp.Measurement) -> list[Check]:
-    """The checks of ``profile`` for one file (see the module docstring for their sources)."""
-    if profile == "none":
-        return []
-    if profile == "acx":
-        checks = _loudness_checks(m, ERROR)
-        checks.append(Check("sample rate", f"{info.sample_rate_hz} Hz", "44100 Hz", info.sample_rate_hz == 44_100))
-        if info.codec != "mp3":
-            checks.append(Check("format", info.codec, "MP3 (ACX takes MP3 only)", False, INFO))
-            return checks
-        checks += [
-            Check("bit rate", f"{info.bitrate_kbps:.0f} kbps", "192 kbps",
-                  abs(info.bitrate_kbps - 192) < 1),
-            Check("bit rate mode", info.bitrate_mode, "CBR", info.bitrate_mode == "CBR"),
-            _range("head room tone", m.head_silence_s, 0.5, 1.0, "s"),
-            _range("tail room tone", m.tail_silence_s, 1.0, 5.0, "s"),
-            _range("length", m.duration_s / 60, None, 120.0, "min"),
-        ]
+def _profile(name: str) -> profiles.Profile:
+    try:
+        return profiles.profile(name)
+    except KeyError as exc:
+        raise AssemblyError(f"{exc.args[0]} (audio.profile in the manifest, or --profile)") from None
+
+
+def profile_checks(profile: str, info: tags.StreamInfo, m: dsp.Measurement, *, lufs: float | None = None
+                   ) -> list[Check]:
+    """The checks of ``profile`` (its table in :mod:`pipeline.profiles`) for one file; ``lufs`` is the
+    file's integrated loudness, needed when the profile states loudness in LUFS."""
+    p = _profile(profile)
+    checks: list[Check] = []
+    if p.loudness is not None:
+        if p.loudness_unit == profiles.LUFS:
+            if lufs is not None:
+                checks.append(_range("LUFS", lufs, p.loudness, "LUFS", p))
+        else:
+            checks.append(_range("RMS", m.rms_db, p.loudness, "dB", p))
+    if p.peak_db is not None:
+        checks.append(_range("peak", m.peak_db, profiles.Range(None, p.peak_db), "dB", p))
+    if p.noise_floor_db is not None:
+        checks.append(_range("noise floor", m.noise_floor_db, profiles.Range(None, p.noise_floor_db), "dB", p))
+    if p.sample_rate_hz != profiles.Range(None, None):
+        checks.append(_rule("sample rate", f"{info.sample_rate_hz} Hz", p.sample_rate_hz.describe("Hz"),
+                            p.sample_rate_hz.holds(info.sample_rate_hz), p))
+    if not p.formats:
         return checks
-    if profile == "google-play":
-        checks = [Check("format", info.codec, "MP3, AAC, FLAC or WAV",
-                        info.codec in ("mp3", "aac", "flac", "wav", "pcm_s16le"))]
-        checks.append(_range("sample rate", float(info.sample_rate_hz), 44_100, None, "Hz"))
-        if info.codec in ("mp3", "aac"):
-            floor = 128 if info.channels <= 1 else 256
-            checks.append(_range("bit rate", info.bitrate_kbps, floor * BITRATE_TOLERANCE, None, "kbps"))
-        if info.codec == "mp3":
-            checks.append(Check("bit rate mode", info.bitrate_mode, "CBR (preferred)",
-                                info.bitrate_mode == "CBR", WARNING))
-        checks += [
-            _range("head silence", m.head_silence_s, 0.25, None, "s", WARNING),
-            _range("tail silence", m.tail_silence_s, 0.25, None, "s", WARNING),
-            *_loudness_checks(m, WARNING),
-        ]
+    if info.codec not in p.formats:
+        checks.append(Check("format", info.codec, f"{', '.join(p.formats)} ({p.retailer} takes no other)", False,
+                            INFO, p.source_of("format"), FIXES["format"]))
         return checks
-    raise AssemblyError(f"unknown delivery profile {profile!r}; use one of acx, google-play, none "
-                        "(audio.profile in the manifest)")
+    checks.append(_rule("channels", f"{info.channels}", "1 (mono) or 2 (stereo)", info.channels in (1, 2), p))
+    if p.bitrate_kbps is not None and info.codec in ("mp3", "aac"):
+        floor = p.bitrate_kbps
+        if info.channels > 1 and floor.low is not None and p.name == "google-play":
+            floor = profiles.Range(floor.low * 2, floor.high)  # Google: 128 kbps mono, 256 kbps stereo
+        # an average a hair under nominal still counts (AAC's is measured)
+        measured = info.bitrate_kbps / BITRATE_TOLERANCE if info.codec == "aac" else round(info.bitrate_kbps)
+        checks.append(_rule("bit rate", f"{info.bitrate_kbps:.0f} kbps", floor.describe("kbps"),
+                            floor.holds(measured), p))
+    if info.codec == "mp3" and p.cbr:
+        checks.append(_rule("bit rate mode", info.bitrate_mode, "CBR", info.bitrate_mode == "CBR", p))
+    if p.head_s is not None:
+        checks.append(_range("head room tone", m.head_silence_s, p.head_s, "s", p))
+    if p.tail_s is not None:
+        checks.append(_range("tail room tone", m.tail_silence_s, p.tail_s, "s", p))
+    if p.max_file_minutes is not None:
+        checks.append(_range("length", m.duration_s / 60, profiles.Range(None, p.max_file_minutes), "min", p))
+    return checks
 
 
 def check_delivery(*, manifest: Manifest, files: Sequence[Path], book_parts: Sequence[Path] = (),
@@ -200,11 +214,8 @@ def check_delivery(*, manifest: Manifest, files: Sequence[Path], book_parts: Seq
     cannot be read or decoded is reported (and fails) rather than stopping the others; a missing
     ffmpeg still raises :class:`AudioToolError`.
     """
-    settings = manifest.audio
-    profile = settings.profile
-    if profile not in ("acx", "google-play", "none"):
-        raise AssemblyError(f"unknown delivery profile {profile!r}; use one of acx, google-play, none "
-                            "(audio.profile in the manifest)")
+    profile = manifest.audio.profile
+    p = _profile(profile)
     reports: list[FileReport] = []
     for path in files:
         path = Path(path)
@@ -221,7 +232,9 @@ def check_delivery(*, manifest: Manifest, files: Sequence[Path], book_parts: Seq
             continue
         # Measured at the file's own rate would be the same; the decoder resamples to the settings'
         # rate, and the container tells the real one.
-        reports.append(FileReport(path, info, measurement, tuple(profile_checks(profile, info, measurement))))
+        lufs = loudness(path, manifest) if p.loudness_unit == profiles.LUFS and path.suffix != BOOK_SUFFIX else None
+        reports.append(FileReport(path, info, measurement,
+                                  tuple(profile_checks(profile, info, measurement, lufs=lufs))))
     return DeliveryReport(profile=profile, files=tuple(reports), qc=dict(qc or {}))
 
 
@@ -253,6 +266,21 @@ def measure(path: Path, manifest: Manifest) -> tuple[tags.StreamInfo, dsp.Measur
     return info, measurement
 
 
+def loudness(path: Path, manifest: Manifest) -> float:
+    """The file's integrated loudness (LUFS), kept beside its measurement: measured once per file."""
+    stat = path.stat()
+    key = f"lufs-v1:{stat.st_size}:{stat.st_mtime_ns}"
+    cache_path = BookLayout(manifest.output).measurement(f"{path.name}.lufs")
+    hit = read_state(cache_path)
+    if hit is not None and hit.get("key") == key and isinstance(hit.get("lufs"), (int, float)):
+        return float(hit["lufs"])
+    value = ffmpeg.integrated_loudness(path)
+    if cache_path.parent.parent.is_dir():
+        fsio.ensure_dir(cache_path.parent)
+        write_atomic(cache_path, json.dumps({"key": key, "lufs": value}))
+    return value
+
+
 def write_delivery_report(report: DeliveryReport, path: Path) -> Path:
     """Write ``report`` as JSON to ``path`` (normally ``<output>/delivery-report.json``) atomically."""
     path = Path(path)
@@ -277,6 +305,7 @@ def report_failures(path: Path) -> list[str]:
             lines.append(f"{item.get('file')}: {item['error']}")
         for check in item.get("checks", []):
             if not check.get("passed", True) and check.get("severity") == ERROR:
+                fix = f"; {check['fix']}" if check.get("fix") else ""
                 lines.append(f"{item.get('file')}: {check.get('name')} {check.get('measured')} (the {profile} profile "
-                             f"wants {check.get('limit')})")
+                             f"wants {check.get('limit')}){fix}")
     return lines

@@ -30,6 +30,9 @@ from pipeline.errors import ConfigError, ManifestError, Problem
 from pipeline.lexicon import entries as lexicon
 from pipeline.models import (
     API_MAX_CHARS,
+    CLOSING_CREDITS,
+    CREDIT_KINDS,
+    OPENING_CREDITS,
     DELIVERY_PROFILES,
     EMOTIONS,
     LANGUAGE_AUTO,
@@ -46,6 +49,7 @@ from pipeline.models import (
     PauseSettings,
     Pricing,
     QcSettings,
+    SampleSettings,
     Voice,
 )
 
@@ -100,8 +104,8 @@ def _voice_fields() -> dict[str, Field]:
     }
 
 
-_A, _P, _C, _K, _R, _Q = (AudioSettings(), PauseSettings(), ChunkingSettings(), ApiSettings(), Pricing(),
-                          QcSettings())
+_A, _P, _C, _K, _R, _Q, _S = (AudioSettings(), PauseSettings(), ChunkingSettings(), ApiSettings(), Pricing(),
+                              QcSettings(), SampleSettings())
 QC_POLICIES = ("flag", "retake")
 
 SCHEMA: dict[str, Field] = {
@@ -110,6 +114,7 @@ SCHEMA: dict[str, Field] = {
     "narrator": Field("str", "narrator (tags, M4B)"),
     "year": Field("int", "publication year (tags)", minimum=0, maximum=9999),
     "description": Field("str", "blurb for the M4B"),
+    "subtitle": Field("str", "book subtitle (the default opening credits)"),
     "cover": Field("path", "cover image, JPEG or PNG (tags, M4B)"),
     "language": Field("choice", "API language name, or auto", LANGUAGE_AUTO, choices=LANGUAGES),
     "output": Field("path", "output folder (default: build/<manifest name> beside the manifest)"),
@@ -134,6 +139,8 @@ SCHEMA: dict[str, Field] = {
         "paragraph_s": Field("number", "seam between paragraphs", _P.paragraph_s, minimum=0, maximum=99.99),
         "scene_break_s": Field("number", "a scene break line (***, * * *, ---, #)", _P.scene_break_s,
                                minimum=0, maximum=99.99),
+        "title_s": Field("number", "after a spoken chapter title (speak_chapter_titles)", _P.title_s,
+                         minimum=0, maximum=99.99),
     }),
     "audio": Field("section", "chapter files and the book", children={
         "sample_rate_hz": Field("choice", "output sample rate", _A.sample_rate_hz, choices=(22050, 44100, 48000)),
@@ -189,6 +196,24 @@ SCHEMA: dict[str, Field] = {
         "backoff_base_s": Field("number", "first retry delay after a 429, 5xx or network error (doubles, "
                                 "with jitter; Retry-After wins)", _K.backoff_base_s, minimum=0, maximum=600),
         "backoff_cap_s": Field("number", "longest retry delay", _K.backoff_cap_s, minimum=0, maximum=3600),
+    }),
+    "speak_chapter_titles": Field("bool", "begin each chapter file with its title spoken, then a pause (not when "
+                                  "the chapter text already begins with it)", False),
+    "credits": Field("section", "opening and closing credits, rendered as their own files (an empty credits: {} "
+                     "uses the defaults built from title, subtitle, author and narrator)", children={
+        "opening": Field("str", "the opening credits' text (default: '<title>. <subtitle>. Written by <author>. "
+                         "Narrated by <narrator>.')"),
+        "closing": Field("str", "the closing credits' text (default: 'This has been <title>, written by <author>, "
+                         "narrated by <narrator>. The end.')"),
+    }),
+    "sample": Field("section", "the retail sample `audiobook deliver` cuts from the finished audio (no API call)",
+                    children={
+        "chapter": Field("str", "the chapter id to take it from (default: the first chapter long enough)"),
+        "at": Field("str", "words of the chapter to start from (default: its first sentence)"),
+        "start_s": Field("number", "or the second of the chapter file to start from (the next sentence)",
+                         minimum=0),
+        "seconds": Field("number", "about how long (it ends at a sentence end)", _S.seconds, minimum=30,
+                         maximum=600),
     }),
     "lexicon": Field("lexicon", "pronunciations: respellings sent to the voice instead of the book's words, as a "
                      "list of entries or {files: [names.yaml, terms.csv], entries: [...]} (see The lexicon)"),
@@ -659,19 +684,28 @@ def load_manifest(path: Path, *, voice_resolver: Callable[[str], str | None] | N
     chapters, inherited = _load_chapters(
         v, data.get("chapters"), base=base, language=language, book_voice=book_voice,
         book_model_id=book_model_id, book_language=book_language, book_version=book_version, names=names,
-        pauses=pauses, book_lexicon=book_lexicon) if "chapters" in data else ((), True)
+        pauses=pauses, book_lexicon=book_lexicon,
+        speak_titles=top.get("speak_chapter_titles", False)) if "chapters" in data else ((), True)
     if inherited:
         # Reported once, here: every chapter that keeps the book's language and sound_version meets it.
         _check_language(v, ("voice", "sound_version"), book_language, book_version)
+    book = BookInfo(title=top.get("title", ""), subtitle=top.get("subtitle"), author=top.get("author"),
+                    narrator=top.get("narrator"), year=top.get("year"), description=top.get("description"),
+                    cover=cover)
+    sample = _sample(v, top.get("sample", {}), chapters, data.get("sample"))
     if problems:
         raise ManifestError(problems)
     assert book_model_id is not None
     book_voice_model = Voice(model_id=book_model_id,
                              **{k: val for k, val in book_voice.items() if k in _VOICE_SETTINGS})
+    if "credits" in data:
+        chapters = _with_credits(v, top.get("credits", {}), chapters, book=book, voice=book_voice_model,
+                                 language=language, lexicon=book_lexicon, pauses=pauses)
+        if problems:
+            raise ManifestError(problems)
     return Manifest(
         path=path,
-        book=BookInfo(title=top["title"], author=top.get("author"), narrator=top.get("narrator"),
-                      year=top.get("year"), description=top.get("description"), cover=cover),
+        book=book,
         language=language, output=output, voice=book_voice_model, subtitles=subtitles,
         pricing=Pricing(**top.get("pricing", {})),
         chunking=ChunkingSettings(**top.get("chunking", {})),
@@ -682,7 +716,115 @@ def load_manifest(path: Path, *, voice_resolver: Callable[[str], str | None] | N
         lexicon=book_lexicon,
         chapters=chapters,
         voice_name=voice_name,
+        sample=sample,
+        has_credits="credits" in data,
     )
+
+
+CREDIT_TITLES = {OPENING_CREDITS: "Opening Credits", CLOSING_CREDITS: "Closing Credits"}
+
+
+def _sentence(text: str) -> str:
+    """``text`` ending as a sentence does (a full stop added unless it has its own)."""
+    text = text.strip()
+    return text if text[-1:] in ".!?…。！？" else text + ("。" if _cjk(text) else ".")
+
+
+def _cjk(text: str) -> bool:
+    return any("぀" <= ch <= "鿿" or "가" <= ch <= "힯" for ch in text)
+
+
+def default_credits(book: BookInfo, language: str) -> dict[str, str]:
+    """The credits a ``credits: {}`` section reads: title, subtitle, author and narrator (the parts the
+    manifest gives), in Chinese for a Chinese book and in English otherwise."""
+    if language.startswith("Chinese"):
+        opening = [book.title, book.subtitle, book.author and f"作者：{book.author}",
+                   book.narrator and f"演播：{book.narrator}"]
+        closing = [f"《{book.title}》到此结束", "谢谢收听"]
+        return {OPENING_CREDITS: "".join(_sentence(p) for p in opening if p),
+                CLOSING_CREDITS: "".join(_sentence(p) for p in closing)}
+    opening = [book.title, book.subtitle, book.author and f"Written by {book.author}",
+               book.narrator and f"Narrated by {book.narrator}"]
+    by = ", ".join(p for p in (book.author and f"written by {book.author}",
+                               book.narrator and f"narrated by {book.narrator}") if p)
+    closing = f"This has been {book.title.strip().rstrip('.')}{', ' + by if by else ''}. The end."
+    return {OPENING_CREDITS: " ".join(_sentence(p) for p in opening if p), CLOSING_CREDITS: closing}
+
+
+def _with_credits(v: _Validator, section: dict[str, Any], chapters: tuple[ChapterSpec, ...], *, book: BookInfo,
+                  voice: Voice, language: str, lexicon: tuple[lexicon.Entry, ...],
+                  pauses: PauseSettings) -> tuple[ChapterSpec, ...]:
+    """The chapters with the opening credits before them and the closing credits after, both read by the
+    book's voice in the book's language (file numbers 00 and N+1, so the chapters keep theirs)."""
+    defaults = default_credits(book, language)
+    for chapter in chapters:
+        if chapter.id.lower() in CREDIT_KINDS:
+            index = chapter.number - 1
+            v.add(("chapters", index, "id"), f"'{chapter.id}' is the id of the credits the credits: section adds; "
+                                             "rename the chapter")
+    made = {}
+    for kind, key in ((OPENING_CREDITS, "opening"), (CLOSING_CREDITS, "closing")):
+        raw = section.get(key, defaults[kind])
+        marker_problems = texts.check_markers(raw)
+        for p in marker_problems:
+            v.add(("credits", key), f"column {p.column}: {p.message}")
+        spoken = texts.to_spoken_text(raw, markdown=False, scene_break_s=pauses.scene_break_s)
+        if not marker_problems and not texts.spoken_only(spoken).strip():
+            v.add(("credits", key), "has no words to read; give the credits' text or remove the key for the default")
+        made[kind] = ChapterSpec(id=kind, title=CREDIT_TITLES[kind],
+                                 number=0 if kind == OPENING_CREDITS else len(chapters) + 1, text=spoken,
+                                 voice=voice, language=language, lexicon=lexicon, kind=kind)
+    return (made[OPENING_CREDITS], *chapters, made[CLOSING_CREDITS])
+
+
+def _sample(v: _Validator, section: dict[str, Any], chapters: tuple[ChapterSpec, ...], raw: Any) -> SampleSettings:
+    """The ``sample:`` section, its chapter and starting words found now (not after the book is paid for)."""
+    settings = SampleSettings(**section)
+    if isinstance(raw, dict) and "at" in raw and "start_s" in raw:
+        v.add(("sample", "start_s"), "give at (words to start from) or start_s, not both; remove one")
+    if settings.chapter is not None and chapters:
+        found = [c for c in chapters if c.id == settings.chapter]
+        if not found:
+            hint = difflib.get_close_matches(settings.chapter, [c.id for c in chapters], n=1)
+            v.add(("sample", "chapter"), f"no chapter has the id '{settings.chapter}'; "
+                  + (f"did you mean '{hint[0]}'?" if hint else "give the id of one of the chapters"))
+        elif settings.at is not None and sample_start(found[0].text, settings.at) is None:
+            v.add(("sample", "at"), f"'{settings.at}' is not in chapter '{settings.chapter}'; copy a few words from "
+                                    "the sentence the sample should start with")
+    elif settings.at is not None and chapters:
+        v.add(("sample", "at"), "needs sample.chapter: the chapter whose words these are")
+    return settings
+
+
+_CJK_CHARS = "\u3040-\u9fff\uac00-\ud7af"
+_WORD_RE = re.compile(f"[{_CJK_CHARS}]|[^\\W{_CJK_CHARS}]+")
+
+
+def _words(text: str) -> list[str]:
+    """Words to compare, ignoring case, punctuation and markers (each CJK character a word)."""
+    return _WORD_RE.findall(texts.spoken_only(text).casefold())
+
+
+def sample_start(text: str, at: str) -> int | None:
+    """How many words of ``text`` come before the words ``at`` (compared as words, ignoring case,
+    punctuation and markers); None when they are not in it."""
+    words, wanted = _words(text), _words(at)
+    if not wanted:
+        return None
+    for i in range(len(words) - len(wanted) + 1):
+        if words[i:i + len(wanted)] == wanted:
+            return i
+    return None
+
+
+def _with_spoken_title(title: str, text: str, pause_s: float) -> tuple[str, str | None]:
+    """(text, spoken title): the title read first, then ``pause_s`` of silence, unless the text already
+    begins with the title's words (a Markdown heading, a first line "Chapter One"), so no title is read
+    twice."""
+    if sample_start(text, title) == 0 or not _words(title):
+        return text, None
+    pause = texts.format_pause(min(pause_s, texts.PAUSE_MAX_S)) if pause_s > 0 else ""
+    return f"{_sentence(title)}{pause}\n\n{text}", title
 
 
 def _read_text(path: Path, display: str) -> str:
@@ -850,8 +992,8 @@ def _lexicon_file(v: _Validator, file: Path) -> list[lexicon.Entry]:
 
 def _load_chapters(v: _Validator, raw: Any, *, base: Path, language: str, book_voice: dict[str, Any],
                    book_model_id: str | None, book_language: str | None, book_version: str | None,
-                   names: _VoiceNames, pauses: PauseSettings, book_lexicon: tuple[lexicon.Entry, ...] = ()
-                   ) -> tuple[tuple[ChapterSpec, ...], bool]:
+                   names: _VoiceNames, pauses: PauseSettings, book_lexicon: tuple[lexicon.Entry, ...] = (),
+                   speak_titles: bool = False) -> tuple[tuple[ChapterSpec, ...], bool]:
     """The chapters, and whether any keeps the book's language and sound_version (or none can be
     read), so that the book-level pair must be valid too."""
     if not isinstance(raw, list) or not raw:
@@ -902,11 +1044,18 @@ def _load_chapters(v: _Validator, raw: Any, *, base: Path, language: str, book_v
         if chapter_id is None or spoken is None or model_id is None:
             continue  # each of these has its problem already
         settings = {k: val for k, val in {**book_voice, **override}.items() if k in _VOICE_SETTINGS}
+        spoken_title = None
+        if speak_titles:
+            if "title" not in entry:
+                v.add(path + ("title",), "is needed to speak the chapter's title (speak_chapter_titles: true); "
+                                         "give the chapter a title")
+                continue
+            spoken, spoken_title = _with_spoken_title(entry["title"], spoken, pauses.title_s)
         chapters.append(ChapterSpec(
             id=chapter_id, title=entry.get("title", chapter_id), number=len(chapters) + 1, text=spoken,
             voice=Voice(model_id=model_id, **settings), language=chapter_language,
             source=_resolve(base, entry["source"]) if "source" in entry else None,
-            lexicon=lexicon.merged(book_lexicon, own_lexicon),
+            lexicon=lexicon.merged(book_lexicon, own_lexicon), spoken_title=spoken_title,
         ))
     return tuple(chapters), inherited
 

@@ -23,7 +23,14 @@ API_BASE_URL = "https://www.jimmyai.cn"
 EMOTIONS = ("happy", "sad", "angry", "fearful", "disgusted", "surprised", "neutral")
 SOUND_VERSIONS = ("v1", "v2")
 SUBTITLE_MODES = ("off", "sentence", "word")
-DELIVERY_PROFILES = ("acx", "google-play", "none")
+DELIVERY_PROFILES = ("acx", "google-play", "findaway", "kobo", "apple", "none")
+
+# What a ChapterSpec is: a chapter of the book, or the credits the manifest's ``credits:`` adds around
+# them (rendered and assembled like chapters, delivered as their own files).
+CHAPTER = "chapter"
+OPENING_CREDITS = "opening-credits"
+CLOSING_CREDITS = "closing-credits"
+CREDIT_KINDS = (OPENING_CREDITS, CLOSING_CREDITS)
 
 # soundclone-api.md, "Languages".
 LANGUAGES_V1 = (
@@ -90,6 +97,7 @@ class PauseSettings:
     sentence_s: float = 0.35
     paragraph_s: float = 0.8
     scene_break_s: float = 2.0
+    title_s: float = 1.5         # after a spoken chapter title (speak_chapter_titles)
 
 
 @dataclass(frozen=True)
@@ -152,16 +160,36 @@ class ChapterSpec:
     language: str
     source: Path | None = None
     lexicon: tuple[Entry, ...] = ()   # the book's entries and the chapter's own (pipeline.lexicon)
+    kind: str = CHAPTER               # CHAPTER, or one of CREDIT_KINDS (its id is the kind)
+    # The title spoken at its start (speak_chapter_titles), which ``text`` then begins with; None when
+    # the title is not spoken (or the text already begins with it).
+    spoken_title: str | None = None
+
+    @property
+    def is_credits(self) -> bool:
+        return self.kind in CREDIT_KINDS
 
 
 @dataclass(frozen=True)
 class BookInfo:
     title: str
+    subtitle: str | None = None
     author: str | None = None
     narrator: str | None = None
     year: int | None = None
     description: str | None = None
     cover: Path | None = None
+
+
+@dataclass(frozen=True)
+class SampleSettings:
+    """The retail sample (``sample:``): cut from the finished audio, never rendered. ``chapter`` None:
+    the first chapter long enough; ``at`` (words to start from) or ``start_s``, else its first sentence."""
+
+    chapter: str | None = None
+    at: str | None = None
+    start_s: float | None = None
+    seconds: float = 180.0
 
 
 @dataclass(frozen=True)
@@ -181,6 +209,13 @@ class Manifest:
     voice_name: str | None = None
     qc: QcSettings = QcSettings()
     lexicon: tuple[Entry, ...] = ()   # the book-wide entries (each chapter has its merged ones)
+    sample: SampleSettings = SampleSettings()
+    has_credits: bool = False         # a ``credits:`` section: its two parts are in ``chapters``
+
+    @property
+    def story(self) -> tuple[ChapterSpec, ...]:
+        """The chapters of the book itself, without the credits."""
+        return tuple(c for c in self.chapters if not c.is_credits)
 
     def chapter(self, chapter_id: str) -> ChapterSpec:
         for chapter in self.chapters:

@@ -57,7 +57,7 @@ def test_a_bad_file_fails_with_each_reason(outputs: tuple[Manifest, ChapterOutpu
                       "tail room tone"}
     table = report.render_table()
     assert "loud.mp3" in table and "FAIL" in table and "FAILED" in table
-    assert "loud.mp3: error: bit rate 128 kbps (wanted 192 kbps)" in table
+    assert "loud.mp3: error: bit rate 128 kbps (wanted at least 192 kbps)" in table
 
 
 def test_google_play_only_warns_on_loudness(outputs: tuple[Manifest, ChapterOutput, Path, Path],
@@ -100,7 +100,7 @@ def test_unreadable_file_is_reported_not_raised(outputs: tuple[Manifest, Chapter
 def test_unknown_profile(outputs: tuple[Manifest, ChapterOutput, Path, Path]) -> None:
     manifest, chapter, _, _ = outputs
     odd = replace(manifest, audio=AudioSettings(profile="spotify"))
-    with pytest.raises(AssemblyError, match="unknown delivery profile 'spotify'.*acx, google-play, none"):
+    with pytest.raises(AssemblyError, match="unknown delivery profile 'spotify'.*acx, findaway, google-play, kobo, apple, none"):
         check_delivery(manifest=odd, files=[chapter.audio_path])
 
 
@@ -127,15 +127,16 @@ def test_a_failed_report_names_every_failed_rule(outputs: tuple[Manifest, Chapte
                                  tmp_path / REPORT_NAME)
     lines = report_failures(path)
     assert len(lines) == 7 and all(line.startswith("loud.mp3: ") for line in lines)
-    assert "loud.mp3: bit rate 128 kbps (the acx profile wants 192 kbps)" in lines
+    assert ("loud.mp3: bit rate 128 kbps (the acx profile wants at least 192 kbps); set audio.bitrate_kbps to one "
+            "the profile takes, then `audiobook stitch`") in lines
     good = write_delivery_report(check_delivery(manifest=manifest, files=[chapter.audio_path]), tmp_path / "ok.json")
     assert report_failures(good) == [] and report_failures(tmp_path / "missing.json") == []
 
 
 @pytest.mark.parametrize("audio, problem", [
-    ("{target_rms_db: -30}", "audio.target_rms_db: -30 breaks the acx rule “RMS between -23 dB and -18 dB”"),
-    ("{sample_rate_hz: 22050}", "audio.sample_rate_hz: 22050 breaks the acx rule “44.1 kHz sample rate”"),
-    ("{head_s: 0}", "audio.head_s: 0 breaks the acx rule “0.5 to 1 second of room tone at the head”"),
+    ("{target_rms_db: -30}", "audio.target_rms_db: -30 breaks the acx rule “RMS -23 to -18 dB”"),
+    ("{sample_rate_hz: 22050}", "audio.sample_rate_hz: 22050 breaks the acx rule “a sample rate of 44100 Hz”"),
+    ("{head_s: 0}", "audio.head_s: 0 breaks the acx rule “0.5 to 1 s of room tone at the head”"),
     ("{profile: google-play, bitrate_kbps: 96}", "audio.bitrate_kbps: 96 breaks the google-play rule"),
 ])
 def test_settings_a_profile_must_reject_are_refused_before_anything_is_spent(tmp_path: Path, audio: str,

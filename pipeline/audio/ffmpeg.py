@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import math
 import os
 import re
 import shutil
@@ -134,6 +135,27 @@ def _run_ffmpeg(args: list[str], *, what: str, input_bytes: bytes | None = None,
     if proc.returncode != 0:
         raise _failure(what, f"(exit {proc.returncode}) {_tail(proc.stderr)}", output)
     return proc.stdout
+
+
+_INTEGRATED_RE = re.compile(rb"Integrated loudness:\s*I:\s*(-?[0-9.]+|-inf|nan) LUFS")
+
+
+def integrated_loudness(path: Path, *, label: str | None = None) -> float:
+    """The file's integrated loudness in LUFS (EBU R 128 / ITU-R BS.1770, gated), measured by ffmpeg's
+    ``ebur128`` filter while it decodes: streamed, so a two-hour file costs no memory. A silent file
+    reads ``-70.0`` (the filter's absolute gate)."""
+    cmd = [find_ffmpeg(), "-hide_banner", "-nostdin", "-nostats", "-i", str(path), "-map", "0:a:0",
+           "-af", "ebur128=framelog=verbose", "-f", "null", "-"]
+    what = f"measure the loudness of {label or path}"
+    try:
+        proc = subprocess.run(cmd, capture_output=True, check=False)
+    except OSError as exc:
+        raise AudioToolError(f"could not run ffmpeg ({cmd[0]}) to {what}: {exc}; {FFMPEG_INSTALL_HINT}") from exc
+    found = _INTEGRATED_RE.findall(proc.stderr)
+    if proc.returncode != 0 or not found:
+        raise _failure(what, f"(exit {proc.returncode}) {_tail(proc.stderr)}", None)
+    value = float(found[-1])
+    return value if math.isfinite(value) else -70.0
 
 
 # --------------------------------------------------------------------------------------------------
