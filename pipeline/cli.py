@@ -544,6 +544,47 @@ def render_import(result: Any) -> str:
 
 @main.command()
 @click.argument("manifest", type=click.Path(path_type=Path))
+@click.option("--profile", "profile", required=True,
+              type=click.Choice(["acx", "findaway", "google-play", "kobo", "apple", "none"]),
+              help="The retailer whose rules the package follows (see the README's delivery profiles).")
+@click.option("--out", "out", type=click.Path(path_type=Path, file_okay=False),
+              help="The package folder (default: <output>/delivery/<profile>); replaced whole when complete.")
+@click.option("--confirm-ai-narration-allowed", "confirm_ai", is_flag=True,
+              help="You have the retailer's authorisation for synthetic narration (required for acx).")
+@_rehearsal_option
+@_same_book_option
+def deliver(manifest: Path, profile: str, out: Path | None, confirm_ai: bool, simulate: bool,
+            same_book: bool) -> None:
+    """Build a retailer's package from the finished book, without any API call.
+
+    Opening credits, the chapters (a chapter over the retailer's length limit split into parts with
+    its subtitles), closing credits, the retail sample and the cover, named and tagged for the
+    retailer; every file is measured against every rule of the profile, and delivery-report.json and
+    delivery-report.html say what passed, what failed, and each rule's source. Exits 1 when a rule
+    fails.
+    """
+    from pipeline import runner
+
+    book = runner.load(manifest, simulate=simulate)
+    report = runner.deliver(book, profile=profile, out=out, confirm_ai=confirm_ai, same_book=same_book)
+    for f in report.files:
+        m = f.report.measurement
+        length = f" {_format_seconds(m.duration_s)}" if m is not None else ""
+        click.echo(f"{'ok  ' if f.passed else 'FAIL'} {f.piece.name}{length} ({f.piece.role})")
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    click.echo(f"wrote {report.folder} ({len(report.files)} audio file(s)); report: "
+               f"{report.folder / 'delivery-report.html'}")
+    failures = report.failures()
+    for line in failures:
+        click.echo(f"FAILED {profile}: {line}")
+    if failures:
+        sys.exit(1)
+    click.echo(f"every {profile} rule passed")
+
+
+@main.command()
+@click.argument("manifest", type=click.Path(path_type=Path))
 @click.option("--chapter", "chapters", multiple=True, metavar="ID", help="Only these chapters' pages (repeatable).")
 @_rehearsal_option
 def review(manifest: Path, chapters: tuple[str, ...], simulate: bool) -> None:

@@ -8,6 +8,7 @@
       <title slug>.m4b             the whole book
       delivery-report.json         the delivery check
       review/index.html, NN-<id>.html  the review pages (`audiobook review`)
+      delivery/<profile>/          a retailer's package (`audiobook deliver`), with its own report
       previews/<line>-<key>.mp3    lines rendered by `audiobook say`
       .assembly/                   build state: chapter-<id>.json, aac/<id>.aac (each chapter's share of
                                    the M4B), book.json, measurements/
@@ -38,6 +39,7 @@ REPORT_NAME = "delivery-report.json"
 BOOK_STATE_NAME = "book.json"
 MEASUREMENTS_DIR = "measurements"
 REVIEW_DIR = "review"
+DELIVERY_DIR = "delivery"
 PREVIEWS_DIR = "previews"
 PEAKS_DIR = "peaks"  # in the state folder: each chapter's waveform for its review page
 SIMULATED_SUFFIX = "-simulated"
@@ -132,6 +134,10 @@ class BookLayout:
     def preview(self, line: str, key: str) -> Path:
         """Where `audiobook say` puts the audio of ``line`` sent as the request with ``key``."""
         return self.root / PREVIEWS_DIR / f"{slugify(line, max_bytes=60)}-{key[:8]}.mp3"
+
+    def delivery(self, profile: str) -> Path:
+        """Where `audiobook deliver --profile` builds a retailer's package."""
+        return self.root / DELIVERY_DIR / profile
 
     @property
     def review(self) -> Path:

@@ -32,12 +32,12 @@ from pipeline.models import (
     API_MAX_CHARS,
     CLOSING_CREDITS,
     CREDIT_KINDS,
-    OPENING_CREDITS,
     DELIVERY_PROFILES,
     EMOTIONS,
     LANGUAGE_AUTO,
     LANGUAGES_V1,
     LANGUAGES_V2_ONLY,
+    OPENING_CREDITS,
     SOUND_VERSIONS,
     SUBTITLE_MODES,
     ApiSettings,
@@ -740,9 +740,9 @@ def default_credits(book: BookInfo, language: str) -> dict[str, str]:
     if language.startswith("Chinese"):
         opening = [book.title, book.subtitle, book.author and f"作者：{book.author}",
                    book.narrator and f"演播：{book.narrator}"]
-        closing = [f"《{book.title}》到此结束", "谢谢收听"]
+        ending = [f"《{book.title}》到此结束", "谢谢收听"]
         return {OPENING_CREDITS: "".join(_sentence(p) for p in opening if p),
-                CLOSING_CREDITS: "".join(_sentence(p) for p in closing)}
+                CLOSING_CREDITS: "".join(_sentence(p) for p in ending)}
     opening = [book.title, book.subtitle, book.author and f"Written by {book.author}",
                book.narrator and f"Narrated by {book.narrator}"]
     by = ", ".join(p for p in (book.author and f"written by {book.author}",

@@ -501,6 +501,24 @@ def stitch(manifest: Manifest, *, chapter_ids: Sequence[str] = (), force: bool =
                            qc_counts=book_qc.counts_by_chapter(book.chapters))
 
 
+def deliver(manifest: Manifest, *, profile: str, out: Path | None = None, confirm_ai: bool = False,
+            same_book: bool = False) -> Any:
+    """Build a retailer's package (:mod:`pipeline.packaging`) from the finished book, without any API
+    call: whatever is out of date is stitched from the cache first, and a chunk with no audio stops it."""
+    from pipeline import packaging, profiles
+
+    try:
+        chosen = profiles.profile(profile)
+    except KeyError as exc:
+        raise ConfigError(f"{exc.args[0]} (--profile)") from None
+    packaging.refuse_early(manifest, chosen, confirm_ai=confirm_ai)
+    stitch(manifest, same_book=same_book)
+    book = plan(manifest, same_book=same_book)
+    with _writing(manifest, same_book=same_book) as journal:
+        return packaging.deliver_book(manifest, book.chapters, journal.selected_takes(), profile=profile, out=out,
+                                      confirm_ai=confirm_ai)
+
+
 def qc_flags(manifest: Manifest, *, chapter_ids: Sequence[str] = ()) -> list[verdicts.Flag]:
     """The selected takes QC judges warn or fail (reads only)."""
     book = plan(manifest, chapter_ids=chapter_ids)

@@ -44,6 +44,8 @@ class Tags:
     track: int | None = None
     total_tracks: int | None = None
     cover: Path | None = None
+    # Custom text tags (an ID3 TXXX frame, an iTunes freeform atom), e.g. the AI-narration disclosure.
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -207,6 +209,8 @@ def tag_mp3(path: Path, tags: Tags) -> None:
             id3.add(TRCK(encoding=3, text=f"{tags.track}{total}"))
         if tags.description:
             id3.add(COMM(encoding=3, lang="eng", desc="", text=tags.description))
+        for name, value in tags.extra:
+            id3.add(TXXX(encoding=3, desc=name, text=value))
         if tags.cover is not None:
             data, mime = _cover_bytes(tags.cover)
             id3.add(APIC(encoding=3, mime=mime, type=3, desc="Cover", data=data))
@@ -242,6 +246,8 @@ def tag_mp4(path: Path, tags: Tags) -> None:
         if tags.description:
             box["desc"] = [tags.description]
             box["©cmt"] = [tags.description]
+        for name, value in tags.extra:
+            box[f"----:com.apple.iTunes:{name}"] = [value.encode("utf-8")]
         if tags.cover is not None:
             data, mime = _cover_bytes(tags.cover)
             fmt = MP4Cover.FORMAT_JPEG if mime == "image/jpeg" else MP4Cover.FORMAT_PNG
@@ -251,6 +257,28 @@ def tag_mp4(path: Path, tags: Tags) -> None:
         raise
     except Exception as exc:
         raise AssemblyError(f"cannot write tags to {path}: {exc}") from exc
+
+
+def read_mp3_tags(path: Path) -> dict[str, str]:
+    """The tags of an MP3 as :func:`tag_mp3` writes them, by the names of :class:`Tags` (``track`` as
+    "n/N"; custom frames by their own names): what a delivery check reads back."""
+    from mutagen.id3 import ID3, ID3NoHeaderError
+
+    try:
+        id3 = ID3(str(path))
+    except ID3NoHeaderError:
+        return {}
+    except Exception as exc:
+        raise AssemblyError(f"cannot read the tags of {path}: {exc}") from exc
+    frames = {"title": "TIT2", "album": "TALB", "author": "TPE1", "year": "TDRC", "track": "TRCK",
+              "description": "COMM::eng"}
+    found = {name: str(id3[frame].text[0]) for name, frame in frames.items() if frame in id3 and id3[frame].text}
+    for frame in id3.getall("TXXX"):
+        if frame.text:
+            found["narrator" if frame.desc == "NARRATOR" else frame.desc] = str(frame.text[0])
+    if id3.getall("APIC"):
+        found["cover"] = id3.getall("APIC")[0].mime
+    return found
 
 
 def read_mp4_chapters(path: Path) -> list[tuple[float, str]]:

@@ -1,0 +1,824 @@
+"""`audiobook deliver`: a retailer's package, built from the finished book without any API call.
+
+For a profile (:mod:`pipeline.profiles`) the package is, in the retailer's order and naming:
+opening credits, every chapter, closing credits (each a track: n/N), then the retail sample and the
+cover. Every file is tagged (title, album, author, narrator, year, track n/N, the cover where the
+profile allows it, and an ``AI_NARRATION`` disclosure as a custom tag), measured and held to every
+rule of the profile; ``delivery-report.json`` and ``delivery-report.html`` say, per file and per
+rule, what was measured, the limit, pass or fail, and the rule's source.
+
+How the files are made, from the chapter files the book already has:
+
+* A chapter the profile takes as it is (its codec, sample rate, bit rate and mode) is copied and
+  tagged again: the same audio, bit for bit.
+* A chapter longer than the profile's limit is split into parts (``-part1``, ``-part2``) at the
+  longest pause between two sentences within reach of the limit (a paragraph's, where there is
+  one), found from its subtitle cues and the audio's own silence; each part gets the chapter's room
+  tone at the new head and tail, and subtitles timed to it (no sentence lost or repeated).
+* The retail sample is cut from a chapter's finished audio at sentence boundaries (the cues), with
+  a fade at each end and room tone around it: no credits, no spoken title, no API call.
+
+Cuts and the sample are decoded from the chapter's MP3 and encoded again at the profile's bit
+rate; they are decoded in blocks, so a two-hour chapter costs no memory.
+
+The package is built in a temporary folder beside its destination and swapped in only when every
+file is written: a second ``deliver`` replaces the folder whole, or leaves the last one as it was.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import re
+import shutil
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline import delivery, fsio, profiles
+from pipeline import subtitles as subs
+from pipeline.assembly import ChapterOutput, chapter_cues, existing_chapter
+from pipeline.audio import dsp, ffmpeg, tags
+from pipeline.errors import AssemblyError, PipelineError
+from pipeline.finishing import chunk_audio
+from pipeline.layout import BookLayout
+from pipeline.manifest import sample_start
+from pipeline.models import CLOSING_CREDITS, OPENING_CREDITS, ChapterPlan, ChapterSpec, Manifest
+
+REPORT_JSON = "delivery-report.json"
+REPORT_HTML = "delivery-report.html"
+SUBTITLES_DIR = "subtitles"
+AI_TAG = "AI_NARRATION"
+FRAME_S = 0.01                 # the resolution of the silence map
+CUE_SLACK_S = 0.25             # how far a pause may sit outside the gap between two cues
+MIN_SEAM_S = 0.1               # a sentence boundary without this much silence is no place to cut
+SPLIT_MARGIN_S = 30.0          # parts stay this far under the profile's limit
+SAMPLE_FADE_IN_S = 0.05
+SAMPLE_FADE_OUT_S = 0.5
+SAMPLE_MARGIN_S = 5.0          # a sample stays this far inside the retailer's range of lengths
+NAME_MAX_BYTES = 120
+_UNSAFE_NAME = re.compile(r"[^\w \-.,'()&]+", re.UNICODE)
+
+
+class DeliveryRefused(PipelineError):
+    """The package cannot be built as asked (a missing flag or manifest section); nothing was written."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One delivered audio file: samples ``start``..``stop`` of a chapter file (None: all of it), with
+    room tone added where a cut made a new head or tail."""
+
+    role: str                 # "opening credits", "chapter", "closing credits", "retail sample"
+    chapter: ChapterSpec
+    output: ChapterOutput
+    title: str
+    name: str
+    track: int | None = None
+    part: int | None = None
+    parts: int = 1
+    start: int | None = None
+    stop: int | None = None
+    head_pad_s: float = 0.0
+    tail_pad_s: float = 0.0
+    fade_in_s: float = 0.0
+    fade_out_s: float = 0.0
+    cues: tuple[subs.Cue, ...] = ()      # in the piece's own time
+
+    @property
+    def whole(self) -> bool:
+        return self.start is None
+
+
+@dataclass
+class FileResult:
+    piece: Piece
+    report: delivery.FileReport
+    subtitles: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return self.report.passed
+
+    def to_json(self) -> dict[str, Any]:
+        p = self.piece
+        return {"role": p.role, "chapter": p.chapter.id, "title": p.title, "track": p.track, "part": p.part,
+                "parts": p.parts, "subtitles": list(self.subtitles), **self.report.to_json()}
+
+
+@dataclass
+class PackageReport:
+    profile: profiles.Profile
+    folder: Path
+    files: list[FileResult] = field(default_factory=list)
+    book_checks: list[delivery.Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    ai_confirmed: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return all(f.passed for f in self.files) and all(
+            c.passed for c in self.book_checks if c.severity == delivery.ERROR)
+
+    def failures(self) -> list[str]:
+        """Each failed rule: the file (or the book), the rule, what was measured, the limit and the fix."""
+        lines = []
+        for c in self.book_checks:
+            if not c.passed and c.severity == delivery.ERROR:
+                lines.append(f"book: {c.name}: {c.measured} (wanted {c.limit}){'; ' + c.fix if c.fix else ''}")
+        for f in self.files:
+            if f.report.error:
+                lines.append(f"{f.piece.name}: {f.report.error}")
+            for c in f.report.checks:
+                if not c.passed and c.severity == delivery.ERROR:
+                    lines.append(f"{f.piece.name}: {c.name} {c.measured} (wanted {c.limit})"
+                                 f"{'; ' + c.fix if c.fix else ''}")
+        return lines
+
+    def to_json(self) -> dict[str, Any]:
+        p = self.profile
+        return {
+            "profile": p.name, "retailer": p.retailer, "source": p.source, "passed": self.passed,
+            "folder": str(self.folder),
+            "policy": {"synthetic_narration": p.ai_policy, "source": p.ai_source,
+                       "confirmation_required": p.ai_confirm, "confirmed": self.ai_confirmed},
+            "book_checks": [_check_json(c) for c in self.book_checks],
+            "files": [f.to_json() for f in self.files],
+            "notes": self.notes,
+            "failures": self.failures(),
+        }
+
+
+def _check_json(c: delivery.Check) -> dict[str, Any]:
+    return {"name": c.name, "measured": c.measured, "limit": c.limit, "passed": c.passed,
+            "severity": c.severity, "source": c.source, "fix": c.fix}
+
+
+# --------------------------------------------------------------------------------------------------
+# What goes in the package
+
+
+def refuse_early(manifest: Manifest, p: profiles.Profile, *, confirm_ai: bool) -> None:
+    """What stops a delivery before anything is read or written: the retailer's policy on synthetic
+    narration without the confirmation, and credits the profile requires but the manifest lacks."""
+    if p.ai_confirm and not confirm_ai:
+        raise DeliveryRefused(
+            f"{p.retailer}: {p.ai_policy} ({p.ai_source}). This book is narrated by a synthetic (cloned) voice: "
+            f"pass --confirm-ai-narration-allowed to build the {p.name} package once you have that authorisation")
+    if p.credits_required and not manifest.has_credits:
+        raise DeliveryRefused(
+            f"the {p.name} profile requires opening and closing credits as their own files ({p.source}), and "
+            f"{manifest.path} has no credits: section. Add one (`credits: {{}}` reads the defaults built from the "
+            "title, author and narrator), then `audiobook run` renders just the credits")
+
+
+def file_name(p: profiles.Profile, *, n: int, title: str, book: str, part: int | None = None) -> str:
+    """A delivered file's name (without extension) by the profile's pattern: safe on every file
+    system, its play order first."""
+    stem = p.naming.format(n=n, title=_safe(title), book=_safe(book))
+    stem = re.sub(r"\s+", " ", stem).strip(" .")
+    raw = stem.encode("utf-8")[:NAME_MAX_BYTES]
+    stem = raw.decode("utf-8", errors="ignore").rstrip(" .-_") or f"{n:03d}"
+    return f"{stem}-part{part}" if part is not None else stem
+
+
+def _safe(text: str) -> str:
+    return _UNSAFE_NAME.sub("", unicodedata.normalize("NFC", text)).strip()
+
+
+def _role(chapter: ChapterSpec) -> str:
+    return {OPENING_CREDITS: "opening credits", CLOSING_CREDITS: "closing credits"}.get(chapter.kind, "chapter")
+
+
+# --------------------------------------------------------------------------------------------------
+# The silence map and the seams between sentences
+
+
+def frame_levels(path: Path, *, sample_rate_hz: int) -> np.ndarray:
+    """The RMS (linear, full scale 32768) of every 10 ms frame of a file, decoded in blocks."""
+    frame = round(sample_rate_hz * FRAME_S)
+    out: list[np.ndarray] = []
+    carry = np.zeros(0, dtype=np.float64)
+    with ffmpeg.stream_pcm(path, sample_rate_hz=sample_rate_hz, label=path.name) as blocks:
+        for block in blocks:
+            data = np.concatenate([carry, block.astype(np.float64)])
+            whole = len(data) - len(data) % frame
+            if whole:
+                out.append(np.sqrt(np.mean(data[:whole].reshape(-1, frame) ** 2, axis=1)))
+            carry = data[whole:]
+    if len(carry):
+        out.append(np.array([math.sqrt(float(np.mean(carry * carry)))]))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+@dataclass(frozen=True)
+class Seam:
+    """The silence between sentence ``after`` and the next one: frames ``quiet_start``..``quiet_end``."""
+
+    after: int                 # index of the cue before it
+    quiet_start: int
+    quiet_end: int
+
+    @property
+    def length(self) -> int:
+        return self.quiet_end - self.quiet_start
+
+
+def seams(cues: Sequence[subs.Cue], quiet: np.ndarray) -> list[Seam]:
+    """Each boundary between two cues where the audio is silent long enough to cut: the longest run
+    of quiet frames within the gap between the cues (widened by :data:`CUE_SLACK_S`: the API's
+    timings are approximate)."""
+    found = []
+    slack = round(CUE_SLACK_S / FRAME_S)
+    for i in range(len(cues) - 1):
+        lo = max(0, int(cues[i].end_s / FRAME_S) - slack)
+        hi = min(len(quiet), math.ceil(cues[i + 1].start_s / FRAME_S) + slack)
+        best = _longest_run(quiet[lo:hi])
+        if best is not None and (best[1] - best[0]) * FRAME_S >= MIN_SEAM_S:
+            found.append(Seam(i, lo + best[0], lo + best[1]))
+    return found
+
+
+def _longest_run(flags: np.ndarray) -> tuple[int, int] | None:
+    if not len(flags) or not flags.any():
+        return None
+    padded = np.concatenate([[False], flags, [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    starts, ends = edges[::2], edges[1::2]
+    k = int(np.argmax(ends - starts))
+    return int(starts[k]), int(ends[k])
+
+
+def split_points(duration_s: float, found: Sequence[Seam], *, limit_s: float) -> list[Seam]:
+    """Where to cut a chapter of ``duration_s`` so that no part is longer than ``limit_s``: from each
+    part's start, the longest pause in the last 40 % of its reach (a paragraph's rather than a
+    sentence's), the latest one on a tie. Raises :class:`AssemblyError` when no pause is in reach."""
+    cuts: list[Seam] = []
+    start = 0.0
+    while duration_s - start > limit_s:
+        reach = [s for s in found if start + 0.6 * limit_s <= s.quiet_start * FRAME_S <= start + limit_s]
+        if not reach:
+            reach = [s for s in found if start < s.quiet_start * FRAME_S <= start + limit_s]
+        if not reach:
+            raise AssemblyError(f"no pause between sentences within {limit_s / 60:.0f} minutes of "
+                                f"{start / 60:.1f} min to split the chapter at")
+        best = max(reach, key=lambda s: (s.length, s.quiet_start))
+        cuts.append(best)
+        start = best.quiet_end * FRAME_S
+    return cuts
+
+
+# --------------------------------------------------------------------------------------------------
+# Cutting and encoding
+
+
+def _edge_gain(pos: int, count: int, length: int, fade_in: int, fade_out: int) -> np.ndarray | None:
+    """The fade gains of samples ``pos .. pos + count`` of a piece ``length`` long (None: no fade)."""
+    if not (fade_in and pos < fade_in) and not (fade_out and pos + count > length - fade_out):
+        return None
+    idx = np.arange(pos, pos + count, dtype=np.float64)
+    gain = np.ones(count)
+    if fade_in:
+        gain = np.minimum(gain, np.clip(idx / fade_in, 0.0, 1.0))
+    if fade_out:
+        gain = np.minimum(gain, np.clip((length - idx) / fade_out, 0.0, 1.0))
+    return gain
+
+
+def _range_blocks(blocks: Iterator[np.ndarray], start: int, stop: int, consumed: list[int]) -> Iterator[np.ndarray]:
+    """The samples ``start``..``stop`` of a stream of blocks; ``consumed[0]`` tracks the stream's position
+    and the remainder of a block past ``stop`` is kept for the next range (``consumed[1:]``)."""
+    pending: list[np.ndarray] = consumed.pop() if len(consumed) > 1 else []  # type: ignore[assignment]
+    source = iter([*pending, *blocks]) if pending else blocks
+    for block in source:
+        pos = consumed[0]
+        consumed[0] = pos + len(block)
+        if consumed[0] <= start:
+            continue
+        lo, hi = max(0, start - pos), min(len(block), stop - pos)
+        if lo < hi:
+            yield block[lo:hi]
+        if consumed[0] >= stop:
+            rest = block[hi:]
+            consumed[0] = stop
+            consumed.append([rest] if len(rest) else [])  # type: ignore[arg-type]
+            return
+
+
+def write_pieces(source: Path, pieces: Sequence[tuple[Piece, Path]], *, sample_rate_hz: int, bitrate_kbps: int,
+                 room_tone_db: float) -> None:
+    """Encode ``pieces`` (in order, not overlapping) of one chapter file in a single decode: each its
+    samples, faded, with room tone before and after."""
+    with ffmpeg.stream_pcm(source, sample_rate_hz=sample_rate_hz, label=source.name) as blocks:
+        stream = iter(blocks)
+        consumed: list[Any] = [0]
+        for piece, target in pieces:
+            assert piece.start is not None and piece.stop is not None
+            head = round(piece.head_pad_s * sample_rate_hz)
+            tail = round(piece.tail_pad_s * sample_rate_hz)
+            length = piece.stop - piece.start
+            fade_in = round(piece.fade_in_s * sample_rate_hz)
+            fade_out = round(piece.fade_out_s * sample_rate_hz)
+            with ffmpeg.mp3_encoder(target, sample_rate_hz=sample_rate_hz, bitrate_kbps=bitrate_kbps,
+                                    what=f"{piece.name}") as encoder:
+                if head:
+                    encoder.write(_tone(0, head, sample_rate_hz, room_tone_db))
+                pos = 0
+                for block in _range_blocks(stream, piece.start, piece.stop, consumed):
+                    gain = _edge_gain(pos, len(block), length, fade_in, fade_out)
+                    if gain is not None:
+                        mixed = block.astype(np.float64) * gain
+                        # the faded stretch keeps the room tone under it: never digital silence
+                        mixed += (1 - gain) * dsp.room_tone(head + pos, len(block), sample_rate_hz=sample_rate_hz,
+                                                            level_db=room_tone_db) * dsp.INT16_FULL_SCALE
+                        block = np.clip(np.round(mixed), -32768, 32767).astype(dsp.PCM_DTYPE)
+                    encoder.write(block)
+                    pos += len(block)
+                if tail:
+                    encoder.write(_tone(head + pos, tail, sample_rate_hz, room_tone_db))
+
+
+def _tone(start: int, count: int, sample_rate_hz: int, level_db: float) -> np.ndarray:
+    tone = dsp.room_tone(start, count, sample_rate_hz=sample_rate_hz, level_db=level_db) * dsp.INT16_FULL_SCALE
+    return np.clip(np.round(tone), -32768, 32767).astype(dsp.PCM_DTYPE)
+
+
+# --------------------------------------------------------------------------------------------------
+# Planning the package
+
+
+@dataclass
+class _Chapter:
+    spec: ChapterSpec
+    output: ChapterOutput
+    plan: ChapterPlan | None
+    cues: list[subs.Cue] | None = None
+    quiet: np.ndarray | None = None
+
+
+def _cues(manifest: Manifest, ch: _Chapter, selected: dict[str, int]) -> list[subs.Cue]:
+    """The chapter's sentence cues (chapter seconds), as its subtitles have them; one per chunk when
+    the takes have no timings."""
+    if ch.cues is None:
+        audio = chunk_audio(manifest, ch.plan, selected) if ch.plan is not None else None
+        if audio is None or len(audio) != len(ch.output.spans):
+            raise AssemblyError(f"chapter {ch.spec.id!r}: its chunk audio is not all in the cache; run "
+                                f"`audiobook stitch {manifest.path}` first")
+        ch.cues = chapter_cues(replace(manifest, subtitles="sentence"), audio, ch.output.spans).sentences
+    return ch.cues
+
+
+def _quiet(manifest: Manifest, ch: _Chapter) -> np.ndarray:
+    if ch.quiet is None:
+        levels = frame_levels(ch.output.audio_path, sample_rate_hz=ch.output.sample_rate_hz)
+        ch.quiet = levels <= 10 ** (manifest.audio.silence_threshold_db / 20) * dsp.INT16_FULL_SCALE
+    return ch.quiet
+
+
+def _speech_edges(seam: Seam, sr: int, keep_s: float) -> tuple[int, int]:
+    """(end of the part before, start of the part after) in samples: the speech either side of the
+    seam's silence, with ``keep_s`` of that silence kept on each side."""
+    keep = round(keep_s * sr)
+    frame = round(FRAME_S * sr)
+    end = seam.quiet_start * frame + keep
+    start = seam.quiet_end * frame - keep
+    return end, max(end, start)
+
+
+def _shifted(cues: Sequence[subs.Cue], offset_s: float, length_s: float) -> tuple[subs.Cue, ...]:
+    out = []
+    for c in cues:
+        start, end = max(0.0, c.start_s - offset_s), min(length_s, c.end_s - offset_s)
+        if end > start:
+            out.append(subs.Cue(start, end, c.text))
+    return tuple(out)
+
+
+def _parts(manifest: Manifest, ch: _Chapter, selected: dict[str, int], p: profiles.Profile, *, head_s: float,
+           tail_s: float) -> list[Piece] | None:
+    """The chapter cut into parts under the profile's limit, or None when it fits whole."""
+    limit = p.max_file_minutes * 60 if p.max_file_minutes is not None else None
+    out = ch.output
+    if limit is None or out.duration_s <= limit:
+        return None
+    cues = _cues(manifest, ch, selected)
+    usable = limit - head_s - tail_s - SPLIT_MARGIN_S
+    cuts = split_points(out.duration_s, seams(cues, _quiet(manifest, ch)), limit_s=usable)
+    sr = out.sample_rate_hz
+    bounds = [(0, None)] + [_speech_edges(s, sr, manifest.audio.trim_keep_s) for s in cuts] + [(None, out.samples)]
+    pieces = []
+    total = len(cuts) + 1
+    for k in range(total):
+        start = 0 if k == 0 else bounds[k][1]
+        stop = out.samples if k == total - 1 else bounds[k + 1][0]
+        assert start is not None and stop is not None
+        pad_head = 0.0 if k == 0 else head_s
+        pad_tail = 0.0 if k == total - 1 else tail_s
+        offset = start / sr - pad_head
+        length = (stop - start) / sr + pad_head + pad_tail
+        first = 0 if k == 0 else cuts[k - 1].after + 1
+        last = len(cues) if k == total - 1 else cuts[k].after + 1
+        pieces.append(Piece(
+            role=_role(ch.spec), chapter=ch.spec, output=out, title=f"{ch.spec.title} (part {k + 1} of {total})",
+            name="", part=k + 1, parts=total, start=start, stop=stop, head_pad_s=pad_head, tail_pad_s=pad_tail,
+            fade_in_s=manifest.audio.fade_ms / 1000 if k else 0.0,
+            fade_out_s=manifest.audio.fade_ms / 1000 if k < total - 1 else 0.0,
+            cues=_shifted(cues[first:last], offset, length)))
+    return pieces
+
+
+def _sample_piece(manifest: Manifest, chapters: Sequence[_Chapter], selected: dict[str, int],
+                  p: profiles.Profile, *, head_s: float, tail_s: float) -> tuple[Piece | None, list[str]]:
+    """The retail sample: about ``sample.seconds`` of one chapter from a sentence's start to a
+    sentence's end, with its title (when spoken) left out."""
+    settings = manifest.sample
+    story = [c for c in chapters if not c.spec.is_credits]
+    notes: list[str] = []
+    if settings.chapter is not None:
+        pick = next((c for c in story if c.spec.id == settings.chapter), None)
+    else:
+        long_enough = [c for c in story if c.output.duration_s >= settings.seconds + 10]
+        pick = long_enough[0] if long_enough else max(story, key=lambda c: c.output.duration_s, default=None)
+        if pick is not None and not long_enough:
+            notes.append(f"no chapter is {settings.seconds:.0f} s long: the sample is from the longest, "
+                         f"{pick.spec.id}")
+    if pick is None:
+        return None, notes
+    cues = _cues(manifest, pick, selected)
+    if not cues:
+        return None, [f"chapter {pick.spec.id} has no sentences to cut a sample from"]
+    first = 0
+    if settings.at is not None:
+        wanted = sample_start(pick.spec.text, settings.at) or 0
+        first = _cue_of_word(cues, wanted)
+    elif settings.start_s is not None:
+        first = next((i for i, c in enumerate(cues) if c.start_s >= settings.start_s), len(cues) - 1)
+    elif len(cues) > 1 and _word_list(cues[0].text) == _word_list(pick.spec.title):
+        first = 1  # the title, spoken or the text's own heading, is not the story
+    # about the seconds asked for, kept a little inside the retailer's range (it ends at a sentence end)
+    low = p.sample_seconds.low or 0.0
+    high = p.sample_seconds.high or float("inf")
+    want = min(max(settings.seconds, low + SAMPLE_MARGIN_S), high - SAMPLE_MARGIN_S)
+    start_s = cues[first].start_s
+
+    def length(j: int) -> float:
+        return cues[j].end_s - start_s + head_s + tail_s
+
+    last = first
+    while last + 1 < len(cues) and length(last + 1) <= want:
+        last += 1
+    while length(last) < low + SAMPLE_MARGIN_S and last + 1 < len(cues) and length(last + 1) <= high:
+        last += 1
+    out = pick.output
+    sr = out.sample_rate_hz
+    quiet = _quiet(manifest, pick)
+    found = {s.after: s for s in seams(cues, quiet)}
+    keep = manifest.audio.trim_keep_s
+    before = found.get(first - 1)
+    after = found.get(last)
+    start = _speech_edges(before, sr, keep)[1] if before is not None else round(max(0.0, start_s - keep) * sr)
+    stop = _speech_edges(after, sr, keep)[0] if after is not None else min(out.samples,
+                                                                           round((cues[last].end_s + keep) * sr))
+    if first == 0:
+        start = 0  # the chapter's own head of room tone
+    if last == len(cues) - 1:
+        stop = out.samples
+    return Piece(role="retail sample", chapter=pick.spec, output=out, title=f"{manifest.book.title} (retail sample)",
+                 name="", start=start, stop=stop, head_pad_s=head_s if start else 0.0,
+                 tail_pad_s=tail_s if stop < out.samples else 0.0,
+                 fade_in_s=SAMPLE_FADE_IN_S, fade_out_s=SAMPLE_FADE_OUT_S), notes
+
+
+def _word_list(text: str) -> list[str]:
+    from pipeline.manifest import _words
+
+    return _words(text)
+
+
+def _cue_of_word(cues: Sequence[subs.Cue], index: int) -> int:
+    """The cue holding the chapter's word number ``index`` (counting the cues' words)."""
+    seen = 0
+    for i, c in enumerate(cues):
+        seen += len(_word_list(c.text))
+        if seen > index:
+            return i
+    return len(cues) - 1
+
+
+# --------------------------------------------------------------------------------------------------
+# The whole delivery
+
+
+def _clamp(value: float, allowed: profiles.Range | None) -> float:
+    if allowed is None:
+        return value
+    low = allowed.low if allowed.low is not None else value
+    high = allowed.high if allowed.high is not None else value
+    return min(max(value, low), high)
+
+
+def _bitrate(manifest: Manifest, p: profiles.Profile) -> int:
+    floor = p.bitrate_kbps.low if p.bitrate_kbps is not None and p.bitrate_kbps.low is not None else 0
+    return max(manifest.audio.bitrate_kbps, int(floor))
+
+
+def _takes_as_is(info: tags.StreamInfo, p: profiles.Profile, bitrate: int) -> bool:
+    return ((not p.formats or info.codec in p.formats) and p.sample_rate_hz.holds(info.sample_rate_hz)
+            and round(info.bitrate_kbps) >= bitrate and (info.bitrate_mode == "CBR" or not p.cbr))
+
+
+def deliver_book(manifest: Manifest, chapter_plans: Sequence[ChapterPlan], selected: dict[str, int], *,
+                 profile: str, out: Path | None = None, confirm_ai: bool = False) -> PackageReport:
+    """Build the package of ``profile`` for a book whose chapters are all built (see
+    :func:`pipeline.runner.deliver`, which builds what is out of date first) into ``out`` (default
+    ``<output>/delivery/<profile>``); returns its report, also written there as JSON and HTML."""
+    p = profiles.profile(profile)
+    refuse_early(manifest, p, confirm_ai=confirm_ai)
+    layout = BookLayout(manifest.output)
+    folder = Path(out) if out is not None else layout.delivery(p.name)
+    _check_destination(folder)
+    plans = {cp.chapter.id: cp for cp in chapter_plans}
+    chapters = []
+    for spec in manifest.chapters:
+        built = existing_chapter(manifest, spec.id)
+        if built is None:
+            raise AssemblyError(f"chapter {spec.id!r} has no finished file; run `audiobook run {manifest.path}` "
+                                "(or `audiobook stitch`) first")
+        chapters.append(_Chapter(spec, built, plans.get(spec.id)))
+    audio = manifest.audio
+    head_s, tail_s = _clamp(audio.head_s, p.head_s), _clamp(audio.tail_s, p.tail_s)
+    bitrate = _bitrate(manifest, p)
+    report = PackageReport(profile=p, folder=folder, ai_confirmed=confirm_ai)
+
+    pieces: list[Piece] = []
+    for ch in chapters:
+        split = _parts(manifest, ch, selected, p, head_s=head_s, tail_s=tail_s)
+        pieces += split or [Piece(role=_role(ch.spec), chapter=ch.spec, output=ch.output, title=ch.spec.title,
+                                  name="")]
+    total = len(pieces)
+    named = []
+    for n, piece in enumerate(pieces, start=1):
+        name = file_name(p, n=n, title=piece.chapter.title, book=manifest.book.title, part=piece.part) + ".mp3"
+        named.append(replace(piece, name=name, track=n))
+    sample, notes = _sample_piece(manifest, chapters, selected, p, head_s=head_s, tail_s=tail_s)
+    report.notes += notes
+    if sample is not None:
+        named.append(replace(sample, name=f"{_safe(p.sample_name) or 'Retail Sample'}.mp3"))
+
+    _tidy(folder)
+    work = fsio.part_path(folder)
+    fsio.ensure_dir(work)
+    try:
+        for piece in named:
+            report.files.append(_make_file(manifest, piece, work, p, bitrate=bitrate, total=total,
+                                           by_chapter={c.spec.id: c for c in chapters}, selected=selected))
+        report.book_checks = _book_checks(manifest, p, report, work)
+        _write_report(report, work)
+        _swap(work, folder)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return report
+
+
+def _check_destination(folder: Path) -> None:
+    """A folder ``deliver`` may replace: new, empty, or a delivery it made (its report is there)."""
+    if folder.exists() and not folder.is_dir():
+        raise DeliveryRefused(f"{folder} is a file; give --out a folder")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / REPORT_JSON).is_file():
+        raise DeliveryRefused(f"{folder} holds files that are not a delivery (no {REPORT_JSON}); deliver replaces "
+                              "its folder whole, so give --out a new or empty folder")
+
+
+def _old(folder: Path) -> Path:
+    return folder.with_name(f".{folder.name}.old")
+
+
+def _tidy(folder: Path) -> None:
+    """What a killed ``deliver`` left beside ``folder``: its half-built package goes, and a last package
+    moved aside but not yet replaced comes back."""
+    if folder.parent.is_dir():
+        for stale in folder.parent.glob(f".{folder.name}.*{fsio.PART_SUFFIX}"):
+            shutil.rmtree(stale, ignore_errors=True)
+    if _old(folder).is_dir() and not folder.exists():
+        os.replace(_old(folder), folder)
+
+
+def _swap(work: Path, folder: Path) -> None:
+    """Put the finished package in place of the last one: the old folder moves aside, the new one in,
+    then the old one goes. A crash in between leaves the old package under ``.<name>.old``, which the
+    next ``deliver`` puts back before it starts."""
+    old = _old(folder)
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(work, folder)
+    fsio.fsync_dir(folder.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _tags_for(manifest: Manifest, piece: Piece, p: profiles.Profile, total: int) -> tags.Tags:
+    book = manifest.book
+    disclosure = (f"synthetic narration: a cloned voice rendered by the SoundClone API"
+                  f"{f' (narrator credited: {book.narrator})' if book.narrator else ''}")
+    return tags.Tags(title=piece.title, album=book.title, author=book.author, narrator=book.narrator, year=book.year,
+                     description=book.description, track=piece.track, total_tracks=total if piece.track else None,
+                     cover=book.cover if p.cover_in_tags else None, extra=((AI_TAG, disclosure),))
+
+
+def _make_file(manifest: Manifest, piece: Piece, work: Path, p: profiles.Profile, *, bitrate: int, total: int,
+               by_chapter: dict[str, _Chapter], selected: dict[str, int]) -> FileResult:
+    target = work / piece.name
+    source = piece.output.audio_path
+    info = tags.stream_info(source, decoded=ffmpeg.decoded_format(source))
+    measurement = None
+    if piece.whole and _takes_as_is(info, p, bitrate):
+        tmp = fsio.part_path(target)
+        shutil.copyfile(source, tmp)
+        tags.tag_mp3(tmp, _tags_for(manifest, piece, p, total))
+        fsio.commit(tmp, target)
+        # the same audio as the chapter file: its measurement (taken when it was built) holds
+        measurement = delivery.measure(source, manifest)[1]
+    else:
+        whole = piece if not piece.whole else replace(piece, start=0, stop=piece.output.samples)
+        tmp = fsio.part_path(target)
+        write_pieces(source, [(whole, tmp)], sample_rate_hz=piece.output.sample_rate_hz, bitrate_kbps=bitrate,
+                     room_tone_db=manifest.audio.room_tone_db)
+        tags.tag_mp3(tmp, _tags_for(manifest, piece, p, total))
+        fsio.commit(tmp, target)
+    info = tags.stream_info(target, decoded=ffmpeg.decoded_format(target))
+    if measurement is None:
+        with ffmpeg.stream_pcm(target, sample_rate_hz=piece.output.sample_rate_hz) as blocks:
+            measurement = dsp.measure_pcm(blocks, sample_rate_hz=piece.output.sample_rate_hz,
+                                          silence_threshold_db=manifest.audio.silence_threshold_db,
+                                          label=piece.name)
+    lufs = ffmpeg.integrated_loudness(target) if p.loudness_unit == profiles.LUFS else None
+    checks = delivery.profile_checks(p.name, info, measurement, lufs=lufs)
+    checks += _tag_checks(target, p, track=piece.track is not None)
+    if piece.role == "retail sample":
+        checks.append(delivery.Check(
+            "sample length", f"{measurement.duration_s:.0f} s", p.sample_seconds.describe("s"),
+            p.sample_seconds.holds(measurement.duration_s), p.severity_of("sample length"),
+            p.source_of("sample length"), "set sample.seconds (and sample.chapter for a longer chapter)"))
+    written = _write_subtitles(manifest, piece, work, by_chapter, selected)
+    return FileResult(piece, delivery.FileReport(target, info, measurement, tuple(checks)), written)
+
+
+TAG_FIXES = {"author": "set author: in the manifest", "narrator": "set narrator: in the manifest",
+             "title": "give the chapter a title", "album": "set title: in the manifest",
+             "track": "(written by deliver)"}
+
+
+def _tag_checks(path: Path, p: profiles.Profile, *, track: bool) -> list[delivery.Check]:
+    """The profile's required tags, read back from the file (the sample is no track: it has no number)."""
+    wanted = [t for t in p.required_tags if track or t != "track"]
+    if not wanted:
+        return []
+    found = tags.read_mp3_tags(path)
+    missing = [t for t in wanted if not found.get(t)]
+    return [delivery.Check("tags", "missing " + ", ".join(missing) if missing else "all present",
+                           ", ".join(wanted), not missing, p.severity_of("tags"), p.source_of("tags"),
+                           "; ".join(TAG_FIXES.get(t, "") for t in missing))]
+
+
+def _write_subtitles(manifest: Manifest, piece: Piece, work: Path, by_chapter: dict[str, _Chapter],
+                     selected: dict[str, int]) -> tuple[str, ...]:
+    """The piece's subtitles beside the package, in ``subtitles/``: the chapter's own files for a
+    whole chapter, cues timed to the part for a part; none for the sample or without subtitles."""
+    if manifest.subtitles == "off" or piece.role == "retail sample":
+        return ()
+    folder = fsio.ensure_dir(work / SUBTITLES_DIR)
+    stem = Path(piece.name).stem
+    written = []
+    if piece.whole:
+        for src in (piece.output.srt_path, piece.output.vtt_path):
+            if src is not None and src.is_file():
+                shutil.copyfile(src, folder / f"{stem}{src.suffix}")
+                written.append(f"{SUBTITLES_DIR}/{stem}{src.suffix}")
+        return tuple(written)
+    for suffix, render in ((".srt", subs.render_srt), (".vtt", subs.render_vtt)):
+        fsio.write_atomic(folder / f"{stem}{suffix}", render(list(piece.cues)))
+        written.append(f"{SUBTITLES_DIR}/{stem}{suffix}")
+    return tuple(written)
+
+
+def _book_checks(manifest: Manifest, p: profiles.Profile, report: PackageReport, work: Path) -> list[delivery.Check]:
+    checks: list[delivery.Check] = []
+    roles = [f.piece.role for f in report.files]
+
+    def rule(name: str, measured: str, limit: str, ok: bool, fix: str) -> None:
+        checks.append(delivery.Check(name, measured, limit, ok, p.severity_of(name), p.source_of(name), fix))
+
+    if p.credits_required:
+        for role in ("opening credits", "closing credits"):
+            rule(role, "present" if role in roles else "missing", "its own file", role in roles,
+                 "add a credits: section to the manifest and `audiobook run`")
+    if p.sample_required:
+        rule("retail sample", "present" if "retail sample" in roles else "missing",
+             f"a sample of {p.sample_seconds.describe('s')}", "retail sample" in roles,
+             "give sample.chapter in the manifest")
+    if p.same_channels:
+        channels = {f.report.info.channels for f in report.files if f.report.info is not None}
+        rule("same channels", ", ".join(str(c) for c in sorted(channels)), "every file mono, or every file stereo",
+             len(channels) <= 1, "rebuild every chapter with `audiobook stitch --force`")
+    if p.cover_min_px is not None or p.cover_square:
+        checks += _cover_checks(manifest, p, work)
+    return checks
+
+
+def _cover_checks(manifest: Manifest, p: profiles.Profile, work: Path) -> list[delivery.Check]:
+    from PIL import Image
+
+    cover = manifest.book.cover
+    fix = "set cover: in the manifest to a square JPEG or PNG"
+    if cover is None:
+        return [delivery.Check("cover", "none", f"a square cover of at least {p.cover_min_px} px", False,
+                               p.severity_of("cover"), p.source_of("cover"), fix)]
+    with Image.open(cover) as image:
+        width, height = image.size
+        target = work / p.cover_name
+        if image.format == "JPEG" or not p.cover_name.endswith(".jpg"):
+            shutil.copyfile(cover, target.with_suffix(cover.suffix.lower()) if image.format != "JPEG" else target)
+        else:
+            image.convert("RGB").save(target, "JPEG", quality=92)
+    checks = []
+    if p.cover_min_px is not None:
+        checks.append(delivery.Check("cover size", f"{width} x {height} px", f"at least {p.cover_min_px} px a side",
+                                     min(width, height) >= p.cover_min_px, p.severity_of("cover size"),
+                                     p.source_of("cover size"), f"export the cover at {p.cover_min_px} px or more"))
+    if p.cover_square:
+        checks.append(delivery.Check("cover square", f"{width} x {height} px", "square (1:1)", width == height,
+                                     p.severity_of("cover square"), p.source_of("cover square"),
+                                     "crop the cover to a square"))
+    return checks
+
+
+def _write_report(report: PackageReport, folder: Path) -> None:
+    data = report.to_json()
+    fsio.write_atomic(folder / REPORT_JSON, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    fsio.write_atomic(folder / REPORT_HTML, render_html(data))
+
+
+# --------------------------------------------------------------------------------------------------
+# The readable report
+
+
+def render_html(data: dict[str, Any]) -> str:
+    """``delivery-report.json`` as a page a producer reads: the verdict, the retailer's policy note,
+    the book's checks, then per file every rule with its measured value, limit, result and source."""
+    e = html.escape
+
+    def rows(checks: Sequence[dict[str, Any]]) -> str:
+        out = []
+        for c in checks:
+            result = "pass" if c["passed"] else ("fail" if c["severity"] == "error" else c["severity"])
+            fix = f"<br><small>fix: {e(c['fix'])}</small>" if c.get("fix") and not c["passed"] else ""
+            out.append(f"<tr class='{result}'><td>{e(c['name'])}</td><td>{e(str(c['measured']))}</td>"
+                       f"<td>{e(str(c['limit']))}</td><td>{result.upper()}{fix}</td><td><small>{e(c['source'])}"
+                       "</small></td></tr>")
+        return ("<table><thead><tr><th>rule</th><th>measured</th><th>limit</th><th>result</th><th>source</th></tr>"
+                f"</thead><tbody>{''.join(out)}</tbody></table>")
+
+    verdict = "PASSED" if data["passed"] else "FAILED"
+    policy = data["policy"]
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; style-src 'unsafe-inline'\">",
+        f"<title>Delivery report: {e(data['retailer'])}</title><style>",
+        "body{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:70em;padding:0 1em}",
+        "table{border-collapse:collapse;width:100%;margin:.5em 0 1.5em}td,th{border-bottom:1px solid #ddd;",
+        "padding:.3em .5em;text-align:left;vertical-align:top}tr.fail td{background:#fde8e8}",
+        "tr.warning td{background:#fff6d6}.verdict{font-weight:bold}.FAILED{color:#b00}.PASSED{color:#070}",
+        "</style></head><body>",
+        f"<h1>Delivery report: {e(data['retailer'])} (<code>{e(data['profile'])}</code>)</h1>",
+        f"<p class='verdict {verdict}'>{verdict}: {len(data['files'])} file(s) in {e(data['folder'])}</p>",
+    ]
+    if data["failures"]:
+        parts.append("<ul>" + "".join(f"<li>{e(line)}</li>" for line in data["failures"]) + "</ul>")
+    if policy["synthetic_narration"]:
+        confirmed = (" Confirmed with --confirm-ai-narration-allowed." if policy["confirmed"] else "") \
+            if policy["confirmation_required"] else ""
+        parts.append(f"<h2>Synthetic narration</h2><p>{e(policy['synthetic_narration'])}{confirmed}<br>"
+                     f"<small>{e(policy['source'])}</small></p>")
+    for note in data["notes"]:
+        parts.append(f"<p><em>{e(note)}</em></p>")
+    if data["book_checks"]:
+        parts.append("<h2>The book</h2>" + rows(data["book_checks"]))
+    for f in data["files"]:
+        measured = f.get("measured") or {}
+        length = measured.get("duration_s")
+        what = f"{f['role']}, track {f['track']}" if f.get("track") else f["role"]
+        clock = f", {int(length) // 60}:{int(length) % 60:02d}" if isinstance(length, (int, float)) else ""
+        status = "PASS" if f["passed"] else "FAIL"
+        parts.append(f"<h2>{e(f['file'])}</h2><p>{e(what)}{clock}: <b>{status}</b>"
+                     + (f"<br>error: {e(f['error'])}" if f.get("error") else "") + "</p>" + rows(f["checks"]))
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
