@@ -536,11 +536,14 @@ def _takes_as_is(info: tags.StreamInfo, p: profiles.Profile, bitrate: int) -> bo
 
 
 def deliver_book(manifest: Manifest, chapter_plans: Sequence[ChapterPlan], selected: dict[str, int], *,
-                 profile: str, out: Path | None = None, confirm_ai: bool = False) -> PackageReport:
+                 profile: profiles.Profile, out: Path | None = None, confirm_ai: bool = False,
+                 qc_fails: Sequence[str] = ()) -> PackageReport:
     """Build the package of ``profile`` for a book whose chapters are all built (see
     :func:`pipeline.runner.deliver`, which builds what is out of date first) into ``out`` (default
-    ``<output>/delivery/<profile>``); returns its report, also written there as JSON and HTML."""
-    p = profiles.profile(profile)
+    ``<output>/delivery/<profile>``); returns its report, also written there as JSON and HTML.
+    ``qc_fails`` are the selected takes QC fails (one line each): a book that holds one fails the
+    delivery, for a take that drops or cuts words would ship a book that differs from its text."""
+    p = profile
     refuse_early(manifest, p, confirm_ai=confirm_ai)
     layout = BookLayout(manifest.output)
     folder = Path(out) if out is not None else layout.delivery(p.name)
@@ -581,6 +584,10 @@ def deliver_book(manifest: Manifest, chapter_plans: Sequence[ChapterPlan], selec
             report.files.append(_make_file(manifest, piece, work, p, bitrate=bitrate, total=total,
                                            by_chapter={c.spec.id: c for c in chapters}, selected=selected))
         report.book_checks = _book_checks(manifest, p, report, work)
+        report.book_checks.append(delivery.Check(
+            "QC", f"{len(qc_fails)} take(s) fail" + (f": {'; '.join(qc_fails[:5])}" if qc_fails else ""),
+            "no failing take", not qc_fails, delivery.ERROR, "soundclone-audiobook QC (pipeline/qc.py)",
+            "listen with `audiobook review` and redo them with `audiobook retake`, then deliver again"))
         _write_report(report, work)
         _swap(work, folder)
     finally:

@@ -514,9 +514,10 @@ def deliver(manifest: Manifest, *, profile: str, out: Path | None = None, confir
     packaging.refuse_early(manifest, chosen, confirm_ai=confirm_ai)
     stitch(manifest, same_book=same_book)
     book = plan(manifest, same_book=same_book)
+    qc_fails = [verdicts.describe(f) for f in qc_flags(manifest) if f.verdict.verdict == "fail"]
     with _writing(manifest, same_book=same_book) as journal:
-        return packaging.deliver_book(manifest, book.chapters, journal.selected_takes(), profile=profile, out=out,
-                                      confirm_ai=confirm_ai)
+        return packaging.deliver_book(manifest, book.chapters, journal.selected_takes(), profile=chosen, out=out,
+                                      confirm_ai=confirm_ai, qc_fails=qc_fails)
 
 
 def qc_flags(manifest: Manifest, *, chapter_ids: Sequence[str] = ()) -> list[verdicts.Flag]:
