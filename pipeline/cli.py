@@ -118,12 +118,13 @@ def render_plan(book: Any) -> str:
 
     t = book.totals
     cur = t.currency
-    rows = [f"{'chapter':<12} {_cell('title', 28)} {'tasks':>5} {'billed chars':>12} {'audio':>8} {'cost':>10}"]
+    ids = max(12, min(20, max((len(c.id) for c in book.manifest.chapters), default=0)))  # "opening-credits"
+    rows = [f"{'chapter':<{ids}} {_cell('title', 28)} {'tasks':>5} {'billed chars':>12} {'audio':>8} {'cost':>10}"]
     for cp, tasks, task_chars in chapter_tasks(book):
         cost = book.manifest.pricing.cost(billed_chars=task_chars, tasks=tasks)
-        rows.append(f"{_cell(cp.chapter.id, 12)} {_cell(cp.chapter.title, 28)} {tasks:>5} "
+        rows.append(f"{_cell(cp.chapter.id, ids)} {_cell(cp.chapter.title, 28)} {tasks:>5} "
                     f"{task_chars:>12,} {_format_seconds(chapter_seconds(cp)):>8} {cost:>10.2f}")
-    rows.append(f"{'total':<12} {_cell(book.manifest.book.title, 28)} {t.tasks:>5} {t.billed_chars:>12,} "
+    rows.append(f"{'total':<{ids}} {_cell(book.manifest.book.title, 28)} {t.tasks:>5} {t.billed_chars:>12,} "
                 f"{_format_seconds(t.est_audio_s):>8} {t.est_cost:>10.2f} {cur}")
     same = f", {t.chunks - t.tasks} chunk(s) repeat an earlier text and render once" if t.chunks > t.tasks else ""
     rows.append(f"tasks: {t.tasks} (lower bound {t.lower_bound_tasks}{same}); chunk limit "

@@ -746,7 +746,8 @@ def _cover_checks(manifest: Manifest, p: profiles.Profile, work: Path) -> list[d
     cover = manifest.book.cover
     fix = "set cover: in the manifest to a square JPEG or PNG"
     if cover is None:
-        return [delivery.Check("cover", "none", f"a square cover of at least {p.cover_min_px} px", False,
+        wanted = "a square cover" + (f" of at least {p.cover_min_px} px" if p.cover_min_px else "")
+        return [delivery.Check("cover", "none", wanted, False,
                                p.severity_of("cover"), p.source_of("cover"), fix)]
     with Image.open(cover) as image:
         width, height = image.size
@@ -775,6 +776,15 @@ def _write_report(report: PackageReport, folder: Path) -> None:
 
 # --------------------------------------------------------------------------------------------------
 # The readable report
+
+
+def _clock(seconds: object) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "-"
+    total = round(seconds)
+    if total >= 3600:
+        return f"{total // 3600}:{total // 60 % 60:02d}:{total % 60:02d}"
+    return f"{total // 60}:{total % 60:02d}"
 
 
 def render_html(data: dict[str, Any]) -> str:
@@ -809,6 +819,12 @@ def render_html(data: dict[str, Any]) -> str:
     ]
     if data["failures"]:
         parts.append("<ul>" + "".join(f"<li>{e(line)}</li>" for line in data["failures"]) + "</ul>")
+    summary = "".join(
+        f"<tr class='{'pass' if f['passed'] else 'fail'}'><td>{e(f['file'])}</td><td>{e(f['role'])}</td>"
+        f"<td>{_clock((f.get('measured') or {}).get('duration_s'))}</td>"
+        f"<td>{'PASS' if f['passed'] else 'FAIL'}</td></tr>" for f in data["files"])
+    parts.append("<table><thead><tr><th>file</th><th>what</th><th>length</th><th>result</th></tr></thead>"
+                 f"<tbody>{summary}</tbody></table>")
     if policy["synthetic_narration"]:
         confirmed = (" Confirmed with --confirm-ai-narration-allowed." if policy["confirmed"] else "") \
             if policy["confirmation_required"] else ""
@@ -822,7 +838,7 @@ def render_html(data: dict[str, Any]) -> str:
         measured = f.get("measured") or {}
         length = measured.get("duration_s")
         what = f"{f['role']}, track {f['track']}" if f.get("track") else f["role"]
-        clock = f", {int(length) // 60}:{int(length) % 60:02d}" if isinstance(length, (int, float)) else ""
+        clock = f", {_clock(length)}" if isinstance(length, (int, float)) else ""
         status = "PASS" if f["passed"] else "FAIL"
         parts.append(f"<h2>{e(f['file'])}</h2><p>{e(what)}{clock}: <b>{status}</b>"
                      + (f"<br>error: {e(f['error'])}" if f.get("error") else "") + "</p>" + rows(f["checks"]))

@@ -120,7 +120,7 @@ PROFILES: dict[str, Profile] = {
         bitrate_kbps=Range(128, None), same_channels=False, loudness=Range(-23, -18),
         peak_db=-3.0, noise_floor_db=-60.0, head_s=Range(0.25, None), tail_s=Range(0.25, None),
         max_file_minutes=None, credits_required=False, sample_required=False, cover_min_px=None,
-        naming="{n:03d}-{title}",
+        cover_square=False, naming="{n:03d}-{title}",
         warn=("bit rate mode", "RMS", "peak", "noise floor", "head room tone", "tail room tone"),
         sources={"RMS": "Google publishes no loudness target; the ACX ranges are checked as warnings",
                  "peak": "Google publishes no peak limit; the ACX limit is checked as a warning",
