@@ -118,7 +118,7 @@ class DeliveryReport:
             if m is None or i is None:
                 rows.append((f.path.name, *(["-"] * 9), result))
                 continue
-            rows.append((f.path.name, _clock(m.duration_s), str(i.sample_rate_hz), f"{i.bitrate_kbps:.0f}",
+            rows.append((f.path.name, clock(m.duration_s), str(i.sample_rate_hz), f"{i.bitrate_kbps:.0f}",
                          i.bitrate_mode, f"{m.rms_db:.1f}", f"{m.peak_db:.1f}", f"{m.noise_floor_db:.1f}",
                          f"{m.head_silence_s:.2f}", f"{m.tail_silence_s:.2f}", result))
         widths = [max(len(r[c]) for r in (head, *rows)) for c in range(len(head))]
@@ -138,7 +138,7 @@ class DeliveryReport:
         return "\n".join([*lines, *(["", *notes] if notes else []), "", summary])
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
     total = round(seconds)
     return f"{total // 3600}:{total // 60 % 60:02d}:{total % 60:02d}"
 

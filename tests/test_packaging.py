@@ -14,6 +14,7 @@ from audio_factory import decode, encode_mp3
 from pipeline import delivery, packaging, profiles
 from pipeline import subtitles as subs
 from pipeline.audio import dsp, ffmpeg, tags
+from pipeline.delivery_page import render_html
 from pipeline.errors import ManifestError, Problem
 from pipeline.manifest import default_credits, load_manifest
 from pipeline.models import AudioSettings, BookInfo
@@ -200,11 +201,11 @@ def test_refusals_name_the_flag_and_the_section(tmp_path: Path) -> None:
 def test_the_html_report_escapes_what_it_shows() -> None:
     check = {"name": "RMS", "measured": "<b>-30</b>", "limit": "-23 to -18 dB", "passed": False,
              "severity": "error", "source": "ACX & co", "fix": "raise it"}
-    page = packaging.render_html({
+    page = render_html({
         "profile": "acx", "retailer": "ACX", "passed": False, "folder": "/x", "notes": [], "failures": ["a <b>"],
         "policy": {"synthetic_narration": "Only with authorisation.", "source": "acx.com", "confirmed": True,
                    "confirmation_required": True},
         "book_checks": [], "files": [{"file": "01 - A.mp3", "role": "chapter", "track": 1, "passed": False,
                                       "error": None, "measured": {"duration_s": 65.0}, "checks": [check]}]})
     assert "&lt;b&gt;-30&lt;/b&gt;" in page and "ACX &amp; co" in page and "<b>-30</b>" not in page
-    assert "Confirmed with --confirm-ai-narration-allowed" in page and "01 - A.mp3" in page and "1:05" in page
+    assert "Confirmed with --confirm-ai-narration-allowed" in page and "01 - A.mp3" in page and "0:01:05" in page
