@@ -292,57 +292,46 @@ def _edge_gain(pos: int, count: int, length: int, fade_in: int, fade_out: int) -
     return gain
 
 
-def _range_blocks(blocks: Iterator[np.ndarray], start: int, stop: int, consumed: list[int]) -> Iterator[np.ndarray]:
-    """The samples ``start``..``stop`` of a stream of blocks; ``consumed[0]`` tracks the stream's position
-    and the remainder of a block past ``stop`` is kept for the next range (``consumed[1:]``)."""
-    pending: list[np.ndarray] = consumed.pop() if len(consumed) > 1 else []  # type: ignore[assignment]
-    source = iter([*pending, *blocks]) if pending else blocks
-    for block in source:
-        pos = consumed[0]
-        consumed[0] = pos + len(block)
-        if consumed[0] <= start:
-            continue
+def _range_blocks(blocks: Iterator[np.ndarray], start: int, stop: int) -> Iterator[np.ndarray]:
+    """The samples ``start``..``stop`` of a stream of blocks."""
+    pos = 0
+    for block in blocks:
         lo, hi = max(0, start - pos), min(len(block), stop - pos)
+        pos += len(block)
         if lo < hi:
             yield block[lo:hi]
-        if consumed[0] >= stop:
-            rest = block[hi:]
-            consumed[0] = stop
-            consumed.append([rest] if len(rest) else [])  # type: ignore[arg-type]
+        if pos >= stop:
             return
 
 
-def write_pieces(source: Path, pieces: Sequence[tuple[Piece, Path]], *, sample_rate_hz: int, bitrate_kbps: int,
-                 room_tone_db: float) -> None:
-    """Encode ``pieces`` (in order, not overlapping) of one chapter file in a single decode: each its
-    samples, faded, with room tone before and after."""
-    with ffmpeg.stream_pcm(source, sample_rate_hz=sample_rate_hz, label=source.name) as blocks:
-        stream = iter(blocks)
-        consumed: list[Any] = [0]
-        for piece, target in pieces:
-            assert piece.start is not None and piece.stop is not None
-            head = round(piece.head_pad_s * sample_rate_hz)
-            tail = round(piece.tail_pad_s * sample_rate_hz)
-            length = piece.stop - piece.start
-            fade_in = round(piece.fade_in_s * sample_rate_hz)
-            fade_out = round(piece.fade_out_s * sample_rate_hz)
-            with ffmpeg.mp3_encoder(target, sample_rate_hz=sample_rate_hz, bitrate_kbps=bitrate_kbps,
-                                    what=f"{piece.name}") as encoder:
-                if head:
-                    encoder.write(_tone(0, head, sample_rate_hz, room_tone_db))
-                pos = 0
-                for block in _range_blocks(stream, piece.start, piece.stop, consumed):
-                    gain = _edge_gain(pos, len(block), length, fade_in, fade_out)
-                    if gain is not None:
-                        mixed = block.astype(np.float64) * gain
-                        # the faded stretch keeps the room tone under it: never digital silence
-                        mixed += (1 - gain) * dsp.room_tone(head + pos, len(block), sample_rate_hz=sample_rate_hz,
-                                                            level_db=room_tone_db) * dsp.INT16_FULL_SCALE
-                        block = np.clip(np.round(mixed), -32768, 32767).astype(dsp.PCM_DTYPE)
-                    encoder.write(block)
-                    pos += len(block)
-                if tail:
-                    encoder.write(_tone(head + pos, tail, sample_rate_hz, room_tone_db))
+def write_piece(source: Path, piece: Piece, target: Path, *, sample_rate_hz: int, bitrate_kbps: int,
+                room_tone_db: float) -> None:
+    """Encode samples ``piece.start``..``piece.stop`` of a chapter file as MP3, faded at its cuts, with
+    room tone before and after; decoded and encoded in blocks."""
+    assert piece.start is not None and piece.stop is not None
+    head = round(piece.head_pad_s * sample_rate_hz)
+    tail = round(piece.tail_pad_s * sample_rate_hz)
+    length = piece.stop - piece.start
+    fade_in = round(piece.fade_in_s * sample_rate_hz)
+    fade_out = round(piece.fade_out_s * sample_rate_hz)
+    with ffmpeg.stream_pcm(source, sample_rate_hz=sample_rate_hz, label=source.name) as blocks, \
+            ffmpeg.mp3_encoder(target, sample_rate_hz=sample_rate_hz, bitrate_kbps=bitrate_kbps,
+                               what=piece.name) as encoder:
+        if head:
+            encoder.write(_tone(0, head, sample_rate_hz, room_tone_db))
+        pos = 0
+        for block in _range_blocks(blocks, piece.start, piece.stop):
+            gain = _edge_gain(pos, len(block), length, fade_in, fade_out)
+            if gain is not None:
+                mixed = block.astype(np.float64) * gain
+                # the faded stretch keeps the room tone under it: never digital silence
+                mixed += (1 - gain) * dsp.room_tone(head + pos, len(block), sample_rate_hz=sample_rate_hz,
+                                                    level_db=room_tone_db) * dsp.INT16_FULL_SCALE
+                block = np.clip(np.round(mixed), -32768, 32767).astype(dsp.PCM_DTYPE)
+            encoder.write(block)
+            pos += len(block)
+        if tail:
+            encoder.write(_tone(head + pos, tail, sample_rate_hz, room_tone_db))
 
 
 def _tone(start: int, count: int, sample_rate_hz: int, level_db: float) -> np.ndarray:
@@ -655,8 +644,8 @@ def _make_file(manifest: Manifest, piece: Piece, work: Path, p: profiles.Profile
     else:
         whole = piece if not piece.whole else replace(piece, start=0, stop=piece.output.samples)
         tmp = fsio.part_path(target)
-        write_pieces(source, [(whole, tmp)], sample_rate_hz=piece.output.sample_rate_hz, bitrate_kbps=bitrate,
-                     room_tone_db=manifest.audio.room_tone_db)
+        write_piece(source, whole, tmp, sample_rate_hz=piece.output.sample_rate_hz, bitrate_kbps=bitrate,
+                    room_tone_db=manifest.audio.room_tone_db)
         tags.tag_mp3(tmp, _tags_for(manifest, piece, p, total))
         fsio.commit(tmp, target)
     info = tags.stream_info(target, decoded=ffmpeg.decoded_format(target))

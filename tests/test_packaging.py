@@ -178,7 +178,7 @@ def test_a_cut_piece_has_the_room_tone_it_was_given(tmp_path: Path) -> None:
                             start=round(4.5 * sr), stop=round(8 * sr), head_pad_s=0.75, tail_pad_s=2.0,
                             fade_in_s=0.01, fade_out_s=0.5)
     target = tmp_path / "part.mp3"
-    packaging.write_pieces(source, [(piece, target)], sample_rate_hz=sr, bitrate_kbps=192, room_tone_db=-75)
+    packaging.write_piece(source, piece, target, sample_rate_hz=sr, bitrate_kbps=192, room_tone_db=-75)
     out = decode(target)
     assert len(out) / sr == pytest.approx(3.5 + 0.75 + 2.0, abs=0.03)
     with ffmpeg.stream_pcm(target, sample_rate_hz=sr) as blocks:
