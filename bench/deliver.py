@@ -5,10 +5,11 @@ ffmpeg decode and MP3 encode of the same chapter.
     python bench/deliver.py --minutes 25 --limit 23  # scaled down: the limit scaled with the chapter
 
 Builds a book once, without the API, as ``audiobook stitch`` would leave it: chunk MP3s (32 kHz mono
-128 kbps, speech-like tone bursts with sentence subtitle files, as ``bench/assembly.py`` makes them,
-~36 s a chunk) in the book's cache where ``chunk_audio`` finds take 1, the opening credits, the long
-chapter and the closing credits assembled by ``finishing.build_chapter`` (their state is where
-``existing_chapter`` finds it), and a 2400 px cover. Then runs, each in a fresh process so peak memory
+128 kbps, ~36 s each: sentences of 8 words timed as ``bench/assembly.py`` times them, with their
+sentence subtitle files, but each word speech-like syllables rather than a steady tone, see
+``render_speech``) in the book's cache where ``chunk_audio`` finds take 1; the opening credits, the
+long chapter and the closing credits stitched by ``finishing.build_chapter`` (their state is where
+``existing_chapter`` finds it); a 2400 px cover. Then runs, each in a fresh process so peak memory
 is its own:
 
 * ``packaging.deliver_book`` (what ``runner.deliver`` calls once the book is built) with the chapter
@@ -21,10 +22,11 @@ is its own:
 
 Prints the chapter's length, each part's length (every part must be under the limit: the script
 exits 1 otherwise), wall time and peak resident memory (the process's own and its largest ffmpeg
-child, from ``getrusage``) of both sides, their ratio, and where deliver's time went. ``--limit``
-below 120 runs ``dataclasses.replace(PROFILES["acx"], max_file_minutes=N)``: the split follows it,
-the report's per-file "length" rule still reads ACX's 120 minutes (``delivery.profile_checks``
-looks the profile up by name), so the script checks the parts against ``--limit`` itself.
+child, from ``getrusage``; on Linux a child's peak starts at its parent's resident size when it was
+spawned, so the child column is never below the process's own) of both sides, their ratio, and
+where deliver's time went and how much audio it decoded. ``--limit``
+below 120 runs ``dataclasses.replace(PROFILES["acx"], max_file_minutes=N)``: the split and the
+report's per-file "length" rule follow it, and the script checks the parts against it too.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,10 +117,33 @@ def book(workdir: Path) -> tuple[Any, list[Any]]:
     return manifest, plans
 
 
+def render_speech(design: Any, *, seed: int) -> Any:
+    """A chunk's samples (float, 32 kHz): speech-like syllables (``audio_factory.speech_like``) where the
+    design's words are, silence between them. Not ``render_chunk``'s steady tones: the true-peak
+    measurement of every new file interpolates around each sample within 6 dB of its block's peak,
+    which is most samples of a steady tone (about 3.5 times the cost on speech-like sound)."""
+    import numpy as np
+    from audio_factory import CHUNK_RATE_HZ, WORD_EDGE_S, speech_like
+
+    rate = CHUNK_RATE_HZ
+    speech = speech_like(design.duration_s, rate_hz=rate, seed=seed)
+    out = np.zeros(len(speech))
+    edge = round(WORD_EDGE_S * rate)
+    ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(edge) + 0.5) / edge)
+    for sentence in design.sentences:
+        for word in sentence.words:
+            a, b = round(word.begin_s * rate), round(word.end_s * rate)
+            burst = speech[a:b].copy()
+            burst[:edge] *= ramp
+            burst[-edge:] *= ramp[::-1]
+            out[a:b] = burst
+    return out
+
+
 def generate(workdir: Path, *, minutes: float, chunks: int) -> None:
     """The chunk audio and subtitles in the book's cache (take 1 of every chunk), and the cover."""
     import numpy as np
-    from audio_factory import design_chunk, encode_mp3, render_chunk, subtitle_json
+    from audio_factory import design_chunk, encode_mp3, subtitle_json
     from PIL import Image
 
     from pipeline.layout import BookLayout
@@ -131,7 +156,7 @@ def generate(workdir: Path, *, minutes: float, chunks: int) -> None:
     for chapter_id, (seeds, count) in variants.items():
         for seed in seeds:
             design = design_chunk(seed=seed, sentences=count, words=8, lead_s=0.25, tail_s=0.25)
-            samples = render_chunk(design, seed=seed)
+            samples = render_speech(design, seed=seed)
             samples += np.random.default_rng(seed).normal(0, 0.0005, len(samples))  # a little hiss
             mp3 = encode_mp3(samples, workdir / f"variant-{seed}.mp3")
             sub = workdir / f"variant-{seed}.json"
@@ -204,7 +229,7 @@ def instrument() -> tuple[dict[str, float], dict[str, float]]:
         setattr(module, name, wrapper)
 
     timed(packaging, "frame_levels", "silence map (decode the chapter)")
-    timed(packaging, "write_pieces", "cut + encode (parts and sample)")
+    timed(packaging, "write_piece", "cut + encode (parts and sample)")
     timed(dsp, "measure_pcm", "measure each new file (decode it)")
     real_stream: Callable[..., Any] = ffmpeg.stream_pcm
 
@@ -220,7 +245,7 @@ def instrument() -> tuple[dict[str, float], dict[str, float]]:
 
             yield counted()
 
-    ffmpeg.stream_pcm = counting_stream  # type: ignore[assignment]
+    ffmpeg.stream_pcm = counting_stream
     return spent, decoded
 
 
@@ -250,13 +275,32 @@ def run_baseline(workdir: Path) -> dict[str, Any]:
     assert chapter is not None
     audio = manifest.audio
     start = time.perf_counter()
-    subprocess.run([find_ffmpeg(), "-v", "error", "-y", "-i", str(chapter.audio_path), "-ac", "1",
+    # -vn: the chapter's MP3 holds the cover as an attached picture, which ffmpeg would otherwise re-encode
+    subprocess.run([find_ffmpeg(), "-v", "error", "-y", "-i", str(chapter.audio_path), "-vn", "-ac", "1",
                     "-ar", str(audio.sample_rate_hz), "-c:a", "libmp3lame", "-b:a", "192k", "-write_xing", "1",
                     str(workdir / "baseline.mp3")], check=True)
     return {"seconds": time.perf_counter() - start}
 
 
-def child(kind: str, workdir: Path, *, limit_min: float) -> None:
+def run_setup(workdir: Path, *, minutes: float, chunks: int) -> dict[str, Any]:
+    """Generate the book (unless ``workdir`` holds it at this size) and stitch it."""
+    meta = workdir / "chunks.json"
+    old = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
+    generated = None
+    if (old.get("minutes"), old.get("chunks")) != (minutes, chunks):
+        shutil.rmtree(workdir / "out", ignore_errors=True)
+        start = time.perf_counter()
+        generate(workdir, minutes=minutes, chunks=chunks)
+        generated = time.perf_counter() - start
+    start = time.perf_counter()
+    lengths = build(workdir)
+    return {"generated_s": generated, "stitched_s": time.perf_counter() - start, "lengths": lengths}
+
+
+def child(kind: str, workdir: Path, *, limit_min: float, minutes: float, chunks: int) -> None:
+    if kind == "setup":
+        print(json.dumps(run_setup(workdir, minutes=minutes, chunks=chunks)))
+        return
     result = run_deliver(workdir, limit_min=limit_min) if kind == "deliver" else run_baseline(workdir)
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     result["rss_self_mb"] = me.ru_maxrss / 1024
@@ -265,9 +309,9 @@ def child(kind: str, workdir: Path, *, limit_min: float) -> None:
     print(json.dumps(result))
 
 
-def measure(kind: str, workdir: Path, *, limit_min: float) -> dict[str, Any]:
+def measure(kind: str, workdir: Path, *, limit_min: float, extra: Sequence[str] = ()) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, __file__, "--child", kind, "--workdir", str(workdir),
-                           "--limit", str(limit_min)], capture_output=True, text=True, check=False)
+                           "--limit", str(limit_min), *extra], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         sys.exit(f"{kind} failed:\n{proc.stderr}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -295,12 +339,12 @@ def main() -> None:
                         help="the longest file in minutes (default 120, ACX's; lower it with --minutes to scale down)")
     parser.add_argument("--workdir", type=Path, help="reuse or keep the generated book here")
     parser.add_argument("--json", dest="json_out", type=Path, help="also write the figures here (for bench/run.py)")
-    parser.add_argument("--child", choices=("deliver", "baseline"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("setup", "deliver", "baseline"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        child(args.child, args.workdir, limit_min=args.limit)
-        return
     chunks = args.chunks or max(1, round(args.minutes * 60 / CHUNK_S))
+    if args.child:
+        child(args.child, args.workdir, limit_min=args.limit, minutes=args.minutes, chunks=chunks)
+        return
 
     temp = None
     workdir = args.workdir
@@ -309,17 +353,14 @@ def main() -> None:
         workdir = Path(temp.name)
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        meta = workdir / "chunks.json"
-        old = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
-        if (old.get("minutes"), old.get("chunks")) != (args.minutes, chunks):
-            shutil.rmtree(workdir / "out", ignore_errors=True)
-            start = time.perf_counter()
-            generate(workdir, minutes=args.minutes, chunks=chunks)
-            print(f"generated {chunks} chunks ({args.minutes:g} min) and the credits in {time.perf_counter() - start:.1f} s")
-        start = time.perf_counter()
-        lengths = build(workdir)
-        print(f"stitched the book (credits, chapter; reused when up to date) in {time.perf_counter() - start:.1f} s")
-        chapter_s = lengths[CHAPTER_ID]
+        # the book is made in a child process too: a child's peak RSS on Linux starts from its parent's
+        # at the fork (it is carried across exec), so this process stays small
+        setup = measure("setup", workdir, limit_min=args.limit, extra=["--minutes", str(args.minutes),
+                                                                        "--chunks", str(chunks)])
+        if setup["generated_s"] is not None:
+            print(f"generated {chunks} chunks ({args.minutes:g} min) and the credits in {setup['generated_s']:.1f} s")
+        print(f"stitched the book (credits, chapter; reused when up to date) in {setup['stitched_s']:.1f} s")
+        chapter_s = setup["lengths"][CHAPTER_ID]
         limit_s = args.limit * 60
         if chapter_s <= limit_s:
             sys.exit(f"the chapter is {chapter_s / 60:.1f} min, not over the {args.limit:g}-minute limit: nothing to "

@@ -4,9 +4,9 @@
     python bench/run.py --quick    # smaller cases, for a look in a few minutes
 
 Each benchmark is its own script (``bench/chunking.py``, ``bench/engine.py``, ``bench/overlap.py``,
-``bench/assembly.py``, ``bench/tail.py``, ``bench/importing.py``, ``bench/qc.py``), run here as a child process with
-``--json`` so that its peak memory is its own; their full printouts are kept above the table. See
-``bench/README.md`` for how to read the figures.
+``bench/assembly.py``, ``bench/tail.py``, ``bench/importing.py``, ``bench/qc.py``, ``bench/deliver.py``), run
+here as a child process with ``--json`` so that its peak memory is its own; their full printouts are kept
+above the table. See ``bench/README.md`` for how to read the figures.
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ def main() -> None:
                      if quick else [])
     importing = run_bench("importing.py", ["--mb", "0.5"] if quick else [])
     quality = run_bench("qc.py", ["--minutes", "5", "--chunks", "10"] if quick else [])
+    # quick: a 25-minute chapter against the limit scaled with it (120 min x 25 / 130, rounded: 23)
+    package = run_bench("deliver.py", ["--minutes", "25", "--limit", "23"] if quick else [])
 
     rows: list[tuple[str, str, str, str]] = []
 
@@ -116,6 +118,15 @@ def main() -> None:
             f"{quality['scratch_s']:.1f} s", "< 5 %")
     else:
         row("QC", "FAILED", "", "")
+    if package:
+        longest = max(package["part_min"])
+        row("deliver acx / plain ffmpeg", f"{package['ratio']:.2f} ({package['deliver_s']:.1f} s)",
+            f"ffmpeg decode+MP3 {package['baseline_s']:.1f} s ({package['audio_min']:.0f} min -> {package['parts']} "
+            f"parts, longest {longest:.1f} < {package['limit_min']:g} min)", "<= 2.5")
+        row("  deliver peak memory", f"{package['peak_rss_mb']:.0f} MB",
+            f"ffmpeg {package['baseline_peak_rss_mb']:.0f} MB", "")
+    else:
+        row("deliver", "FAILED", "", "")
 
     widths = [max(len(r[i]) for r in [("figure", "measured", "baseline (same run)", "aim"), *rows]) for i in range(4)]
     print()
@@ -124,14 +135,14 @@ def main() -> None:
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"load average now {os.getloadavg()[0]:.1f}")
     scripts = {"chunking": chunking, "engine": engine, "overlap": overlap, "assembly": assembly, "tail": tail,
-               "importing": importing, "qc": quality}
+               "importing": importing, "qc": quality, "deliver": package}
     print("load average at the end of each script: " + ", ".join(
         f"{name} {figures['load_average']:.1f}" for name, figures in scripts.items()
         if figures and "load_average" in figures))
-    used = next((f["ffmpeg"] for f in (tail, overlap) if f and "ffmpeg" in f), None)
+    used = next((f["ffmpeg"] for f in (tail, overlap, package) if f and "ffmpeg" in f), None)
     if used:
         print(f"ffmpeg: {used}")
-    if not (chunking and engine and overlap and assembly and tail and importing and quality):
+    if not (chunking and engine and overlap and assembly and tail and importing and quality and package):
         sys.exit(1)
 
 

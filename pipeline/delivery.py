@@ -159,11 +159,11 @@ def _profile(name: str) -> profiles.Profile:
         raise AssemblyError(f"{exc.args[0]} (audio.profile in the manifest, or --profile)") from None
 
 
-def profile_checks(profile: str, info: tags.StreamInfo, m: dsp.Measurement, *, lufs: float | None = None
-                   ) -> list[Check]:
-    """The checks of ``profile`` (its table in :mod:`pipeline.profiles`) for one file; ``lufs`` is the
-    file's integrated loudness, needed when the profile states loudness in LUFS."""
-    p = _profile(profile)
+def profile_checks(profile: str | profiles.Profile, info: tags.StreamInfo, m: dsp.Measurement, *,
+                   lufs: float | None = None) -> list[Check]:
+    """The checks of ``profile`` (a name, or its table from :mod:`pipeline.profiles`) for one file;
+    ``lufs`` is the file's integrated loudness, needed when the profile states loudness in LUFS."""
+    p = profile if isinstance(profile, profiles.Profile) else _profile(profile)
     checks: list[Check] = []
     if p.loudness is not None:
         if p.loudness_unit == profiles.LUFS:

@@ -655,7 +655,7 @@ def _make_file(manifest: Manifest, piece: Piece, work: Path, p: profiles.Profile
                                           silence_threshold_db=manifest.audio.silence_threshold_db,
                                           label=piece.name)
     lufs = ffmpeg.integrated_loudness(target) if p.loudness_unit == profiles.LUFS else None
-    checks = delivery.profile_checks(p.name, info, measurement, lufs=lufs)
+    checks = delivery.profile_checks(p, info, measurement, lufs=lufs)
     checks += _tag_checks(target, p, track=piece.track is not None)
     if piece.role == "retail sample":
         checks.append(delivery.Check(
