@@ -165,9 +165,15 @@ def _check_json(c: delivery.Check) -> dict[str, Any]:
 # What goes in the package
 
 
-def refuse_early(manifest: Manifest, p: profiles.Profile, *, confirm_ai: bool) -> None:
+def package_folder(manifest: Manifest, p: profiles.Profile, out: Path | None) -> Path:
+    return Path(out) if out is not None else BookLayout(manifest.output).delivery(p.name)
+
+
+def refuse_early(manifest: Manifest, p: profiles.Profile, *, confirm_ai: bool, out: Path | None = None) -> None:
     """What stops a delivery before anything is read or written: the retailer's policy on synthetic
-    narration without the confirmation, and credits the profile requires but the manifest lacks."""
+    narration without the confirmation, credits the profile requires but the manifest lacks, and a
+    package folder that holds something else."""
+    _check_destination(package_folder(manifest, p, out))
     if p.ai_confirm and not confirm_ai:
         raise DeliveryRefused(
             f"{p.retailer}: {p.ai_policy} ({p.ai_source}). This book is narrated by a synthetic (cloned) voice: "
@@ -532,10 +538,8 @@ def deliver_book(manifest: Manifest, chapter_plans: Sequence[ChapterPlan], selec
     ``qc_fails`` are the selected takes QC fails (one line each): a book that holds one fails the
     delivery, for a take that drops or cuts words would ship a book that differs from its text."""
     p = profile
-    refuse_early(manifest, p, confirm_ai=confirm_ai)
-    layout = BookLayout(manifest.output)
-    folder = Path(out) if out is not None else layout.delivery(p.name)
-    _check_destination(folder)
+    refuse_early(manifest, p, confirm_ai=confirm_ai, out=out)
+    folder = package_folder(manifest, p, out)
     plans = {cp.chapter.id: cp for cp in chapter_plans}
     chapters = []
     for spec in manifest.chapters:

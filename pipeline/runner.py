@@ -511,7 +511,7 @@ def deliver(manifest: Manifest, *, profile: str, out: Path | None = None, confir
         chosen = profiles.profile(profile)
     except KeyError as exc:
         raise ConfigError(f"{exc.args[0]} (--profile)") from None
-    packaging.refuse_early(manifest, chosen, confirm_ai=confirm_ai)
+    packaging.refuse_early(manifest, chosen, confirm_ai=confirm_ai, out=out)
     stitch(manifest, same_book=same_book)
     book = plan(manifest, same_book=same_book)
     qc_fails = [verdicts.describe(f) for f in qc_flags(manifest) if f.verdict.verdict == "fail"]

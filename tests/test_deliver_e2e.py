@@ -2,7 +2,8 @@
 against the simulator (real English prose, credits, spoken chapter titles, a retail sample and a
 2400 px cover), without any API call.
 
-One book is rendered for the whole module; every test reads it, or a copy of it. The evidence is the
+One book is rendered for the whole module and shared by the tests, in their order here: the test of
+a credits change, which changes the book, comes after every other test that reads it. The evidence is the
 package itself (the files, their tags read back with mutagen, the subtitles) and the simulator's
 ledger (what was rendered, and that deliver sent nothing)."""
 
@@ -12,8 +13,8 @@ import dataclasses
 import hashlib
 import html
 import json
+import os
 import re
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,14 +27,17 @@ from mutagen.mp3 import MP3
 from PIL import Image
 
 from pipeline import assembly, packaging, profiles, runner
+from pipeline.models import Manifest
 from pipeline.simulator import Simulator
 
-CORPUS = Path("/work/shared/corpora/alice.txt")
+# The shared corpora sit beside the checkout (<checkout>/../shared/corpora); CORPORA=... points elsewhere.
+CORPUS = Path(os.environ.get("CORPORA") or Path(__file__).resolve().parents[2] / "shared" / "corpora") / "alice.txt"
+pytestmark = pytest.mark.skipif(not CORPUS.is_file(), reason=f"the shared corpora are not at {CORPUS.parent}")
 TITLE = "Alice in Tests"
 AUTHOR = "Lewis Carroll"
 NARRATOR = "E2E Voice"
 # (chapter of the corpus, most characters): the second is the longest, the one split in two
-CUTS = ((1, 2500), (2, 4000), (3, 2500))
+CUTS = ((1, 2500), (2, 3500), (3, 2500))
 SAMPLE_SECONDS = 90
 NEW_OPENING = "A different opening line for this book."
 ERROR_RULES = {"RMS", "peak", "noise floor", "sample rate", "bit rate", "bit rate mode", "head room tone",
@@ -48,7 +52,6 @@ class Book:
     output: Path
     titles: dict[str, str]          # chapter id -> title
     texts: dict[str, str]
-    plan_before: str                # `audiobook plan` before the first run
 
 
 def corpus_chapters() -> list[tuple[str, str]]:
@@ -111,11 +114,9 @@ def book(tmp_path_factory: pytest.TempPathFactory, simulator: Simulator) -> Book
     Image.new("RGB", (2400, 2400), (40, 90, 160)).save(folder / "cover.jpg", "JPEG", quality=85)
     manifest = write_manifest(folder, chapters, cover="cover.jpg", speak_chapter_titles=True, credits={},
                               sample={"seconds": SAMPLE_SECONDS})
-    planned = audiobook(simulator, "plan", str(manifest))
-    assert planned.returncode == 0, planned.stdout + planned.stderr
     result = audiobook(simulator, "run", str(manifest))
     assert result.returncode == 0, result.stdout + result.stderr
-    return Book(folder, manifest, folder / "build" / "book", titles, texts, planned.stdout)
+    return Book(folder, manifest, folder / "build" / "book", titles, texts)
 
 
 def api_requests(sim: Simulator) -> tuple[int, int]:
@@ -142,6 +143,14 @@ def srt_cues(path: Path) -> list[tuple[float, float, str]]:
     return cues
 
 
+def read_mp3(path: Path) -> Any:
+    return MP3(path)  # type: ignore[no-untyped-call]
+
+
+def read_id3(path: Path) -> Any:
+    return ID3(path)  # type: ignore[no-untyped-call]
+
+
 def digests(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -154,6 +163,21 @@ def report_of(folder: Path) -> dict[str, Any]:
 
 def checks_by_name(entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in entry["checks"]}
+
+
+def existing_chapter_duration(manifest: Manifest, chapter_id: str) -> float:
+    built = assembly.existing_chapter(manifest, chapter_id)
+    assert built is not None, chapter_id
+    return built.duration_s
+
+
+def clamped(value: float, allowed: profiles.Range | None) -> float:
+    """The room tone deliver gives a cut: the book's, kept inside the profile's range."""
+    if allowed is None:
+        return value
+    low = allowed.low if allowed.low is not None else value
+    high = allowed.high if allowed.high is not None else value
+    return min(max(value, low), high)
 
 
 def library_deliver(book: Book, profile: profiles.Profile, out: Path) -> packaging.PackageReport:
@@ -199,19 +223,20 @@ def test_acx_package_needs_the_confirmation_then_holds_every_file_in_order_tagge
     sample = files[-1]
     assert sample["chapter"] in book.titles
     assert 60 <= sample["measured"]["duration_s"] <= 300, sample["measured"]
-    assert abs(sample["measured"]["duration_s"] - SAMPLE_SECONDS) <= 15, sample["measured"]
+    cut_from = next(f for f in files if f["chapter"] == sample["chapter"] and f["role"] == "chapter")
+    assert sample["measured"]["duration_s"] < cut_from["measured"]["duration_s"] - 10, "a cut, not the chapter"
 
     for f in files:
         checks = checks_by_name(f)
-        assert ERROR_RULES <= set(checks), (f["file"], sorted(checks))
+        assert set(checks) >= ERROR_RULES, (f["file"], sorted(checks))
         failed = [c for c in f["checks"] if c["severity"] == "error" and not c["passed"]]
         assert not failed and f["passed"], (f["file"], failed)
         stream = f["stream"]
         assert (stream["codec"], stream["sample_rate_hz"], stream["bitrate_mode"], round(stream["bitrate_kbps"])) \
             == ("mp3", 44100, "CBR", 192), (f["file"], stream)
         # the file itself, read independently of the report
-        audio = MP3(delivery / f["file"])
-        assert audio.info.sample_rate == 44100 and audio.info.bitrate == 192000, f["file"]
+        audio = read_mp3(delivery / f["file"])
+        assert audio.info.sample_rate == 44100 and round(audio.info.bitrate / 1000) == 192, f["file"]
         assert abs(audio.info.length - f["measured"]["duration_s"]) < 0.2, f["file"]
     assert "sample length" in checks_by_name(sample) and checks_by_name(sample)["sample length"]["passed"]
 
@@ -235,7 +260,7 @@ def test_acx_package_needs_the_confirmation_then_holds_every_file_in_order_tagge
 
     # the tags, read back
     for f in files:
-        tags = ID3(delivery / f["file"])
+        tags = read_id3(delivery / f["file"])
         assert str(tags["TALB"]) == TITLE, f["file"]
         assert str(tags["TPE1"]) == AUTHOR and str(tags["TXXX:NARRATOR"]) == NARRATOR, f["file"]
         assert tags.getall("APIC"), f"{f['file']}: no cover"
@@ -254,9 +279,7 @@ def test_a_chapter_over_the_limit_is_split_at_a_pause_with_its_subtitles_timed_t
     story = [c.id for c in manifest.chapters if not c.is_credits]
     longest = max(story, key=lambda cid: durations[cid])
     acx = profiles.PROFILES["acx"]
-    assert acx.head_s is not None and acx.tail_s is not None and acx.head_s.low is not None
-    head = min(max(manifest.audio.head_s, acx.head_s.low or 0), acx.head_s.high or 99)
-    tail = min(max(manifest.audio.tail_s, acx.tail_s.low or 0), acx.tail_s.high or 99)
+    head, tail = clamped(manifest.audio.head_s, acx.head_s), clamped(manifest.audio.tail_s, acx.tail_s)
     length = durations[longest]
     # the part's usable reach (limit less margin and pads) is 70 % of the chapter: two parts
     limit_s = 0.7 * length + packaging.SPLIT_MARGIN_S + head + tail
@@ -269,13 +292,13 @@ def test_a_chapter_over_the_limit_is_split_at_a_pause_with_its_subtitles_timed_t
     data = report_of(out)
     parts = [f for f in data["files"] if f["chapter"] == longest and f["role"] == "chapter"]
     assert 2 <= len(parts) <= 3, [f["file"] for f in parts]
-    stem = packaging.file_name(profile, n=parts[0]["track"], title=book.titles[longest], book=TITLE)
-    assert [f["file"] for f in parts] == [
-        f"{packaging.file_name(profile, n=f['track'], title=book.titles[longest], book=TITLE)}-part{k}.mp3"
-        for k, f in enumerate(parts, start=1)]
-    assert parts[0]["file"] == f"{stem}-part1.mp3" and parts[1]["file"].endswith("-part2.mp3")
+    number = list(durations).index(longest) + 1  # its place in the package: the credits come first
+    assert [f["file"] for f in parts] == [f"{number + k - 1:02d} - {book.titles[longest]}-part{k}.mp3"
+                                          for k in range(1, len(parts) + 1)]
     assert [f["part"] for f in parts] == list(range(1, len(parts) + 1))
     assert all(f["parts"] == len(parts) for f in parts)
+    assert [f["title"] for f in parts] == [f"{book.titles[longest]} (part {k} of {len(parts)})"
+                                           for k in range(1, len(parts) + 1)]
     # every other file is whole, and the tracks still count 1..N
     assert [f["track"] for f in data["files"] if f["track"] is not None] == list(range(1, 5 + len(parts)))
     assert all(f["part"] is None for f in data["files"] if f["chapter"] != longest or f["role"] != "chapter")
@@ -303,25 +326,18 @@ def test_a_chapter_over_the_limit_is_split_at_a_pause_with_its_subtitles_timed_t
         assert cues, srt.name
         for start, end, text in cues:
             assert 0 <= start < end <= duration + 0.01, (srt.name, start, end, duration, text)
+        # timed to the part's audio: its speech starts with the first cue and ends with the last
+        measured = f["measured"]
+        assert abs(cues[0][0] - measured["head_silence_s"]) <= 0.15, (srt.name, cues[0], measured)
+        assert abs(duration - cues[-1][1] - measured["tail_silence_s"]) <= 0.15, (srt.name, cues[-1], measured)
         joined += [c[2] for c in cues]
     assert joined == own, "a sentence was lost or repeated at a cut"
-    # the second part starts with a sentence of the chapter, not in its middle
-    second = srt_cues(out / "subtitles" / f"{Path(parts[1]['file']).stem}.srt")
-    assert second[0][0] >= head - 0.05, second[0]
-
-
-def existing_chapter_duration(manifest: Any, chapter_id: str) -> float:
-    built = assembly.existing_chapter(manifest, chapter_id)
-    assert built is not None, chapter_id
-    return built.duration_s
 
 
 def test_a_failed_deliver_leaves_the_last_package_and_a_foreign_folder_is_refused(
         book: Book, simulator: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pkg = tmp_path / "pkg"
-    first = audiobook(simulator, "deliver", str(book.manifest), "--profile", "acx", "--confirm-ai-narration-allowed",
-                      "--out", str(pkg))
-    assert first.returncode == 0, first.stdout + first.stderr
+    assert library_deliver(book, profiles.PROFILES["acx"], pkg).passed
     kept = digests(pkg)
     assert packaging.REPORT_JSON in kept and len([k for k in kept if k.endswith(".mp3")]) == 6
 
@@ -335,13 +351,13 @@ def test_a_failed_deliver_leaves_the_last_package_and_a_foreign_folder_is_refuse
         made.append(result.piece.name)
         return result
 
-    monkeypatch.setattr(packaging, "_make_file", fail_after_the_first)
-    with pytest.raises(OSError, match="No space left"):
-        library_deliver(book, profiles.PROFILES["acx"], pkg)
+    with monkeypatch.context() as patch:
+        patch.setattr(packaging, "_make_file", fail_after_the_first)
+        with pytest.raises(OSError, match="No space left"):
+            library_deliver(book, profiles.PROFILES["acx"], pkg)
     assert made == ["01 - Opening Credits.mp3"]  # it did get part of the way
     assert digests(pkg) == kept
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"], "a half-built package was left beside it"
-    monkeypatch.undo()
 
     foreign = tmp_path / "mine"
     foreign.mkdir()
@@ -356,46 +372,42 @@ def test_a_failed_deliver_leaves_the_last_package_and_a_foreign_folder_is_refuse
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "pkg"]
 
 
-def test_new_credits_text_renders_only_the_credits(book: Book, simulator: Simulator, tmp_path: Path) -> None:
-    # the plan before the first run listed both credits as their own rows, with a task and a price
-    rows = {line.split()[0]: line for line in book.plan_before.splitlines() if line.strip()}
+def test_new_credits_text_renders_only_the_credits(book: Book, simulator: Simulator) -> None:
+    """Changes the shared book's credits: the last test of the module to use it."""
+    # the plan lists both credits as their own rows, with a task and a price
+    before = audiobook(simulator, "plan", str(book.manifest))
+    assert before.returncode == 0, before.stdout + before.stderr
+    rows = {line.split()[0]: line for line in before.stdout.splitlines() if line.strip()}
     for chapter_id, title in (("opening-credits", "Opening Credits"), ("closing-credits", "Closing Credits")):
-        assert chapter_id in rows, book.plan_before
+        assert chapter_id in rows, before.stdout
         match = re.fullmatch(rf"{chapter_id}\s+{title}\s+(\d+)\s+([\d,]+)\s+\S+\s+(\d+\.\d\d)", rows[chapter_id])
         assert match, rows[chapter_id]
         assert int(match[1]) == 1 and int(match[2].replace(",", "")) > 0 and float(match[3]) > 0, rows[chapter_id]
+    assert "none: every chunk is already rendered" in before.stdout
 
-    # a copy of the rendered book (its cache and journal), so the shared one keeps its credits
-    copy = tmp_path / "copy"
-    shutil.copytree(book.folder, copy, ignore=shutil.ignore_patterns("delivery"))
-    manifest = copy / "book.yaml"
-    claimed = audiobook(simulator, "stitch", str(manifest), "--same-book")
-    assert claimed.returncode == 0, claimed.stdout + claimed.stderr
-    output = copy / "build" / "book"
-    chapters_before = digests(output)
-    data = yaml.safe_load(manifest.read_text(encoding="utf-8"))
+    files_before = digests(book.output)
+    data = yaml.safe_load(book.manifest.read_text(encoding="utf-8"))
     data["credits"] = {"opening": NEW_OPENING}
-    manifest.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    book.manifest.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
 
-    planned = audiobook(simulator, "plan", str(manifest), "--json")
+    planned = audiobook(simulator, "plan", str(book.manifest), "--json")
     assert planned.returncode == 0, planned.stdout + planned.stderr
     plan = json.loads(planned.stdout)
     to_render = {c["id"]: c["changes"]["to_render"] for c in plan["chapters"]}
     assert to_render == {"opening-credits": 1, "ch1": 0, "ch2": 0, "ch3": 0, "closing-credits": 0}, to_render
     listed = [k for c in plan["chapters"] for k in c["chunks"] if k["fate"] == "render"]
     assert [k["spoken_text"] for k in listed] == [NEW_OPENING]
-    text_plan = audiobook(simulator, "plan", str(manifest))
-    assert "opening-credits: 1 chunk(s) to render" in text_plan.stdout, text_plan.stdout
+    assert plan["totals"]["changes"]["to_render"] == 1 and plan["totals"]["changes"]["cost"] > 0
 
     sent = len(audio_texts(simulator))
-    result = audiobook(simulator, "run", str(manifest))
+    result = audiobook(simulator, "run", str(book.manifest))
     assert result.returncode == 0, result.stdout + result.stderr
     assert audio_texts(simulator)[sent:] == [NEW_OPENING], "only the new opening credits are rendered, once"
-    after = digests(output)
-    changed = {name for name in set(after) | set(chapters_before) if after.get(name) != chapters_before.get(name)}
-    audio_changed = {name for name in changed if name.endswith((".mp3", ".srt", ".vtt")) and "/" not in name}
-    assert audio_changed == {"00-opening-credits.mp3", "00-opening-credits.srt", "00-opening-credits.vtt"}, changed
-    assert [c[2] for c in srt_cues(output / "00-opening-credits.srt")] == [NEW_OPENING]
+    after = digests(book.output)
+    changed = {name for name in set(after) | set(files_before) if after.get(name) != files_before.get(name)}
+    book_files = {name for name in changed if name.endswith((".mp3", ".srt", ".vtt")) and "/" not in name}
+    assert book_files == {"00-opening-credits.mp3", "00-opening-credits.srt", "00-opening-credits.vtt"}, changed
+    assert [c[2] for c in srt_cues(book.output / "00-opening-credits.srt")] == [NEW_OPENING]
 
 
 def test_acx_without_credits_is_refused_before_any_work(simulator: Simulator, tmp_path: Path) -> None:
