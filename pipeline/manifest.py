@@ -700,7 +700,8 @@ def load_manifest(path: Path, *, voice_resolver: Callable[[str], str | None] | N
                              **{k: val for k, val in book_voice.items() if k in _VOICE_SETTINGS})
     if "credits" in data:
         chapters = _with_credits(v, top.get("credits", {}), chapters, book=book, voice=book_voice_model,
-                                 language=language, lexicon=book_lexicon, pauses=pauses)
+                                 language=_credits_language(language, book, chapters), lexicon=book_lexicon,
+                                 pauses=pauses)
         if problems:
             raise ManifestError(problems)
     return Manifest(
@@ -751,12 +752,31 @@ def default_credits(book: BookInfo, language: str) -> dict[str, str]:
     return {OPENING_CREDITS: " ".join(_sentence(p) for p in opening if p), CLOSING_CREDITS: closing}
 
 
+DEFAULT_CREDITS_LANGUAGES = ("English", "Chinese")
+
+
+def _credits_language(language: str, book: BookInfo, chapters: tuple[ChapterSpec, ...]) -> str:
+    """The language the credits are read in: the book's; with ``auto``, the chapters' when they agree,
+    else Chinese for a title in Chinese characters (the default credits are English or Chinese)."""
+    if language != LANGUAGE_AUTO:
+        return language
+    found = {c.language for c in chapters} - {LANGUAGE_AUTO}
+    if len(found) == 1:
+        return found.pop()
+    return "Chinese" if _cjk(book.title) and not re.search("[\u3040-\u30ff\uac00-\ud7af]", book.title) \
+        else LANGUAGE_AUTO
+
+
 def _with_credits(v: _Validator, section: dict[str, Any], chapters: tuple[ChapterSpec, ...], *, book: BookInfo,
                   voice: Voice, language: str, lexicon: tuple[lexicon.Entry, ...],
                   pauses: PauseSettings) -> tuple[ChapterSpec, ...]:
     """The chapters with the opening credits before them and the closing credits after, both read by the
     book's voice in the book's language (file numbers 00 and N+1, so the chapters keep theirs)."""
     defaults = default_credits(book, language)
+    own = [key for key in ("opening", "closing") if key not in section]
+    if own and language not in (LANGUAGE_AUTO, *DEFAULT_CREDITS_LANGUAGES) and not language.startswith("Chinese"):
+        v.add(("credits",), f"the default credits are written in English or Chinese, and this book is read in "
+                            f"{language}: give credits.{' and credits.'.join(own)} in {language}")
     for chapter in chapters:
         if chapter.id.lower() in CREDIT_KINDS:
             index = chapter.number - 1
@@ -783,7 +803,7 @@ def _sample(v: _Validator, section: dict[str, Any], chapters: tuple[ChapterSpec,
     if isinstance(raw, dict) and "at" in raw and "start_s" in raw:
         v.add(("sample", "start_s"), "give at (words to start from) or start_s, not both; remove one")
     if settings.chapter is not None and chapters:
-        found = [c for c in chapters if c.id == settings.chapter]
+        found = [c for c in chapters if c.id.lower() == settings.chapter.lower()]
         if not found:
             hint = difflib.get_close_matches(settings.chapter, [c.id for c in chapters], n=1)
             v.add(("sample", "chapter"), f"no chapter has the id '{settings.chapter}'; "
@@ -791,6 +811,8 @@ def _sample(v: _Validator, section: dict[str, Any], chapters: tuple[ChapterSpec,
         elif settings.at is not None and sample_start(found[0].text, settings.at) is None:
             v.add(("sample", "at"), f"'{settings.at}' is not in chapter '{settings.chapter}'; copy a few words from "
                                     "the sentence the sample should start with")
+        else:
+            settings = dataclasses.replace(settings, chapter=found[0].id)
     elif settings.at is not None and chapters:
         v.add(("sample", "at"), "needs sample.chapter: the chapter whose words these are")
     return settings
@@ -817,11 +839,23 @@ def sample_start(text: str, at: str) -> int | None:
     return None
 
 
+HEADING_EXTRA_WORDS = 4  # "Chapter 12: The Storm" still counts as the heading "The Storm"
+
+
+def begins_with_title(text: str, title: str) -> bool:
+    """Whether the chapter's first paragraph is its title: the title's words, alone or within a short
+    heading ("Chapter 1: Arrival" for "Arrival"); a first sentence that merely starts with the same
+    words ("The log book lived..." for "The Log") is not."""
+    first, wanted = _words(texts.spoken_only(text).strip().split("\n\n", 1)[0]), _words(title)
+    if not wanted or len(first) > len(wanted) + HEADING_EXTRA_WORDS:
+        return False
+    return any(first[i:i + len(wanted)] == wanted for i in range(len(first) - len(wanted) + 1))
+
+
 def _with_spoken_title(title: str, text: str, pause_s: float) -> tuple[str, str | None]:
     """(text, spoken title): the title read first, then ``pause_s`` of silence, unless the text already
-    begins with the title's words (a Markdown heading, a first line "Chapter One"), so no title is read
-    twice."""
-    if sample_start(text, title) == 0 or not _words(title):
+    begins with it (:func:`begins_with_title`), so no title is read twice."""
+    if not _words(title) or begins_with_title(text, title):
         return text, None
     pause = texts.format_pause(min(pause_s, texts.PAUSE_MAX_S)) if pause_s > 0 else ""
     return f"{_sentence(title)}{pause}\n\n{text}", title

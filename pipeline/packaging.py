@@ -51,6 +51,7 @@ from pipeline.manifest import sample_start
 from pipeline.models import CLOSING_CREDITS, OPENING_CREDITS, ChapterPlan, ChapterSpec, Manifest
 
 REPORT_JSON = "delivery-report.json"
+MARKER = ".audiobook-delivery"   # in every package: the folder deliver may replace (nothing else)
 REPORT_HTML = "delivery-report.html"
 SUBTITLES_DIR = "subtitles"
 AI_TAG = "AI_NARRATION"
@@ -173,7 +174,7 @@ def refuse_early(manifest: Manifest, p: profiles.Profile, *, confirm_ai: bool, o
     """What stops a delivery before anything is read or written: the retailer's policy on synthetic
     narration without the confirmation, credits the profile requires but the manifest lacks, and a
     package folder that holds something else."""
-    _check_destination(package_folder(manifest, p, out))
+    _check_destination(package_folder(manifest, p, out), manifest)
     if p.ai_confirm and not confirm_ai:
         raise DeliveryRefused(
             f"{p.retailer}: {p.ai_policy} ({p.ai_source}). This book is narrated by a synthetic (cloned) voice: "
@@ -185,13 +186,14 @@ def refuse_early(manifest: Manifest, p: profiles.Profile, *, confirm_ai: bool, o
             "title, author and narrator), then `audiobook run` renders just the credits")
 
 
-def file_name(p: profiles.Profile, *, n: int, title: str, book: str, part: int | None = None) -> str:
+def file_name(p: profiles.Profile, *, n: int, title: str, book: str, part: int | None = None, total: int = 0) -> str:
     """A delivered file's name (without extension) by the profile's pattern: safe on every file
-    system, its play order first."""
-    stem = p.naming.format(n=n, title=_safe(title), book=_safe(book))
+    system, its play order first (zero-padded to the number of ``total`` files: names sort as they play)."""
+    number = str(n).zfill(max(p.number_width, len(str(total))))
+    stem = p.naming.format(n=number, title=_safe(title), book=_safe(book))
     stem = re.sub(r"\s+", " ", stem).strip(" .")
     raw = stem.encode("utf-8")[:NAME_MAX_BYTES]
-    stem = raw.decode("utf-8", errors="ignore").rstrip(" .-_") or f"{n:03d}"
+    stem = raw.decode("utf-8", errors="ignore").rstrip(" .-_") or number
     return f"{stem}-part{part}" if part is not None else stem
 
 
@@ -207,7 +209,10 @@ def _role(chapter: ChapterSpec) -> str:
 # The silence map and the seams between sentences
 
 
-def frame_levels(path: Path, *, sample_rate_hz: int) -> np.ndarray:
+MAP_RATE_HZ = 44_100  # the silence map's decode rate: a whole number of samples in a 10 ms frame
+
+
+def frame_levels(path: Path, *, sample_rate_hz: int = MAP_RATE_HZ) -> np.ndarray:
     """The RMS (linear, full scale 32768) of every 10 ms frame of a file, decoded in blocks."""
     frame = round(sample_rate_hz * FRAME_S)
     out: list[np.ndarray] = []
@@ -273,7 +278,7 @@ def split_points(duration_s: float, found: Sequence[Seam], *, limit_s: float) ->
         if not reach:
             reach = [s for s in found if start < s.quiet_start * FRAME_S <= start + limit_s]
         if not reach:
-            raise AssemblyError(f"no pause between sentences within {limit_s / 60:.0f} minutes of "
+            raise AssemblyError(f"no pause between sentences within {limit_s / 60:.1f} minutes of "
                                 f"{start / 60:.1f} min to split the chapter at")
         best = max(reach, key=lambda s: (s.length, s.quiet_start))
         cuts.append(best)
@@ -372,7 +377,7 @@ def _cues(manifest: Manifest, ch: _Chapter, selected: dict[str, int]) -> list[su
 
 def _quiet(manifest: Manifest, ch: _Chapter) -> np.ndarray:
     if ch.quiet is None:
-        levels = frame_levels(ch.output.audio_path, sample_rate_hz=ch.output.sample_rate_hz)
+        levels = frame_levels(ch.output.audio_path)
         ch.quiet = levels <= 10 ** (manifest.audio.silence_threshold_db / 20) * dsp.INT16_FULL_SCALE
     return ch.quiet
 
@@ -380,11 +385,9 @@ def _quiet(manifest: Manifest, ch: _Chapter) -> np.ndarray:
 def _speech_edges(seam: Seam, sr: int, keep_s: float) -> tuple[int, int]:
     """(end of the part before, start of the part after) in samples: the speech either side of the
     seam's silence, with ``keep_s`` of that silence kept on each side."""
-    keep = round(keep_s * sr)
-    frame = round(FRAME_S * sr)
-    end = seam.quiet_start * frame + keep
-    start = seam.quiet_end * frame - keep
-    return end, max(end, start)
+    quiet_start, quiet_end = round(seam.quiet_start * FRAME_S * sr), round(seam.quiet_end * FRAME_S * sr)
+    keep = min(round(keep_s * sr), (quiet_end - quiet_start) // 2)
+    return quiet_start + keep, quiet_end - keep
 
 
 def _shifted(cues: Sequence[subs.Cue], offset_s: float, length_s: float) -> tuple[subs.Cue, ...]:
@@ -405,7 +408,12 @@ def _parts(manifest: Manifest, ch: _Chapter, selected: dict[str, int], p: profil
         return None
     cues = _cues(manifest, ch, selected)
     usable = limit - head_s - tail_s - SPLIT_MARGIN_S
-    cuts = split_points(out.duration_s, seams(cues, _quiet(manifest, ch)), limit_s=usable)
+    try:
+        cuts = split_points(out.duration_s, seams(cues, _quiet(manifest, ch)), limit_s=usable)
+    except AssemblyError as exc:
+        raise AssemblyError(f"chapter {ch.spec.id!r} ({out.duration_s / 60:.1f} min) is over the {p.name} limit of "
+                            f"{p.max_file_minutes:g} min, and there is {exc}; split it in the manifest (two chapters) "
+                            "or put a paragraph break where it may be cut") from None
     sr = out.sample_rate_hz
     bounds = [(0, None)] + [_speech_edges(s, sr, manifest.audio.trim_keep_s) for s in cuts] + [(None, out.samples)]
     pieces = []
@@ -519,16 +527,6 @@ def _clamp(value: float, allowed: profiles.Range | None) -> float:
     return min(max(value, low), high)
 
 
-def _bitrate(manifest: Manifest, p: profiles.Profile) -> int:
-    floor = p.bitrate_kbps.low if p.bitrate_kbps is not None and p.bitrate_kbps.low is not None else 0
-    return max(manifest.audio.bitrate_kbps, int(floor))
-
-
-def _takes_as_is(info: tags.StreamInfo, p: profiles.Profile, bitrate: int) -> bool:
-    return ((not p.formats or info.codec in p.formats) and p.sample_rate_hz.holds(info.sample_rate_hz)
-            and round(info.bitrate_kbps) >= bitrate and (info.bitrate_mode == "CBR" or not p.cbr))
-
-
 def deliver_book(manifest: Manifest, chapter_plans: Sequence[ChapterPlan], selected: dict[str, int], *,
                  profile: profiles.Profile, out: Path | None = None, confirm_ai: bool = False,
                  qc_fails: Sequence[str] = ()) -> PackageReport:
@@ -550,7 +548,8 @@ def deliver_book(manifest: Manifest, chapter_plans: Sequence[ChapterPlan], selec
         chapters.append(_Chapter(spec, built, plans.get(spec.id)))
     audio = manifest.audio
     head_s, tail_s = _clamp(audio.head_s, p.head_s), _clamp(audio.tail_s, p.tail_s)
-    bitrate = _bitrate(manifest, p)
+    # never re-encoded up: a chapter at a lower bit rate than the retailer's fails its rule, with the fix
+    bitrate = audio.bitrate_kbps
     report = PackageReport(profile=p, folder=folder, ai_confirmed=confirm_ai)
 
     pieces: list[Piece] = []
@@ -561,7 +560,8 @@ def deliver_book(manifest: Manifest, chapter_plans: Sequence[ChapterPlan], selec
     total = len(pieces)
     named = []
     for n, piece in enumerate(pieces, start=1):
-        name = file_name(p, n=n, title=piece.chapter.title, book=manifest.book.title, part=piece.part) + ".mp3"
+        name = file_name(p, n=n, title=piece.chapter.title, book=manifest.book.title, part=piece.part,
+                         total=total) + ".mp3"
         named.append(replace(piece, name=name, track=n))
     sample, notes = _sample_piece(manifest, chapters, selected, p, head_s=head_s, tail_s=tail_s)
     report.notes += notes
@@ -581,19 +581,28 @@ def deliver_book(manifest: Manifest, chapter_plans: Sequence[ChapterPlan], selec
             "no failing take", not qc_fails, delivery.ERROR, "soundclone-audiobook QC (pipeline/qc.py)",
             "listen with `audiobook review` and redo them with `audiobook retake`, then deliver again"))
         _write_report(report, work)
+        fsio.write_atomic(work / MARKER, json.dumps({"profile": p.name, "book": manifest.book.title}) + "\n",
+                          durable=True)
+        fsio.fsync_dir(work)
         _swap(work, folder)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return report
 
 
-def _check_destination(folder: Path) -> None:
-    """A folder ``deliver`` may replace: new, empty, or a delivery it made (its report is there)."""
+def _check_destination(folder: Path, manifest: Manifest) -> None:
+    """A folder ``deliver`` may replace: new, empty, or a package it made (its marker file is there);
+    never the book's output folder, the manifest's, or a folder holding either."""
     if folder.exists() and not folder.is_dir():
         raise DeliveryRefused(f"{folder} is a file; give --out a folder")
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / REPORT_JSON).is_file():
-        raise DeliveryRefused(f"{folder} holds files that are not a delivery (no {REPORT_JSON}); deliver replaces "
-                              "its folder whole, so give --out a new or empty folder")
+    target = folder.resolve()
+    for kept in (Path(manifest.output).resolve(), manifest.path.resolve().parent):
+        if target == kept or target in kept.parents:
+            raise DeliveryRefused(f"{folder} holds the book ({kept}); deliver replaces its folder whole, so give "
+                                  "--out a folder of its own, such as the default <output>/delivery/<profile>")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / MARKER).is_file():
+        raise DeliveryRefused(f"{folder} holds files that are not a package deliver made (no {MARKER}); deliver "
+                              "replaces its folder whole, so give --out a new or empty folder")
 
 
 def _old(folder: Path) -> Path:
@@ -636,22 +645,20 @@ def _make_file(manifest: Manifest, piece: Piece, work: Path, p: profiles.Profile
                by_chapter: dict[str, _Chapter], selected: dict[str, int]) -> FileResult:
     target = work / piece.name
     source = piece.output.audio_path
-    info = tags.stream_info(source, decoded=ffmpeg.decoded_format(source))
     measurement = None
-    if piece.whole and _takes_as_is(info, p, bitrate):
+    if piece.whole:
         tmp = fsio.part_path(target)
         shutil.copyfile(source, tmp)
         tags.tag_mp3(tmp, _tags_for(manifest, piece, p, total))
-        fsio.commit(tmp, target)
+        fsio.commit(tmp, target, durable=True)
         # the same audio as the chapter file: its measurement (taken when it was built) holds
         measurement = delivery.measure(source, manifest)[1]
     else:
-        whole = piece if not piece.whole else replace(piece, start=0, stop=piece.output.samples)
         tmp = fsio.part_path(target)
-        write_piece(source, whole, tmp, sample_rate_hz=piece.output.sample_rate_hz, bitrate_kbps=bitrate,
+        write_piece(source, piece, tmp, sample_rate_hz=piece.output.sample_rate_hz, bitrate_kbps=bitrate,
                     room_tone_db=manifest.audio.room_tone_db)
         tags.tag_mp3(tmp, _tags_for(manifest, piece, p, total))
-        fsio.commit(tmp, target)
+        fsio.commit(tmp, target, durable=True)
     info = tags.stream_info(target, decoded=ffmpeg.decoded_format(target))
     if measurement is None:
         with ffmpeg.stream_pcm(target, sample_rate_hz=piece.output.sample_rate_hz) as blocks:
@@ -662,10 +669,13 @@ def _make_file(manifest: Manifest, piece: Piece, work: Path, p: profiles.Profile
     checks = delivery.profile_checks(p, info, measurement, lufs=lufs)
     checks += _tag_checks(target, p, track=piece.track is not None)
     if piece.role == "retail sample":
+        required = p.sample_required
         checks.append(delivery.Check(
             "sample length", f"{measurement.duration_s:.0f} s", p.sample_seconds.describe("s"),
-            p.sample_seconds.holds(measurement.duration_s), p.severity_of("sample length"),
-            p.source_of("sample length"), "set sample.seconds (and sample.chapter for a longer chapter)"))
+            p.sample_seconds.holds(measurement.duration_s), p.severity_of("sample length") if required
+            else delivery.WARNING, p.source_of("sample length") if required
+            else f"{p.retailer} asks for no sample: the usual 1-5 minutes, as advice",
+            "set sample.seconds (and sample.chapter for a longer chapter)"))
     written = _write_subtitles(manifest, piece, work, by_chapter, selected)
     return FileResult(piece, delivery.FileReport(target, info, measurement, tuple(checks)), written)
 
@@ -697,10 +707,11 @@ def _write_subtitles(manifest: Manifest, piece: Piece, work: Path, by_chapter: d
     stem = Path(piece.name).stem
     written = []
     if piece.whole:
-        for src in (piece.output.srt_path, piece.output.vtt_path):
+        for src in (piece.output.srt_path, piece.output.vtt_path, *piece.output.word_paths):
             if src is not None and src.is_file():
-                shutil.copyfile(src, folder / f"{stem}{src.suffix}")
-                written.append(f"{SUBTITLES_DIR}/{stem}{src.suffix}")
+                suffix = ".words" + src.suffix if src.name.endswith(".words" + src.suffix) else src.suffix
+                shutil.copyfile(src, folder / f"{stem}{suffix}")
+                written.append(f"{SUBTITLES_DIR}/{stem}{suffix}")
         return tuple(written)
     for suffix, render in ((".srt", subs.render_srt), (".vtt", subs.render_vtt)):
         fsio.write_atomic(folder / f"{stem}{suffix}", render(list(piece.cues)))
@@ -727,12 +738,25 @@ def _book_checks(manifest: Manifest, p: profiles.Profile, report: PackageReport,
         channels = {f.report.info.channels for f in report.files if f.report.info is not None}
         rule("same channels", ", ".join(str(c) for c in sorted(channels)), "every file mono, or every file stereo",
              len(channels) <= 1, "rebuild every chapter with `audiobook stitch --force`")
+    if manifest.book.cover is not None:
+        _copy_cover(manifest.book.cover, work / p.cover_name)
     if p.cover_min_px is not None or p.cover_square:
-        checks += _cover_checks(manifest, p, work)
+        checks += _cover_checks(manifest, p)
     return checks
 
 
-def _cover_checks(manifest: Manifest, p: profiles.Profile, work: Path) -> list[delivery.Check]:
+def _copy_cover(cover: Path, target: Path) -> None:
+    """The cover as the profile names it: a JPEG copied as it is, a PNG converted when a .jpg is wanted."""
+    from PIL import Image
+
+    with Image.open(cover) as image:
+        if image.format == "JPEG" or target.suffix.lower() != ".jpg":
+            shutil.copyfile(cover, target if image.format == "JPEG" else target.with_suffix(cover.suffix.lower()))
+        else:
+            image.convert("RGB").save(target, "JPEG", quality=92)
+
+
+def _cover_checks(manifest: Manifest, p: profiles.Profile) -> list[delivery.Check]:
     from PIL import Image
 
     cover = manifest.book.cover
@@ -743,11 +767,6 @@ def _cover_checks(manifest: Manifest, p: profiles.Profile, work: Path) -> list[d
                                p.severity_of("cover"), p.source_of("cover"), fix)]
     with Image.open(cover) as image:
         width, height = image.size
-        target = work / p.cover_name
-        if image.format == "JPEG" or not p.cover_name.endswith(".jpg"):
-            shutil.copyfile(cover, target.with_suffix(cover.suffix.lower()) if image.format != "JPEG" else target)
-        else:
-            image.convert("RGB").save(target, "JPEG", quality=92)
     checks = []
     if p.cover_min_px is not None:
         checks.append(delivery.Check("cover size", f"{width} x {height} px", f"at least {p.cover_min_px} px a side",

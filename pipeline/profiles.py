@@ -80,7 +80,8 @@ class Profile:
     cover_square: bool = True
     required_tags: tuple[str, ...] = ("title", "album", "author", "narrator", "track")
     cover_in_tags: bool = True                 # the cover embedded in every file
-    naming: str = "{n:02d} - {title}"          # {n} delivery order, {title} the file's title, {book}
+    naming: str = "{n} - {title}"              # {n} delivery order, {title} the file's title, {book}
+    number_width: int = 2                      # {n} zero-padded to this (more when there are more files)
     sample_name: str = "Retail Sample"
     cover_name: str = "cover.jpg"
     ai_policy: str = ""                        # what the retailer says of synthetic narration
@@ -100,7 +101,7 @@ PROFILES: dict[str, Profile] = {
     "acx": Profile(
         name="acx", retailer="ACX (Audible, Amazon, Apple via ACX)", source=ACX,
         sample_rate_hz=Range(44_100, 44_100), bitrate_kbps=Range(192, None),
-        naming="{n:02d} - {title}",
+        number_width=2, naming="{n} - {title}",
         ai_policy=("ACX accepts only narration by a human voice unless it has authorised synthetic narration "
                    "for the title (its own Virtual Voice, or written permission). Deliver to ACX only with "
                    "that authorisation."),
@@ -109,7 +110,7 @@ PROFILES: dict[str, Profile] = {
     "findaway": Profile(
         name="findaway", retailer="Voices by INaudio (Findaway Voices; Spotify and 40+ stores)", source=FINDAWAY,
         sample_rate_hz=Range(44_100, None), bitrate_kbps=Range(192, None), sample_seconds=Range(30, 300),
-        naming="{n:03d}_{book}_{title}",
+        number_width=3, naming="{n}_{book}_{title}",
         ai_policy=("Digitally narrated audiobooks are accepted and must be disclosed as such; some of the "
                    "stores it distributes to decline them."),
         ai_source=FINDAWAY_AI,
@@ -120,20 +121,20 @@ PROFILES: dict[str, Profile] = {
         bitrate_kbps=Range(128, None), same_channels=False, loudness=Range(-23, -18),
         peak_db=-3.0, noise_floor_db=-60.0, head_s=Range(0.25, None), tail_s=Range(0.25, None),
         max_file_minutes=None, credits_required=False, sample_required=False, cover_min_px=None,
-        cover_square=False, naming="{n:03d}-{title}",
+        cover_square=False, number_width=3, naming="{n}-{title}",
         warn=("bit rate mode", "RMS", "peak", "noise floor", "head room tone", "tail room tone"),
         sources={"RMS": "Google publishes no loudness target; the ACX ranges are checked as warnings",
                  "peak": "Google publishes no peak limit; the ACX limit is checked as a warning",
                  "noise floor": "Google publishes no noise floor; the ACX limit is checked as a warning"},
-        ai_policy=("Digitally narrated audiobooks are accepted; the narrator field must say that the narration "
-                   "is synthetic."),
+        ai_policy=("Digitally narrated audiobooks are accepted; when you upload, say in the narrator field of "
+                   "the Play Books Partner Center that the narration is synthetic."),
         ai_source=GOOGLE_AI,
     ),
     "kobo": Profile(
         name="kobo", retailer="Kobo Writing Life", source=KOBO,
         sample_rate_hz=Range(44_100, None), bitrate_kbps=Range(128, None), max_file_minutes=None,
         credits_required=False, sample_required=False, cover_min_px=1400,
-        naming="{n:02d} {title}",
+        number_width=2, naming="{n} {title}",
         warn=("bit rate mode", "RMS", "peak", "noise floor", "head room tone", "tail room tone"),
         ai_policy="Virtually narrated audiobooks are accepted when the narration is disclosed as virtual.",
         ai_source=KOBO_AI,
@@ -143,7 +144,7 @@ PROFILES: dict[str, Profile] = {
         formats=("mp3", "aac"), sample_rate_hz=Range(44_100, None), bitrate_kbps=Range(128, None),
         loudness_unit=LUFS, loudness=Range(-23, -18), noise_floor_db=None, head_s=None, tail_s=None,
         max_file_minutes=None, credits_required=False, sample_required=False, cover_min_px=1400,
-        naming="{n:02d} {title}",
+        number_width=2, naming="{n} {title}",
         warn=("LUFS",), sources={"LUFS": EBU_R128},
         ai_policy="Digital narration is accepted when it is disclosed in the book's metadata.",
         ai_source=APPLE_AI,
@@ -153,7 +154,7 @@ PROFILES: dict[str, Profile] = {
         formats=(), sample_rate_hz=Range(None, None), bitrate_kbps=None, cbr=False, same_channels=False,
         loudness=None, peak_db=None, noise_floor_db=None, head_s=None, tail_s=None, max_file_minutes=None,
         credits_required=False, sample_required=False, cover_min_px=None, cover_square=False, required_tags=(),
-        naming="{n:02d}-{title}",
+        number_width=2, naming="{n}-{title}",
     ),
 }
 

@@ -367,9 +367,16 @@ def test_a_failed_deliver_leaves_the_last_package_and_a_foreign_folder_is_refuse
     refused = audiobook(simulator, "deliver", str(book.manifest), "--profile", "acx", "--confirm-ai-narration-allowed",
                         "--out", str(foreign))
     assert refused.returncode == 2, refused.stdout + refused.stderr
-    assert packaging.REPORT_JSON in refused.stdout + refused.stderr
+    assert packaging.MARKER in refused.stdout + refused.stderr
     assert digests(foreign) == mine
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "pkg"]
+
+    # the book's own folder, or one holding it, is never taken for a package (it has a delivery-report.json)
+    before = sorted(p.name for p in book.output.iterdir())
+    for target in (book.output, book.output.parent):
+        refused = audiobook(simulator, "deliver", str(book.manifest), "--profile", "none", "--out", str(target))
+        assert refused.returncode == 2 and "holds the book" in refused.stderr, refused.stdout + refused.stderr
+    assert sorted(p.name for p in book.output.iterdir()) == before and (book.output / "journal.sqlite").is_file()
 
 
 def test_new_credits_text_renders_only_the_credits(book: Book, simulator: Simulator) -> None:

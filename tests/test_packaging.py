@@ -16,7 +16,7 @@ from pipeline import subtitles as subs
 from pipeline.audio import dsp, ffmpeg, tags
 from pipeline.delivery_page import render_html
 from pipeline.errors import ManifestError, Problem
-from pipeline.manifest import default_credits, load_manifest
+from pipeline.manifest import begins_with_title, default_credits, load_manifest
 from pipeline.models import AudioSettings, BookInfo
 
 HEAD = "title: The Salt Road\nauthor: Ann Author\nnarrator: Ned Narrator\nvoice: {model_id: m1}\n"  # lines 1-4
@@ -114,6 +114,47 @@ def test_spoken_titles_are_read_once(tmp_path: Path) -> None:
     assert [(p.field, p.line) for p in found] == [("chapters[0].title", 7)]
 
 
+@pytest.mark.parametrize("title, text, spoken", [
+    ("The Log", "The log book lived on a shelf in the watch room.", True),   # a sentence, not a heading
+    ("Arrival", "Chapter 1: Arrival\n\nThe ferry left.", False),            # a heading that holds the title
+    ("Arrival", "ARRIVAL\n\nThe ferry left.", False),
+    ("风暴", "风暴过后的第三天，海面平静。", True),
+    ("风暴", "第一章 风暴\n\n海面平静。", False),
+])
+def test_a_title_is_spoken_unless_the_first_paragraph_is_it(title: str, text: str, spoken: bool) -> None:
+    assert begins_with_title(text, title) is not spoken
+
+
+def test_default_credits_are_read_in_the_book_language_or_asked_for(tmp_path: Path) -> None:
+    zh = HEAD.replace("title: The Salt Road", "title: 盐路") + "credits: {}\n" + CHAPTERS.replace(
+        "  - id: ch02", "    language: Chinese\n  - id: ch02").replace("    title: Chapter Two\n",
+                                                                      "    title: Chapter Two\n    language: Chinese\n")
+    m = load_manifest(write(tmp_path, zh))
+    assert m.chapters[0].language == "Chinese" and m.chapters[0].text.startswith("盐路。")
+    found = problems(write(tmp_path, HEAD + "language: Japanese\ncredits: {opening: はじめ。}\n" + CHAPTERS))
+    assert [(p.field, p.line) for p in found] == [("credits", 6)] and "credits.closing in Japanese" in found[0].message
+
+
+def test_the_sample_chapter_is_found_ignoring_case(tmp_path: Path) -> None:
+    assert load_manifest(write(tmp_path, HEAD + "sample: {chapter: CH01}\n" + CHAPTERS)).sample.chapter == "ch01"
+
+
+def test_a_package_never_replaces_the_book_or_a_foreign_folder(tmp_path: Path) -> None:
+    m = load_manifest(write(tmp_path, HEAD + "credits: {}\n" + CHAPTERS))
+    acx = profiles.PROFILES["acx"]
+    m.output.mkdir(parents=True)
+    (m.output / "delivery-report.json").write_text("{}", encoding="utf-8")
+    for out in (m.output, m.output.parent, tmp_path):
+        with pytest.raises(packaging.DeliveryRefused, match="holds the book"):
+            packaging.refuse_early(m, acx, confirm_ai=True, out=out)
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(packaging.DeliveryRefused, match=packaging.MARKER):
+        packaging.refuse_early(m, acx, confirm_ai=True, out=tmp_path / "pkg")
+    (tmp_path / "pkg" / packaging.MARKER).write_text("{}", encoding="utf-8")
+    packaging.refuse_early(m, acx, confirm_ai=True, out=tmp_path / "pkg")   # a package deliver made
+
+
 @pytest.mark.parametrize("sample, field, words", [
     ("{chapter: ch9}", "sample.chapter", "no chapter has the id 'ch9'"),
     ("{chapter: ch01, at: the whales sang}", "sample.at", "is not in chapter 'ch01'"),
@@ -132,6 +173,12 @@ def test_a_sample_from_given_words(tmp_path: Path) -> None:
 
 
 # --- names, seams, split points ----------------------------------------------------------------
+
+def test_names_sort_as_they_play_past_a_hundred_files() -> None:
+    acx = profiles.PROFILES["acx"]
+    names = [packaging.file_name(acx, n=n, title="Chapter", book="B", total=120) for n in range(1, 121)]
+    assert names == sorted(names) and names[0] == "001 - Chapter" and names[-1] == "120 - Chapter"
+
 
 def test_file_names_keep_the_play_order_and_are_safe() -> None:
     acx = profiles.PROFILES["acx"]
