@@ -155,3 +155,16 @@ def test_settings_a_profile_must_reject_are_refused_before_anything_is_spent(tmp
     path.write_text(path.read_text(encoding="utf-8").replace("audio: {", "audio: {profile: none, ").replace(
         "profile: none, profile: google-play, ", "profile: none, "), encoding="utf-8")
     load_manifest(path)  # the same settings for no retailer are fine
+
+
+def test_a_chapter_over_the_length_limit_only_warns_in_the_book_folder(
+        outputs: tuple[Manifest, ChapterOutput, Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline import profiles
+
+    manifest, chapter, _, _ = outputs
+    short = replace(profiles.PROFILES["acx"], max_file_minutes=0.01)  # the chapter is far over it
+    monkeypatch.setitem(profiles.PROFILES, "acx", short)
+    report = check_delivery(manifest=manifest, files=[chapter.audio_path])
+    (length,) = [c for c in report.files[0].checks if c.name == "length"]
+    assert not length.passed and length.severity == "warning" and "audiobook deliver" in length.fix
+    assert report.passed  # `audiobook deliver` splits it; the run does not fail for it
