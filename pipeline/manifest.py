@@ -822,7 +822,7 @@ _CJK_CHARS = "\u3040-\u9fff\uac00-\ud7af"
 _WORD_RE = re.compile(f"[{_CJK_CHARS}]|[^\\W{_CJK_CHARS}]+")
 
 
-def _words(text: str) -> list[str]:
+def comparable_words(text: str) -> list[str]:
     """Words to compare, ignoring case, punctuation and markers (each CJK character a word)."""
     return _WORD_RE.findall(texts.spoken_only(text).casefold())
 
@@ -830,7 +830,7 @@ def _words(text: str) -> list[str]:
 def sample_start(text: str, at: str) -> int | None:
     """How many words of ``text`` come before the words ``at`` (compared as words, ignoring case,
     punctuation and markers); None when they are not in it."""
-    words, wanted = _words(text), _words(at)
+    words, wanted = comparable_words(text), comparable_words(at)
     if not wanted:
         return None
     for i in range(len(words) - len(wanted) + 1):
@@ -846,7 +846,7 @@ def begins_with_title(text: str, title: str) -> bool:
     """Whether the chapter's first paragraph is its title: the title's words, alone or within a short
     heading ("Chapter 1: Arrival" for "Arrival"); a first sentence that merely starts with the same
     words ("The log book lived..." for "The Log") is not."""
-    first, wanted = _words(texts.spoken_only(text).strip().split("\n\n", 1)[0]), _words(title)
+    first, wanted = comparable_words(texts.spoken_only(text).strip().split("\n\n", 1)[0]), comparable_words(title)
     if not wanted or len(first) > len(wanted) + HEADING_EXTRA_WORDS:
         return False
     return any(first[i:i + len(wanted)] == wanted for i in range(len(first) - len(wanted) + 1))
@@ -855,7 +855,7 @@ def begins_with_title(text: str, title: str) -> bool:
 def _with_spoken_title(title: str, text: str, pause_s: float) -> tuple[str, str | None]:
     """(text, spoken title): the title read first, then ``pause_s`` of silence, unless the text already
     begins with it (:func:`begins_with_title`), so no title is read twice."""
-    if not _words(title) or begins_with_title(text, title):
+    if not comparable_words(title) or begins_with_title(text, title):
         return text, None
     pause = texts.format_pause(min(pause_s, texts.PAUSE_MAX_S)) if pause_s > 0 else ""
     return f"{_sentence(title)}{pause}\n\n{text}", title

@@ -47,7 +47,7 @@ from pipeline.audio import dsp, ffmpeg, tags
 from pipeline.errors import AssemblyError, PipelineError
 from pipeline.finishing import chunk_audio
 from pipeline.layout import BookLayout
-from pipeline.manifest import sample_start
+from pipeline.manifest import comparable_words, sample_start
 from pipeline.models import CLOSING_CREDITS, OPENING_CREDITS, ChapterPlan, ChapterSpec, Manifest
 
 REPORT_JSON = "delivery-report.json"
@@ -463,7 +463,7 @@ def _sample_piece(manifest: Manifest, chapters: Sequence[_Chapter], selected: di
         first = _cue_of_word(cues, wanted)
     elif settings.start_s is not None:
         first = next((i for i, c in enumerate(cues) if c.start_s >= settings.start_s), len(cues) - 1)
-    elif len(cues) > 1 and _word_list(cues[0].text) == _word_list(pick.spec.title):
+    elif len(cues) > 1 and comparable_words(cues[0].text) == comparable_words(pick.spec.title):
         first = 1  # the title, spoken or the text's own heading, is not the story
     # about the seconds asked for, kept a little inside the retailer's range (it ends at a sentence end)
     low = p.sample_seconds.low or 0.0
@@ -499,17 +499,11 @@ def _sample_piece(manifest: Manifest, chapters: Sequence[_Chapter], selected: di
                  fade_in_s=SAMPLE_FADE_IN_S, fade_out_s=SAMPLE_FADE_OUT_S), notes
 
 
-def _word_list(text: str) -> list[str]:
-    from pipeline.manifest import _words
-
-    return _words(text)
-
-
 def _cue_of_word(cues: Sequence[subs.Cue], index: int) -> int:
     """The cue holding the chapter's word number ``index`` (counting the cues' words)."""
     seen = 0
     for i, c in enumerate(cues):
-        seen += len(_word_list(c.text))
+        seen += len(comparable_words(c.text))
         if seen > index:
             return i
     return len(cues) - 1
