@@ -49,24 +49,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from overlap import ffmpeg_used
+
 VARIANTS = 8          # distinct generated clips of the chapter, copied round-robin to its chunks
 CHUNK_S = 36.0        # the default chunk length (bench/assembly.py: 200 chunks for 2 hours)
 CHAPTER_ID = "long-chapter"
 COVER_PX = 2400       # ACX's minimum
-
-
-def ffmpeg_used() -> str:
-    """Which ffmpeg the pipeline runs, and why (the lookup order of :func:`pipeline.audio.ffmpeg.find_ffmpeg`)."""
-    from pipeline.audio.ffmpeg import ENV_FFMPEG, find_ffmpeg
-
-    path = find_ffmpeg()
-    if os.environ.get(ENV_FFMPEG):
-        source = f"${ENV_FFMPEG}"
-    elif shutil.which("ffmpeg") == path:
-        source = "PATH"
-    else:
-        source = "the imageio-ffmpeg wheel"
-    return f"{path} (from {source})"
 
 
 # --------------------------------------------------------------------------------------------------

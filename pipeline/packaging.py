@@ -513,14 +513,6 @@ def _cue_of_word(cues: Sequence[subs.Cue], index: int) -> int:
 # The whole delivery
 
 
-def _clamp(value: float, allowed: profiles.Range | None) -> float:
-    if allowed is None:
-        return value
-    low = allowed.low if allowed.low is not None else value
-    high = allowed.high if allowed.high is not None else value
-    return min(max(value, low), high)
-
-
 def deliver_book(manifest: Manifest, chapter_plans: Sequence[ChapterPlan], selected: dict[str, int], *,
                  profile: profiles.Profile, out: Path | None = None, confirm_ai: bool = False,
                  qc_fails: Sequence[str] = ()) -> PackageReport:
@@ -541,7 +533,9 @@ def deliver_book(manifest: Manifest, chapter_plans: Sequence[ChapterPlan], selec
                                 "(or `audiobook stitch`) first")
         chapters.append(_Chapter(spec, built, plans.get(spec.id)))
     audio = manifest.audio
-    head_s, tail_s = _clamp(audio.head_s, p.head_s), _clamp(audio.tail_s, p.tail_s)
+    # the room tone a cut gets: the book's, kept inside the profile's range
+    head_s = p.head_s.clamp(audio.head_s) if p.head_s else audio.head_s
+    tail_s = p.tail_s.clamp(audio.tail_s) if p.tail_s else audio.tail_s
     # never re-encoded up: a chapter at a lower bit rate than the retailer's fails its rule, with the fix
     bitrate = audio.bitrate_kbps
     report = PackageReport(profile=p, folder=folder, ai_confirmed=confirm_ai)

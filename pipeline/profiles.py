@@ -44,6 +44,11 @@ class Range:
     def holds(self, value: float) -> bool:
         return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
 
+    def clamp(self, value: float) -> float:
+        """``value``, moved inside the range when it is outside."""
+        return min(max(value, self.low if self.low is not None else value),
+                   self.high if self.high is not None else value)
+
     def describe(self, unit: str) -> str:
         if self.low is not None and self.high is not None:
             return f"{self.low:g} {unit}" if self.low == self.high else f"{self.low:g} to {self.high:g} {unit}"

@@ -173,11 +173,7 @@ def existing_chapter_duration(manifest: Manifest, chapter_id: str) -> float:
 
 def clamped(value: float, allowed: profiles.Range | None) -> float:
     """The room tone deliver gives a cut: the book's, kept inside the profile's range."""
-    if allowed is None:
-        return value
-    low = allowed.low if allowed.low is not None else value
-    high = allowed.high if allowed.high is not None else value
-    return min(max(value, low), high)
+    return value if allowed is None else allowed.clamp(value)
 
 
 def library_deliver(book: Book, profile: profiles.Profile, out: Path) -> packaging.PackageReport:

@@ -56,6 +56,8 @@ def test_the_default_settings_pass_every_profile_and_acx_alone_needs_the_ai_conf
     acx = {r.setting for r in profiles.SETTING_RULES["acx"]}
     assert acx == {"target_rms_db", "true_peak_db", "room_tone_db", "sample_rate_hz", "bitrate_kbps", "head_s",
                    "tail_s"}
+    assert (profiles.Range(0.5, 1.0).clamp(0.2), profiles.Range(0.5, 1.0).clamp(3), profiles.Range(1, None).clamp(7)) \
+        == (0.5, 1.0, 7)
     # a rule the retailer only recommends is measured, never refused in the manifest
     assert "head_s" not in {r.setting for r in profiles.SETTING_RULES["google-play"]}
 
