@@ -11,6 +11,7 @@ import json
 import math
 import sys
 import traceback
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -113,12 +114,17 @@ def _cell(text: str, width: int) -> str:
     return out + " " * (width - used)
 
 
+def _id_width(ids: Iterable[str]) -> int:
+    """The chapter id column: 12 wide, up to 20 for longer ids ("opening-credits")."""
+    return max(12, min(20, max((len(i) for i in ids), default=0)))
+
+
 def render_plan(book: Any) -> str:
     from pipeline.planning import chapter_seconds, chapter_tasks
 
     t = book.totals
     cur = t.currency
-    ids = max(12, min(20, max((len(c.id) for c in book.manifest.chapters), default=0)))  # "opening-credits"
+    ids = _id_width(c.id for c in book.manifest.chapters)
     rows = [f"{'chapter':<{ids}} {_cell('title', 28)} {'tasks':>5} {'billed chars':>12} {'audio':>8} {'cost':>10}"]
     for cp, tasks, task_chars in chapter_tasks(book):
         cost = book.manifest.pricing.cost(billed_chars=task_chars, tasks=tasks)
@@ -385,10 +391,11 @@ def status(manifests: tuple[Path, ...], as_json: bool, simulate: bool) -> None:
         if book.possible_duplicates:
             line += f"; {book.possible_duplicates} possible duplicate charge(s)"
         click.echo(line)
+        ids = _id_width(c.id for c in book.chapters)
         for chapter in book.chapters:
             states = ", ".join(f"{n} {s}" for s, n in sorted(chapter.by_state.items()))
             flagged = ", ".join(f"{chapter.qc[v]} QC {v}" for v in ("fail", "warn") if chapter.qc.get(v))
-            click.echo(f"  {_cell(chapter.id, 12)} {chapter.chunks:>3} chunks: {states}"
+            click.echo(f"  {_cell(chapter.id, ids)} {chapter.chunks:>3} chunks: {states}"
                        + (f"; {flagged}" if flagged else "")
                        + (f" -> {chapter.output.name}" if chapter.output else ""))
             for index, reason in chapter.failures:
