@@ -19,6 +19,7 @@ import click
 
 from pipeline import __version__
 from pipeline.errors import ConfigError, PipelineError
+from pipeline.models import DELIVERY_PROFILES
 
 EXIT_INTERRUPTED = 130
 
@@ -553,7 +554,7 @@ def render_import(result: Any) -> str:
 @main.command()
 @click.argument("manifest", type=click.Path(path_type=Path))
 @click.option("--profile", "profile", required=True,
-              type=click.Choice(["acx", "findaway", "google-play", "kobo", "apple", "none"]),
+              type=click.Choice(DELIVERY_PROFILES),
               help="The retailer whose rules the package follows (see the README's delivery profiles).")
 @click.option("--out", "out", type=click.Path(path_type=Path, file_okay=False),
               help="The package folder (default: <output>/delivery/<profile>); replaced whole when complete.")

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.profiles import PROFILES
+
 if TYPE_CHECKING:
     from pipeline.lexicon.entries import Entry, Spoken
     from pipeline.request import AudioRequest
@@ -23,7 +25,7 @@ API_BASE_URL = "https://www.jimmyai.cn"
 EMOTIONS = ("happy", "sad", "angry", "fearful", "disgusted", "surprised", "neutral")
 SOUND_VERSIONS = ("v1", "v2")
 SUBTITLE_MODES = ("off", "sentence", "word")
-DELIVERY_PROFILES = ("acx", "google-play", "findaway", "kobo", "apple", "none")
+DELIVERY_PROFILES = tuple(PROFILES)  # acx, findaway, google-play, kobo, apple, none
 
 # What a ChapterSpec is: a chapter of the book, or the credits the manifest's ``credits:`` adds around
 # them (rendered and assembled like chapters, delivered as their own files).
@@ -211,11 +213,6 @@ class Manifest:
     lexicon: tuple[Entry, ...] = ()   # the book-wide entries (each chapter has its merged ones)
     sample: SampleSettings = SampleSettings()
     has_credits: bool = False         # a ``credits:`` section: its two parts are in ``chapters``
-
-    @property
-    def story(self) -> tuple[ChapterSpec, ...]:
-        """The chapters of the book itself, without the credits."""
-        return tuple(c for c in self.chapters if not c.is_credits)
 
     def chapter(self, chapter_id: str) -> ChapterSpec:
         for chapter in self.chapters:

@@ -89,7 +89,7 @@ def test_credits_are_chapters_around_the_book_with_default_text(tmp_path: Path) 
     assert [(c.id, c.number, c.kind) for c in m.chapters] == [
         ("opening-credits", 0, "opening-credits"), ("ch01", 1, "chapter"), ("ch02", 2, "chapter"),
         ("closing-credits", 3, "closing-credits")]
-    assert m.has_credits and [c.id for c in m.story] == ["ch01", "ch02"]
+    assert m.has_credits and [c.id for c in m.chapters if not c.is_credits] == ["ch01", "ch02"]
     assert m.chapters[0].text == "The Salt Road. A Journey. Written by Ann Author. Narrated by Ned Narrator."
     assert m.chapters[-1].text == "This has been The Salt Road, written by Ann Author, narrated by Ned Narrator. The end."
     assert m.chapters[0].voice == m.voice and m.chapters[0].title == "Opening Credits"
