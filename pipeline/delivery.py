@@ -46,6 +46,10 @@ class Check:
     source: str = ""
     fix: str = ""
 
+    def failure(self, sep: str = " ") -> str:
+        """The failed rule in one line: what was measured, what is wanted, and the fix."""
+        return f"{self.name}{sep}{self.measured} (wanted {self.limit}){'; ' + self.fix if self.fix else ''}"
+
 
 # What to change when a rule fails (the audio settings make every file; `stitch` rebuilds them).
 FIXES = {
@@ -175,7 +179,7 @@ def profile_checks(profile: str | profiles.Profile, info: tags.StreamInfo, m: ds
         checks.append(_range("peak", m.peak_db, profiles.Range(None, p.peak_db), "dB", p))
     if p.noise_floor_db is not None:
         checks.append(_range("noise floor", m.noise_floor_db, profiles.Range(None, p.noise_floor_db), "dB", p))
-    if p.sample_rate_hz != profiles.Range(None, None):
+    if p.sample_rate_hz is not None:
         checks.append(_rule("sample rate", f"{info.sample_rate_hz} Hz", p.sample_rate_hz.describe("Hz"),
                             p.sample_rate_hz.holds(info.sample_rate_hz), p))
     if not p.formats:
@@ -187,8 +191,8 @@ def profile_checks(profile: str | profiles.Profile, info: tags.StreamInfo, m: ds
     checks.append(_rule("channels", f"{info.channels}", "1 (mono) or 2 (stereo)", info.channels in (1, 2), p))
     if p.bitrate_kbps is not None and info.codec in ("mp3", "aac"):
         floor = p.bitrate_kbps
-        if info.channels > 1 and floor.low is not None and p.name == "google-play":
-            floor = profiles.Range(floor.low * 2, floor.high)  # Google: 128 kbps mono, 256 kbps stereo
+        if info.channels > 1 and floor.low is not None:
+            floor = profiles.Range(floor.low * p.stereo_bitrate_factor, floor.high)
         # an average a hair under nominal still counts (AAC's is measured)
         measured = info.bitrate_kbps / BITRATE_TOLERANCE if info.codec == "aac" else round(info.bitrate_kbps)
         checks.append(_rule("bit rate", f"{info.bitrate_kbps:.0f} kbps", floor.describe("kbps"),

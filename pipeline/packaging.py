@@ -34,7 +34,7 @@ import re
 import shutil
 import unicodedata
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -133,14 +133,13 @@ class PackageReport:
         lines = []
         for c in self.book_checks:
             if not c.passed and c.severity == delivery.ERROR:
-                lines.append(f"book: {c.name}: {c.measured} (wanted {c.limit}){'; ' + c.fix if c.fix else ''}")
+                lines.append(f"book: {c.failure(': ')}")
         for f in self.files:
             if f.report.error:
                 lines.append(f"{f.piece.name}: {f.report.error}")
             for c in f.report.checks:
                 if not c.passed and c.severity == delivery.ERROR:
-                    lines.append(f"{f.piece.name}: {c.name} {c.measured} (wanted {c.limit})"
-                                 f"{'; ' + c.fix if c.fix else ''}")
+                    lines.append(f"{f.piece.name}: {c.failure()}")
         return lines
 
     def to_json(self) -> dict[str, Any]:
@@ -150,16 +149,11 @@ class PackageReport:
             "folder": str(self.folder),
             "policy": {"synthetic_narration": p.ai_policy, "source": p.ai_source,
                        "confirmation_required": p.ai_confirm, "confirmed": self.ai_confirmed},
-            "book_checks": [_check_json(c) for c in self.book_checks],
+            "book_checks": [asdict(c) for c in self.book_checks],
             "files": [f.to_json() for f in self.files],
             "notes": self.notes,
             "failures": self.failures(),
         }
-
-
-def _check_json(c: delivery.Check) -> dict[str, Any]:
-    return {"name": c.name, "measured": c.measured, "limit": c.limit, "passed": c.passed,
-            "severity": c.severity, "source": c.source, "fix": c.fix}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -67,8 +67,9 @@ class Profile:
     retailer: str
     source: str
     formats: tuple[str, ...] = (MP3,)          # codecs the retailer takes (ffprobe names)
-    sample_rate_hz: Range = Range(44_100, None)
-    bitrate_kbps: Range | None = Range(192, None)
+    sample_rate_hz: Range | None = Range(44_100, None)
+    bitrate_kbps: Range | None = Range(192, None)      # for mono; stereo wants stereo_bitrate_factor times it
+    stereo_bitrate_factor: float = 1.0
     cbr: bool = True                           # constant bit rate required (MP3)
     same_channels: bool = True                 # every file mono, or every file stereo
     loudness_unit: str = RMS
@@ -123,7 +124,7 @@ PROFILES: dict[str, Profile] = {
     "google-play": Profile(
         name="google-play", retailer="Google Play Books", source=GOOGLE_PLAY,
         formats=("mp3", "aac", "flac", "wav", "pcm_s16le"), sample_rate_hz=Range(44_100, None),
-        bitrate_kbps=Range(128, None), same_channels=False, loudness=Range(-23, -18),
+        bitrate_kbps=Range(128, None), stereo_bitrate_factor=2.0, same_channels=False, loudness=Range(-23, -18),
         peak_db=-3.0, noise_floor_db=-60.0, head_s=Range(0.25, None), tail_s=Range(0.25, None),
         max_file_minutes=None, credits_required=False, sample_required=False, cover_min_px=None,
         cover_square=False, number_width=3, naming="{n}-{title}",
@@ -156,7 +157,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "none": Profile(
         name="none", retailer="no retailer (measure only)", source="no rules",
-        formats=(), sample_rate_hz=Range(None, None), bitrate_kbps=None, cbr=False, same_channels=False,
+        formats=(), sample_rate_hz=None, bitrate_kbps=None, cbr=False, same_channels=False,
         loudness=None, peak_db=None, noise_floor_db=None, head_s=None, tail_s=None, max_file_minutes=None,
         credits_required=False, sample_required=False, cover_min_px=None, cover_square=False, required_tags=(),
         number_width=2, naming="{n}-{title}",
@@ -193,24 +194,24 @@ def _setting_rules(p: Profile) -> tuple[SettingRule, ...]:
     """What the audio settings alone decide of ``p``'s rules (the errors; warnings are measured later)."""
     rules: list[SettingRule] = []
 
-    def add(setting: str, r: Range | None, rule: str, name: str) -> None:
-        if r is not None and r != Range(None, None) and name not in p.warn:
-            rules.append(SettingRule(setting, r.low, r.high, rule, p.source_of(name)))
+    def add(setting: str, r: Range | None, rule: str, unit: str, name: str) -> None:
+        """``rule`` with ``{}`` for what ``r`` allows, in ``unit``."""
+        if r is not None and name not in p.warn:
+            rules.append(SettingRule(setting, r.low, r.high, rule.format(r.describe(unit)), p.source_of(name)))
 
-    if p.loudness_unit == RMS and p.loudness is not None:
-        add("target_rms_db", p.loudness, f"RMS {p.loudness.describe('dB')}", RMS)
+    if p.loudness_unit == RMS:
+        add("target_rms_db", p.loudness, "RMS {}", "dB", RMS)
     if p.peak_db is not None:
-        add("true_peak_db", Range(None, p.peak_db), f"peak values no higher than {p.peak_db:g} dB", "peak")
+        add("true_peak_db", Range(None, p.peak_db), f"peak values no higher than {p.peak_db:g} dB", "dB", "peak")
     if p.noise_floor_db is not None:
         add("room_tone_db", Range(None, p.noise_floor_db), f"noise floor no higher than {p.noise_floor_db:g} dB RMS",
-            "noise floor")
-    add("sample_rate_hz", p.sample_rate_hz, f"a sample rate of {p.sample_rate_hz.describe('Hz')}", "sample rate")
-    if p.bitrate_kbps is not None:
-        add("bitrate_kbps", p.bitrate_kbps, f"MP3 of {p.bitrate_kbps.describe('kbps')}", "bit rate")
-        if "aac" in p.formats:
-            add("m4b_bitrate_kbps", p.bitrate_kbps, f"AAC of {p.bitrate_kbps.describe('kbps')}", "bit rate")
-    add("head_s", p.head_s, f"{p.head_s.describe('s') if p.head_s else ''} of room tone at the head", "head room tone")
-    add("tail_s", p.tail_s, f"{p.tail_s.describe('s') if p.tail_s else ''} of room tone at the tail", "tail room tone")
+            "dB", "noise floor")
+    add("sample_rate_hz", p.sample_rate_hz, "a sample rate of {}", "Hz", "sample rate")
+    add("bitrate_kbps", p.bitrate_kbps, "MP3 of {}", "kbps", "bit rate")
+    if "aac" in p.formats:
+        add("m4b_bitrate_kbps", p.bitrate_kbps, "AAC of {}", "kbps", "bit rate")
+    add("head_s", p.head_s, "{} of room tone at the head", "s", "head room tone")
+    add("tail_s", p.tail_s, "{} of room tone at the tail", "s", "tail room tone")
     return tuple(rules)
 
 
