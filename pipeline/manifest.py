@@ -732,7 +732,7 @@ def _sentence(text: str) -> str:
 
 
 def _cjk(text: str) -> bool:
-    return any("぀" <= ch <= "鿿" or "가" <= ch <= "힯" for ch in text)
+    return any(texts.is_word_char_cjk(ch) for ch in text)
 
 
 def default_credits(book: BookInfo, language: str) -> dict[str, str]:
@@ -818,25 +818,23 @@ def _sample(v: _Validator, section: dict[str, Any], chapters: tuple[ChapterSpec,
     return settings
 
 
-_CJK_CHARS = "\u3040-\u9fff\uac00-\ud7af"
-_WORD_RE = re.compile(f"[{_CJK_CHARS}]|[^\\W{_CJK_CHARS}]+")
-
-
 def comparable_words(text: str) -> list[str]:
-    """Words to compare, ignoring case, punctuation and markers (each CJK character a word)."""
-    return _WORD_RE.findall(texts.spoken_only(text).casefold())
+    """Words to compare, ignoring case, punctuation and markers (each CJK character a word), as QC
+    compares cues with a chunk (:func:`pipeline.text.comparable_tokens`)."""
+    return [word for word, _, _ in texts.comparable_tokens(text)]
+
+
+def _find(words: list[str], wanted: list[str]) -> int | None:
+    """Where the run ``wanted`` first starts in ``words``; None when it is not there (or is empty)."""
+    if not wanted:
+        return None
+    return next((i for i in range(len(words) - len(wanted) + 1) if words[i:i + len(wanted)] == wanted), None)
 
 
 def sample_start(text: str, at: str) -> int | None:
     """How many words of ``text`` come before the words ``at`` (compared as words, ignoring case,
     punctuation and markers); None when they are not in it."""
-    words, wanted = comparable_words(text), comparable_words(at)
-    if not wanted:
-        return None
-    for i in range(len(words) - len(wanted) + 1):
-        if words[i:i + len(wanted)] == wanted:
-            return i
-    return None
+    return _find(comparable_words(text), comparable_words(at))
 
 
 HEADING_EXTRA_WORDS = 4  # "Chapter 12: The Storm" still counts as the heading "The Storm"
@@ -847,9 +845,7 @@ def begins_with_title(text: str, title: str) -> bool:
     heading ("Chapter 1: Arrival" for "Arrival"); a first sentence that merely starts with the same
     words ("The log book lived..." for "The Log") is not."""
     first, wanted = comparable_words(texts.spoken_only(text).strip().split("\n\n", 1)[0]), comparable_words(title)
-    if not wanted or len(first) > len(wanted) + HEADING_EXTRA_WORDS:
-        return False
-    return any(first[i:i + len(wanted)] == wanted for i in range(len(first) - len(wanted) + 1))
+    return len(first) <= len(wanted) + HEADING_EXTRA_WORDS and _find(first, wanted) is not None
 
 
 def _with_spoken_title(title: str, text: str, pause_s: float) -> tuple[str, str | None]:

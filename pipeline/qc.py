@@ -42,7 +42,6 @@ import difflib
 import math
 import re
 import statistics
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,7 +54,7 @@ from pipeline.chunking import estimate_seconds
 from pipeline.lexicon.entries import Spoken
 from pipeline.models import ChapterPlan, Chunk, QcSettings
 from pipeline.subtitles import SentenceTiming
-from pipeline.text import MARKER_RE, marker_seconds
+from pipeline.text import MARKER_RE, comparable_tokens, marker_seconds
 
 MEASURES_VERSION = 1
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -82,12 +81,6 @@ RATE_MIN_CHARS = 40
 RATE_MIN_SPEECH_S = 3.0
 
 _PARAGRAPH_RE = re.compile(r"\n[ \t]*\n")
-_WORD_RE = re.compile(r"\w+", re.UNICODE)
-
-
-def _is_cjk(ch: str) -> bool:
-    return ("\u3040" <= ch <= "\u30ff" or "\u3400" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af"
-            or "\uf900" <= ch <= "\ufaff")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -219,41 +212,17 @@ def measure_file(path: Path, *, label: str | None = None) -> AudioMeasures:
     return meter.result()
 
 
-def _tokens(text: str) -> list[tuple[str, int, int]]:
-    """The comparable words of ``text`` (pause markers left out): (word, start, end), the word NFKC
-    normalised and casefolded, the offsets ``text``'s own; a CJK character is a word."""
-    def norm(word: str) -> str:
-        return unicodedata.normalize("NFKC", word).casefold()
-
-    out: list[tuple[str, int, int]] = []
-    blanked = MARKER_RE.sub(lambda m: " " * len(m.group(0)), text)
-    for match in _WORD_RE.finditer(blanked):
-        word, start = match.group(0), match.start()
-        run_start: int | None = None
-        for offset, ch in enumerate(word):
-            if _is_cjk(ch):
-                if run_start is not None:
-                    out.append((norm(text[run_start:start + offset]), run_start, start + offset))
-                    run_start = None
-                out.append((norm(ch), start + offset, start + offset + 1))
-            elif run_start is None:
-                run_start = start + offset
-        if run_start is not None:
-            out.append((norm(text[run_start:match.end()]), run_start, match.end()))
-    return out
-
-
 def measure_cues(chunk_text: str, timings: Sequence[SentenceTiming], spoken: Spoken | None = None) -> CueMeasures:
     """Which of the words sent (``chunk_text``) the cues' text covers, in order, and where the cues end;
     a run of missing words is quoted as the book has it (``spoken``: the lexicon's respellings)."""
-    wanted = _tokens(chunk_text)
+    wanted = comparable_tokens(chunk_text)
     said: list[str] = []
     said_at: list[float] = []  # end time of the cue each said word is in
     for timing in timings:
         text = timing.text
         if not text.strip() and timing.text_begin is not None and timing.text_end is not None:
             text = chunk_text[timing.text_begin:timing.text_end]
-        for word, _, _ in _tokens(text):
+        for word, _, _ in comparable_tokens(text):
             said.append(word)
             said_at.append(timing.end_ms / 1000.0)
     cues_end = max((t.end_ms for t in timings), default=0.0) / 1000.0

@@ -185,6 +185,40 @@ def _is_cjk(ch: str) -> bool:
             or 0x20000 <= code <= 0x3FFFF or 0x3000 <= code <= 0x303F)
 
 
+_WORD_RUN_RE = re.compile(r"\w+", re.UNICODE)
+
+
+def is_word_char_cjk(ch: str) -> bool:
+    """A character that is a word of its own when texts are compared (kana, Han, Hangul syllables):
+    QC's cues against a chunk, a sample's starting words, a chapter's title against its heading."""
+    return ("\u3040" <= ch <= "\u30ff" or "\u3400" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af"
+            or "\uf900" <= ch <= "\ufaff")
+
+
+def comparable_tokens(text: str) -> list[tuple[str, int, int]]:
+    """The comparable words of ``text`` (pause markers left out): (word, start, end), the word NFKC
+    normalised and casefolded, the offsets ``text``'s own; a CJK character is a word."""
+    def norm(word: str) -> str:
+        return unicodedata.normalize("NFKC", word).casefold()
+
+    out: list[tuple[str, int, int]] = []
+    blanked = MARKER_RE.sub(lambda m: " " * len(m.group(0)), text)
+    for match in _WORD_RUN_RE.finditer(blanked):
+        word, start = match.group(0), match.start()
+        run_start: int | None = None
+        for offset, ch in enumerate(word):
+            if is_word_char_cjk(ch):
+                if run_start is not None:
+                    out.append((norm(text[run_start:start + offset]), run_start, start + offset))
+                    run_start = None
+                out.append((norm(ch), start + offset, start + offset + 1))
+            elif run_start is None:
+                run_start = start + offset
+        if run_start is not None:
+            out.append((norm(text[run_start:match.end()]), run_start, match.end()))
+    return out
+
+
 def _join_lines(lines: list[str]) -> str:
     """Join a paragraph's hard-wrapped lines: a space between words, nothing between CJK characters."""
     out = ""
